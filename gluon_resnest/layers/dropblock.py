@@ -1,0 +1,123 @@
+"""DropBlock (Ghiasi et al., 2018) that decides train/inference when it runs, not when it is traced.
+
+GluonCV's DropBlock asks ``autograd.is_training()`` inside ``hybrid_forward``. That question is answered
+once, when the graph is traced: a network first hybridized under ``autograd.record()`` keeps dropping at
+inference, and its mask is sized from a fixed ``input_size``. Here the random seeds come from MXNet's
+``Dropout`` operator applied to a tensor of ones. ``Dropout`` consults the executor's ``is_train`` flag on
+every call, so the same traced graph drops blocks while training and is the exact identity at inference,
+whatever order hybridize and record happened in. The mask is built from the input itself, so any input
+size works.
+
+Seeds are drawn at every position with probability ``drop_prob / block_size**2`` and grown into blocks by a
+stride-1 max-pool with "same" padding, so about ``drop_prob`` of the units are dropped; the kept ones are
+rescaled per sample so that the expected activation is unchanged.
+
+The class derives from ``gluoncv.nn.dropblock.DropBlock`` so that GluonCV's ``set_drop_prob`` and
+``DropBlockScheduler`` (which test ``isinstance``), as used by its segmentation and detection code, drive
+it too. ``drop_prob`` is read when the graph is traced: re-hybridize after changing it (GluonCV's scheduler
+and ours do). With ``drop_prob == 0`` the block adds nothing to the graph.
+"""
+from functools import partial
+
+from gluoncv.nn.dropblock import DropBlock as _GluonCVDropBlock
+from mxnet.gluon.block import HybridBlock
+
+__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler']
+
+
+class DropBlock(_GluonCVDropBlock):
+    """DropBlock regularisation for 4-D (N, C, H, W) feature maps.
+
+    Parameters
+    ----------
+    drop_prob : float
+        Fraction of units to drop while training, in [0, 1).
+    block_size : int, default 3
+        Side of the square blocks; odd.
+    """
+
+    def __init__(self, drop_prob=0.0, block_size=3, **kwargs):
+        # Skip GluonCV's __init__ (it needs a fixed input size); keep its class for isinstance checks.
+        HybridBlock.__init__(self, **kwargs)  # pylint: disable=non-parent-init-called
+        if block_size < 1 or block_size % 2 == 0:
+            raise ValueError('DropBlock block_size must be a positive odd number, got %r' % (block_size,))
+        _check_prob(drop_prob)
+        self.drop_prob = drop_prob
+        self.block_size = block_size
+
+    def hybrid_forward(self, F, x):
+        if self.drop_prob <= 0:
+            return x
+        _check_prob(self.drop_prob)
+        gamma = min(self.drop_prob / (self.block_size ** 2), 0.999)
+        # Dropout of ones: 0 at a seed with probability gamma while training; all ones at inference.
+        keep_seeds = F.Dropout(F.ones_like(x), p=gamma, mode='training')
+        seeds = keep_seeds == 0
+        half = self.block_size // 2
+        blocks = F.Pooling(seeds, kernel=(self.block_size, self.block_size), stride=(1, 1),
+                           pad=(half, half), pool_type='max')
+        mask = 1 - blocks
+        flat = F.reshape(mask, (0, -1))
+        scale = F.reshape(F.sum(F.ones_like(flat), axis=1) / F.maximum(F.sum(flat, axis=1), 1.0),
+                          (-1, 1, 1, 1))
+        return F.broadcast_mul(x * mask, scale)
+
+    def cast(self, dtype):
+        HybridBlock.cast(self, dtype)
+
+    def __repr__(self):
+        return '%s(drop_prob=%g, block_size=%d)' % (self.__class__.__name__, self.drop_prob,
+                                                     self.block_size)
+
+
+def _check_prob(drop_prob):
+    if not 0 <= drop_prob < 1:
+        raise ValueError('DropBlock drop_prob must be in [0, 1), got %r' % (drop_prob,))
+
+
+def set_drop_prob(drop_prob, block):
+    """Set ``drop_prob`` on ``block`` if it is a DropBlock (ours or GluonCV's); use with ``net.apply``."""
+    if isinstance(block, _GluonCVDropBlock):
+        block.drop_prob = drop_prob
+
+
+class DropBlockScheduler(object):
+    """Ramp every DropBlock's probability linearly from ``start_prob`` to ``end_prob`` over training.
+
+    Call it once per epoch with the 0-based epoch index: after epoch ``e`` of ``num_epochs`` the
+    probability is ``start + (end - start) * (e + 1) / num_epochs`` (the paper's linear ramp, as GluonCV's
+    scheduler computes it). Cached graphs are dropped (hybridize flags kept) so the new probability takes
+    effect at the next call.
+
+    Parameters
+    ----------
+    net : Block
+    start_prob, end_prob : float
+    num_epochs : int
+    """
+
+    def __init__(self, net, start_prob, end_prob, num_epochs):
+        if num_epochs < 1:
+            raise ValueError('num_epochs must be >= 1, got %r' % (num_epochs,))
+        _check_prob(start_prob)
+        _check_prob(end_prob)
+        self.net = net
+        self.start_prob = start_prob
+        self.end_prob = end_prob
+        self.num_epochs = num_epochs
+
+    def prob(self, epoch):
+        """The drop probability used during 0-based ``epoch``."""
+        ratio = min(max((epoch + 1) / float(self.num_epochs), 0.0), 1.0)
+        return self.start_prob + (self.end_prob - self.start_prob) * ratio
+
+    def __call__(self, epoch):
+        prob = self.prob(epoch)
+        self.net.apply(partial(set_drop_prob, prob))
+        self.net.apply(_clear_cached_graph)
+        return prob
+
+
+def _clear_cached_graph(block):
+    if isinstance(block, HybridBlock):
+        block._clear_cached_op()  # pylint: disable=protected-access

@@ -1,0 +1,33 @@
+"""gluon_resnest: ResNeSt (Split-Attention Networks) for MXNet Gluon, in the GluonCV style."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r"__version__ = '([^']+)'", (HERE / 'gluon_resnest' / '__init__.py').read_text()).group(1)
+
+setup(
+    name='gluon_resnest',
+    version=VERSION,
+    description='ResNeSt split-attention networks for MXNet Gluon and GluonCV',
+    long_description=(HERE / 'README.md').read_text() if (HERE / 'README.md').exists() else '',
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['gluon_resnest', 'gluon_resnest.*']),
+    python_requires='>=3.8',
+    install_requires=[
+        # mxnet 1.9.1 is the last MXNet release; it uses numpy aliases removed in numpy 1.24.
+        'mxnet==1.9.1',
+        'numpy<1.24',
+        # The last GluonCV release (it reports itself as 0.11.0).
+        'gluoncv==0.10.5.post0',
+    ],
+    extras_require={
+        'test': ['pytest'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'License :: OSI Approved :: Apache Software License',
+        'Topic :: Scientific/Engineering :: Image Recognition',
+    ],
+)
