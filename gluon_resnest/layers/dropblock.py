@@ -17,12 +17,14 @@ The class derives from ``gluoncv.nn.dropblock.DropBlock`` so that GluonCV's ``se
 it too. ``drop_prob`` is read when the graph is traced: re-hybridize after changing it (GluonCV's scheduler
 and ours do). With ``drop_prob == 0`` the block adds nothing to the graph.
 """
+from contextlib import contextmanager
 from functools import partial
 
 from gluoncv.nn.dropblock import DropBlock as _GluonCVDropBlock
+from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler']
+__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops']
 
 
 class DropBlock(_GluonCVDropBlock):
@@ -121,3 +123,37 @@ class DropBlockScheduler(object):
 def _clear_cached_graph(block):
     if isinstance(block, HybridBlock):
         block._clear_cached_op()  # pylint: disable=protected-access
+
+
+@contextmanager
+def without_random_ops(net):
+    """Within this context ``net`` traces to a graph with no DropBlock or Dropout ops at all.
+
+    Both are already the identity at inference; this removes them from the graph itself, which is what
+    an exported deployment graph should be. Rates are restored (and cached graphs dropped again) on exit.
+
+    Examples
+    --------
+    >>> with without_random_ops(net):
+    ...     net.hybridize()
+    ...     net(x)
+    ...     net.export('resnest50')
+    """
+    saved = []
+
+    def _zero(block):
+        if isinstance(block, _GluonCVDropBlock):
+            saved.append((block, 'drop_prob', block.drop_prob))
+            block.drop_prob = 0.0
+        elif isinstance(block, nn.Dropout):
+            saved.append((block, '_rate', block._rate))  # pylint: disable=protected-access
+            block._rate = 0.0  # pylint: disable=protected-access
+
+    net.apply(_zero)
+    net.apply(_clear_cached_graph)
+    try:
+        yield net
+    finally:
+        for block, attr, value in saved:
+            setattr(block, attr, value)
+        net.apply(_clear_cached_graph)
