@@ -23,7 +23,11 @@ setup(
         'gluoncv==0.10.5.post0',
     ],
     extras_require={
-        'test': ['pytest'],
+        # scikit-learn ships the digits images the offline demo dataset is made from.
+        'demo': ['scikit-learn'],
+        # onnx 1.14 is the last release with the onnx.mapping module mxnet's exporter uses.
+        'onnx': ['onnx==1.14.1'],
+        'test': ['pytest', 'scikit-learn', 'onnx==1.14.1'],
     },
     classifiers=[
         'Programming Language :: Python :: 3',
