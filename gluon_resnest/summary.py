@@ -1,0 +1,89 @@
+"""One screen on every published network: parameters, GFLOPs at its eval crop, published top-1.
+
+Parameters and multiply-accumulates are computed from the networks themselves (traced to a symbol and
+shape-inferred; nothing is initialised), so the table cannot drift from the code.
+
+Usage::
+
+    python -m gluon_resnest.summary
+"""
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
+
+import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
+
+from .model_zoo import get_model, list_models  # noqa: E402
+from .pretrained import PUBLISHED  # noqa: E402
+
+__all__ = ['count_params', 'count_macs', 'summarize', 'main']
+
+
+def count_params(net):
+    """Trainable-model size as papers report it: weights, biases and norm gamma/beta (no running stats)."""
+    total = 0
+    for name, param in net.collect_params().items():
+        if name.endswith(('running_mean', 'running_var')):
+            continue
+        total += _prod(param.shape)
+    return total
+
+
+def count_macs(net, size):
+    """Multiply-accumulates of convolutions and dense layers for one ``size`` x ``size`` image."""
+    sym = net(mx.sym.var('data'))
+    internals = sym.get_internals()
+    arg_shapes, out_shapes, _ = internals.infer_shape(data=(1, 3, size, size))
+    shapes = dict(zip(internals.list_outputs(), out_shapes))
+    shapes.update(zip(internals.list_arguments(), arg_shapes))
+    nodes = json.loads(sym.tojson())['nodes']
+    total = 0
+    for node in nodes:
+        if node['op'] not in ('Convolution', 'FullyConnected'):
+            continue
+        weight = shapes[nodes[node['inputs'][1][0]]['name']]
+        total += _prod(shapes[node['name'] + '_output']) * _prod(weight[1:])
+    return total
+
+
+def _prod(dims):
+    result = 1
+    for dim in dims:
+        result *= dim
+    return result
+
+
+def summarize(names=None):
+    """Rows of (name, params in M, GFLOPs at the eval crop, eval crop, published top-1)."""
+    rows = []
+    for name in names or list_models():
+        net = get_model(name)
+        crop = PUBLISHED[name].crop
+        rows.append((name, count_params(net) / 1e6, count_macs(net, crop) / 1e9, crop,
+                     PUBLISHED[name].top1))
+    return rows
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('models', nargs='*', help='model names (default: all of list_models())')
+    return parser.parse_args(argv)
+
+
+def main(args):
+    unknown = [m for m in args.models if m not in list_models()]
+    if unknown:
+        sys.exit('error: unknown model %s; valid names: %s' % (', '.join(unknown),
+                                                                ', '.join(list_models())))
+    header = '%-24s %9s %8s %6s %7s' % ('model', 'params(M)', 'GFLOPs', 'crop', 'top-1')
+    print(header)
+    print('-' * len(header))
+    for name, params, gflops, crop, top1 in summarize(args.models):
+        print('%-24s %9.2f %8.2f %6d %7.2f' % (name, params, gflops, crop, top1))
+
+
+if __name__ == '__main__':
+    main(parse_args())

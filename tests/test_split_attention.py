@@ -1,0 +1,109 @@
+"""Split attention against a naive per-cardinal-group, per-radix reference."""
+import itertools
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_resnest.layers import RadixSoftmax, SplitAttentionConv
+
+CASES = list(itertools.product([1, 2, 4], [1, 2, 4], [1, 2], [1, 2]))
+
+
+def _randomize_bn(block):
+    for name, param in block.collect_params().items():
+        if name.endswith(('running_var', 'gamma')):
+            param.set_data(mx.nd.random.uniform(0.5, 1.5, param.shape))
+        elif name.endswith(('running_mean', 'beta', 'bias')):
+            param.set_data(mx.nd.random.normal(0, 0.2, param.shape))
+
+
+def _params(block):
+    return {name: p.data().asnumpy() for name, p in block._collect_params_with_prefix().items()}
+
+
+def _bn(x, p, prefix, eps=1e-5):
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale = p[prefix + '.gamma'] / np.sqrt(p[prefix + '.running_var'] + eps)
+    return (x - p[prefix + '.running_mean'].reshape(shape)) * scale.reshape(shape) \
+        + p[prefix + '.beta'].reshape(shape)
+
+
+def naive_split_attention(x, p, channels, radix, card, strides, dilation):
+    """Loop over every conv group, cardinal group and split, as the paper's figure draws it."""
+    groups = radix * card
+    weight = p['conv.weight']
+    in_per_group = x.shape[1] // groups
+    out_per_group = channels // card
+    conv = []
+    for g in range(groups):
+        xg = mx.nd.array(x[:, g * in_per_group:(g + 1) * in_per_group])
+        wg = mx.nd.array(weight[g * out_per_group:(g + 1) * out_per_group])
+        conv.append(mx.nd.Convolution(xg, wg, kernel=(3, 3), stride=(strides, strides),
+                                      dilate=(dilation, dilation), pad=(dilation, dilation),
+                                      num_filter=out_per_group, no_bias=True).asnumpy())
+    y = np.maximum(_bn(np.concatenate(conv, axis=1), p, 'bn'), 0)
+    # radix-major layout: split r holds channels [r * channels, (r + 1) * channels)
+    splits = [y[:, r * channels:(r + 1) * channels] for r in range(radix)]
+    gap = sum(s.mean(axis=(2, 3)) for s in splits)  # (N, channels)
+    inter = p['fc1.weight'].shape[0]
+    out = np.zeros_like(splits[0])
+    for k in range(card):
+        cols = slice(k * out_per_group, (k + 1) * out_per_group)
+        rows1 = slice(k * inter // card, (k + 1) * inter // card)
+        h = gap[:, cols] @ p['fc1.weight'][rows1, :, 0, 0].T + p['fc1.bias'][rows1]
+        h = np.maximum(_bn(h, {key: v[rows1] if key.startswith('bn1') else v
+                               for key, v in p.items()}, 'bn1'), 0)
+        rows2 = slice(k * radix * out_per_group, (k + 1) * radix * out_per_group)
+        logits = h @ p['fc2.weight'][rows2, :, 0, 0].T + p['fc2.bias'][rows2]
+        logits = logits.reshape(x.shape[0], radix, out_per_group)  # group k: (radix, width)
+        if radix == 1:
+            att = 1 / (1 + np.exp(-logits))
+        else:
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            att = e / e.sum(axis=1, keepdims=True)
+        for r in range(radix):
+            out[:, cols] += att[:, r, :, None, None] * splits[r][:, cols]
+    return out
+
+
+@pytest.mark.parametrize('radix,card,strides,dilation', CASES)
+def test_split_attention_matches_naive_reference(radix, card, strides, dilation):
+    channels, in_channels = 8 * card, 4 * radix * card
+    block = SplitAttentionConv(channels, strides=strides, dilation=dilation, groups=card,
+                               radix=radix, in_channels=in_channels)
+    block.initialize(mx.init.Xavier())
+    _randomize_bn(block)
+    x = np.random.uniform(-1, 1, (2, in_channels, 9, 9)).astype('float32')
+    expected = naive_split_attention(x, _params(block), channels, radix, card, strides, dilation)
+    out = block(mx.nd.array(x)).asnumpy()
+    assert out.shape == (2, channels, (9 - 1) // strides + 1, (9 - 1) // strides + 1)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    block.hybridize()
+    np.testing.assert_allclose(block(mx.nd.array(x)).asnumpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('radix,card', [(2, 1), (4, 2), (2, 4)])
+def test_radix_softmax_sums_to_one_over_radix(radix, card):
+    width = 3
+    logits = mx.nd.random.normal(shape=(2, radix * card * width, 1, 1))
+    att = RadixSoftmax(radix, card)(logits).asnumpy().reshape(2, radix, card * width)
+    np.testing.assert_allclose(att.sum(axis=1), 1.0, rtol=1e-6)
+    # cardinal group 0, split 1, channel 0 reads logit index 0 * radix * width + 1 * width + 0
+    expected = np.exp(logits.asnumpy()[0, [r * width for r in range(radix)], 0, 0])
+    assert att[0, 1, 0] == pytest.approx(expected[1] / expected.sum(), rel=1e-6)
+
+
+def test_radix_one_is_sigmoid():
+    logits = mx.nd.array([[[[0.0]], [[2.0]]]])
+    att = RadixSoftmax(1, 1)(logits).asnumpy().ravel()
+    np.testing.assert_allclose(att, [0.5, 1 / (1 + np.exp(-2.0))], rtol=1e-6)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(channels=10, groups=4), 'divisible'),
+    (dict(channels=8, radix=0), 'radix'),
+])
+def test_bad_split_attention_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SplitAttentionConv(in_channels=8, **kwargs)
