@@ -1,0 +1,117 @@
+"""The ResNeSt evaluation protocol: per-model crop, resize rule and ImageNet normalisation.
+
+The official ``verify.py`` evaluates with two rules, chosen by the crop size:
+
+* crop < 320: resize the short side to ``ceil(crop / crop_ratio)`` (crop_ratio 0.875: 224 -> 256) with
+  bilinear interpolation, then take the centre ``crop x crop`` (offsets floor((size - crop) / 2), as Gluon's
+  ``transforms.CenterCrop`` and GluonCV's ``verify_pretrained.py`` do);
+* crop >= 320: centre-crop a square of side ``short * crop / (crop + 32)`` (offsets and corners rounded as
+  the official ``ECenterCrop`` does through PIL), then resize it to ``crop x crop`` bicubically.
+
+Then the image goes to CHW float32 in [0, 1] and is normalised with the ImageNet mean and std, exactly as in
+training. :class:`EvalTransform` is the one implementation: the trainer's validation and eval.py both use it.
+"""
+import math
+
+import mxnet as mx
+from mxnet.gluon.data.vision import transforms
+
+from ..pretrained import PUBLISHED
+
+__all__ = ['MEAN', 'STD', 'DEFAULT_CROP', 'DEFAULT_CROP_RATIO', 'BICUBIC_FROM', 'eval_crop',
+           'EvalTransform', 'crop_box', 'normalize']
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+DEFAULT_CROP = 224
+DEFAULT_CROP_RATIO = 0.875
+BICUBIC_FROM = 320  # crops of this size and above use the crop-then-bicubic rule
+
+_BILINEAR, _BICUBIC = 1, 2  # OpenCV interpolation codes used by mx.image
+
+
+def eval_crop(name):
+    """Published evaluation crop of model ``name`` (224/224/224/256/320/416 for 14..269, 224 otherwise)."""
+    entry = PUBLISHED.get(str(name).lower())
+    return entry.crop if entry else DEFAULT_CROP
+
+
+def crop_box(height, width, crop, crop_ratio=None):
+    """Where the protocol crops an image of ``height x width``.
+
+    ``crop_ratio`` None means the published rule: 0.875 below 320, ``crop / (crop + 32)`` from 320 on.
+
+    Returns
+    -------
+    (resize, (x0, y0, w, h), interp)
+        ``resize`` is the short side the image is first resized to (None for the >= 320 rule, which crops
+        the original); the box is in the (resized) image; ``interp`` is the OpenCV interpolation code of the
+        resize before (bilinear) or after (bicubic) the crop.
+    """
+    if crop < BICUBIC_FROM:
+        resize = int(math.ceil(crop / (crop_ratio or DEFAULT_CROP_RATIO)))
+        if height > width:
+            height, width = resize * height // width, resize
+        else:
+            height, width = resize, resize * width // height
+        return resize, ((width - crop) // 2, (height - crop) // 2, crop, crop), _BILINEAR
+    fraction = float(crop) / (crop + 32) if crop_ratio is None else crop_ratio
+    side = fraction * min(height, width)
+    # PIL rounds each corner of a float box with Python's round(); the official ECenterCrop relies on it.
+    top = int(round((height - side) / 2.0))
+    left = int(round((width - side) / 2.0))
+    bottom, right = int(round(top + side)), int(round(left + side))
+    return None, (left, top, right - left, bottom - top), _BICUBIC
+
+
+def normalize(img):
+    """HWC uint8 (or float 0..255) image -> CHW float32 normalised with :data:`MEAN`/:data:`STD`."""
+    img = mx.nd.image.to_tensor(img)
+    return mx.nd.image.normalize(img, mean=MEAN, std=STD)
+
+
+class EvalTransform(object):
+    """The evaluation transform: HWC uint8 RGB image -> normalised CHW float32 ``crop x crop``.
+
+    Parameters
+    ----------
+    crop : int, default 224
+        Output side. Use :func:`eval_crop` for a model's published protocol.
+    crop_ratio : float, optional
+        None (default) is the published rule. For crop < 320 the short side is first resized to
+        ``ceil(crop / crop_ratio)`` (default 0.875); for crop >= 320 the square cropped from the original has
+        side ``short * crop_ratio`` (default ``crop / (crop + 32)``).
+    normalize : bool, default True
+        False returns the cropped HWC uint8 image (for graphs that normalise themselves).
+
+    Examples
+    --------
+    >>> transform = EvalTransform(eval_crop('resnest200'))     # 320: crop, then bicubic
+    >>> loader = make_loader(ImageFolder('val'), 32, transform)
+    """
+
+    def __init__(self, crop=DEFAULT_CROP, crop_ratio=None, normalize=True):
+        crop = int(crop)
+        if crop < 1:
+            raise ValueError('crop size must be positive, got %d' % crop)
+        if crop_ratio is not None and not 0 < crop_ratio <= 1:
+            raise ValueError('crop ratio must be in (0, 1], got %s' % crop_ratio)
+        self.crop = crop
+        self.crop_ratio = crop_ratio
+        self.normalize = normalize
+
+    def __call__(self, img):
+        height, width = img.shape[:2]
+        resize, (x0, y0, w, h), interp = crop_box(height, width, self.crop, self.crop_ratio)
+        if resize is not None:
+            img = mx.image.resize_short(img, resize, interp=interp)
+            img = mx.image.fixed_crop(img, x0, y0, w, h)
+        else:
+            img = mx.image.fixed_crop(img, x0, y0, w, h, size=(self.crop, self.crop), interp=interp)
+        return normalize(img) if self.normalize else img
+
+    def __repr__(self):
+        return 'EvalTransform(crop=%d, crop_ratio=%s, rule=%s)' % (
+            self.crop, self.crop_ratio,
+            'resize-short+centre-crop (bilinear)' if self.crop < BICUBIC_FROM
+            else 'centre-crop+resize (bicubic)')
