@@ -1,0 +1,121 @@
+"""DropBlock decides train/inference at run time, at any input size, and never leaks into exports."""
+from functools import partial
+
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.nn.dropblock import DropBlockScheduler as GluonCVDropBlockScheduler
+from gluoncv.nn.dropblock import set_drop_prob as gluoncv_set_drop_prob
+
+import gluon_resnest
+from gluon_resnest.layers import DropBlock, DropBlockScheduler, set_drop_prob, without_random_ops
+
+
+def _block(prob=0.2, hybrid=False):
+    block = DropBlock(prob, 3)
+    block.initialize()
+    if hybrid:
+        block.hybridize()
+    return block
+
+
+@pytest.mark.parametrize('hybrid', [False, True])
+@pytest.mark.parametrize('shape', [(2, 4, 5, 7), (2, 8, 13, 13), (1, 16, 64, 64)])
+def test_random_while_training_at_any_size(hybrid, shape):
+    block = _block(hybrid=hybrid)
+    x = mx.nd.ones(shape)
+    with mx.autograd.record():
+        first = block(x).asnumpy()
+        second = block(x).asnumpy()
+    assert first.shape == shape
+    assert (first == 0).any() and not np.array_equal(first, second)
+    # kept units are rescaled so each sample keeps its expected sum
+    kept = first[0][first[0] > 0]
+    np.testing.assert_allclose(kept, first[0].size / kept.size, rtol=1e-5)
+
+
+def test_drop_fraction_and_block_shape():
+    block = _block(prob=0.1)
+    x = mx.nd.ones((16, 8, 48, 48))
+    with mx.autograd.record():
+        out = block(x).asnumpy()
+    dropped = (out == 0).mean()
+    assert 0.07 < dropped < 0.13
+    # dropped units come in blocks: an isolated dropped pixel (no dropped 4-neighbour) is impossible
+    zero = out == 0
+    padded = np.pad(zero, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    neighbours = padded[..., :-2, 1:-1] | padded[..., 2:, 1:-1] | padded[..., 1:-1, :-2] | padded[..., 1:-1, 2:]
+    assert not (zero & ~neighbours).any()
+
+
+@pytest.mark.parametrize('first_call_recorded', [True, False])
+def test_identity_at_inference_whatever_order_of_hybridize_and_record(first_call_recorded):
+    net = gluon_resnest.get_model('resnest14', dropblock_prob=0.5)
+    net.initialize()
+    net.hybridize()
+    x = mx.nd.random.uniform(shape=(2, 3, 64, 64))
+    if first_call_recorded:
+        with mx.autograd.record():
+            net(x)  # the graph is traced while training
+    inference = [net(x).asnumpy() for _ in range(2)]
+    np.testing.assert_array_equal(inference[0], inference[1])
+    net.hybridize(active=False)
+    np.testing.assert_allclose(net(x).asnumpy(), inference[0], rtol=1e-5, atol=1e-6)
+    with mx.autograd.record():
+        training = net(x).asnumpy()
+    assert not np.allclose(training, inference[0])
+
+
+def test_gluoncv_set_drop_prob_and_scheduler_drive_ours():
+    net = gluon_resnest.get_model('resnest14', dropblock_prob=0.1)
+    net.apply(partial(gluoncv_set_drop_prob, 0.0))
+    assert net.layer3[0].dropblock2.drop_prob == 0.0
+    GluonCVDropBlockScheduler(net, 0.0, 0.1, 10)(4)
+    assert net.layer4[0].dropblock3.drop_prob == pytest.approx(0.05)
+
+
+def test_scheduler_ramps_linearly_and_retraces():
+    net = gluon_resnest.get_model('resnest14', dropblock_prob=0.0)
+    net.initialize()
+    net.hybridize()
+    x = mx.nd.ones((1, 3, 64, 64))
+    net(x)
+    scheduler = DropBlockScheduler(net, 0.0, 0.1, num_epochs=4)
+    assert [scheduler.prob(e) for e in range(4)] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    scheduler(1)
+    assert net.layer3[0].dropblock1.drop_prob == pytest.approx(0.05)
+    assert not net._cached_graph  # the next call traces with the new probability
+    net(x)
+    assert 'Dropout' in net._cached_graph[1].tojson()
+
+
+def test_layers_one_and_two_have_no_dropblock():
+    net = gluon_resnest.get_model('resnest50')
+    assert not hasattr(net.layer1[0], 'dropblock1') and not hasattr(net.layer2[0], 'dropblock1')
+    set_drop_prob(0.3, net.layer3[0].dropblock1)
+    assert net.layer3[0].dropblock1.drop_prob == 0.3
+
+
+def test_without_random_ops_removes_them_from_the_graph_and_restores(tmp_path):
+    net = gluon_resnest.get_model('resnest200')
+    net.initialize()
+    net.hybridize()
+    x = mx.nd.random.uniform(shape=(1, 3, 64, 64))
+    with mx.autograd.record():
+        net(x)
+    with without_random_ops(net):
+        expected = net(x).asnumpy()
+        net.export(str(tmp_path / 'net'))
+    graph = (tmp_path / 'net-symbol.json').read_text()
+    assert 'Dropout' not in graph and 'random' not in graph
+    assert net.layer3[0].dropblock1.drop_prob == 0.1 and net.drop._rate == 0.2
+    imported = mx.gluon.SymbolBlock.imports(str(tmp_path / 'net-symbol.json'), ['data'],
+                                            str(tmp_path / 'net-0000.params'))
+    np.testing.assert_allclose(imported(x).asnumpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('kwargs,message', [({'drop_prob': 1.0}, 'drop_prob'),
+                                            ({'drop_prob': 0.1, 'block_size': 4}, 'odd')])
+def test_bad_dropblock_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DropBlock(**kwargs)
