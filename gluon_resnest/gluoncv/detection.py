@@ -1,0 +1,231 @@
+"""Faster-RCNN and Mask-RCNN with FPN on our ResNeSt, built from GluonCV's public pieces.
+
+GluonCV's ``faster_rcnn_fpn_syncbn_resnest*_coco`` import GluonCV's own ResNeSt inside the function, so
+there is nothing to swap: these factories rebuild the same networks from ``get_faster_rcnn`` /
+``get_mask_rcnn`` and ``FPNFeatureExpander`` around our backbone, and the registry installs them under
+GluonCV's names. The FPN taps come from tracing the backbone (:func:`fpn_tap_names`), never from a table.
+Parameter and symbol names equal GluonCV's, so its published detection checkpoints load.
+
+Two recipes, as GluonCV names them:
+
+- ``fpn_syncbn``: SyncBatchNorm in the backbone, the FPN and a 4-conv + 1-fc box head (GluonCV's
+  ``faster_rcnn_fpn_syncbn_resnest50_coco``: the paper's setting).
+- ``fpn`` (BatchNorm): frozen BatchNorm statistics in the backbone, no normalisation in the FPN, a
+  2-fc box head (GluonCV's ``faster_rcnn_fpn_resnet50_v1b_coco``).
+
+DropBlock is always off, as in GluonCV's detection networks.
+"""
+import mxnet as mx
+from mxnet.gluon import nn
+from mxnet.gluon.contrib.nn import SyncBatchNorm
+
+from ..model_zoo import VARIANTS, get_model
+from ..resnest import stage_output_names
+
+__all__ = ['faster_rcnn_fpn', 'custom_faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom_mask_rcnn_fpn',
+           'detection_backbone', 'fpn_tap_names', 'DETECTION_DATASETS']
+
+DETECTION_DATASETS = ('coco', 'voc')
+
+# Shared by both recipes: GluonCV's FPN Faster-RCNN settings for COCO.
+_COMMON = dict(max_size=1333, min_stage=2, max_stage=6, nms_thresh=0.5, nms_topk=-1, post_nms=-1,
+               roi_mode='align', roi_size=(7, 7), strides=(4, 8, 16, 32, 64), base_size=16,
+               scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2), alloc_size=(384, 384),
+               rpn_nms_thresh=0.7, rpn_train_pre_nms=12000, rpn_train_post_nms=2000,
+               rpn_test_pre_nms=6000, rpn_test_post_nms=1000, rpn_min_size=1, num_sample=512,
+               pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=100)
+_SYNCBN = dict(short=(640, 800), rpn_channel=256, clip=4.14)
+_FROZEN_BN = dict(short=800, rpn_channel=1024, clip=4.14)
+# Mask-RCNN adds a mask head; GluonCV's FPN Mask-RCNNs use these.
+_MASK = dict(mask_channels=256, rcnn_max_dets=1000, target_roi_scale=2, num_fcn_convs=4, clip=4.42)
+
+# Frozen BatchNorm trains only these (GluonCV's FPN ResNet recipe); SyncBN trains all but statistics.
+_FROZEN_TRAIN_PATTERNS = '|'.join(['.*dense', '.*rpn', '.*mask', '.*down(2|3|4)_conv',
+                                   '.*layers(2|3|4)_conv', 'P'])
+_SYNCBN_TRAIN_PATTERNS = '(?!.*moving)'
+
+
+def _check_backbone(backbone):
+    key = str(backbone).lower()
+    if key not in VARIANTS:
+        raise ValueError('unknown ResNeSt backbone %r; valid backbones: %s'
+                         % (backbone, ', '.join(VARIANTS)))
+    return key
+
+
+def _dataset_classes(dataset, classes):
+    if classes is not None:
+        if len(classes) < 1:
+            raise ValueError('classes must name at least one foreground class')
+        return list(classes)
+    from gluoncv import data as gdata  # pylint: disable=import-outside-toplevel
+    if dataset == 'coco':
+        return gdata.COCODetection.CLASSES
+    if dataset == 'voc':
+        return gdata.VOCDetection.CLASSES
+    raise ValueError('dataset %r has no built-in classes (known: %s); pass classes=[...]'
+                     % (dataset, ', '.join(DETECTION_DATASETS)))
+
+
+def detection_backbone(name, syncbn=True, pretrained_base=True, num_devices=0, root=None):
+    """Our ResNeSt set up for detection: output stride 32, DropBlock off.
+
+    With ``syncbn`` its BatchNorms are SyncBatchNorm and train; otherwise they are ordinary
+    BatchNorms using their running statistics (frozen), as GluonCV's non-sync FPN recipe does.
+    """
+    if syncbn:
+        norm = dict(norm_layer=SyncBatchNorm, use_global_stats=False,
+                    norm_kwargs={'num_devices': num_devices} if num_devices >= 1 else {})
+    else:
+        norm = dict(norm_layer=nn.BatchNorm, use_global_stats=True)
+    return get_model(_check_backbone(name), pretrained=pretrained_base, root=root, dilated=False,
+                     dropblock_prob=0.0, **norm)
+
+
+def fpn_tap_names(network):
+    """The four stage outputs FPNFeatureExpander taps, without the network prefix it adds itself.
+
+    E.g. ``['layers1_relu11_fwd', 'layers2_relu15_fwd', 'layers3_relu23_fwd', 'layers4_relu11_fwd']``
+    for resnest50 (computed by :func:`gluon_resnest.resnest.stage_output_names`).
+    """
+    prefix = network.prefix
+    names = stage_output_names(network)
+    if not all(name.startswith(prefix) for name in names):
+        raise ValueError('stage outputs %s do not start with the network prefix %r' % (names, prefix))
+    return [name[len(prefix):] for name in names]
+
+
+def _fpn(network, syncbn, num_devices, num_filters=256):
+    from gluoncv.nn.feature import FPNFeatureExpander  # pylint: disable=import-outside-toplevel
+    sym_norm = mx.sym.contrib.SyncBatchNorm if syncbn else None
+    sym_norm_kwargs = {'ndev': num_devices} if syncbn and num_devices >= 1 else {}
+    return FPNFeatureExpander(
+        network=network, outputs=fpn_tap_names(network), num_filters=[num_filters] * 4,
+        use_1x1=True, use_upsample=True, use_elewadd=True, use_p6=True, no_bias=syncbn,
+        norm_layer=sym_norm, norm_kwargs=sym_norm_kwargs)
+
+
+def _box_head(syncbn, num_devices):
+    head = nn.HybridSequential()
+    if syncbn:
+        norm_kwargs = {'num_devices': num_devices} if num_devices >= 1 else {}
+        for _ in range(4):
+            head.add(nn.Conv2D(256, 3, padding=1, use_bias=False), SyncBatchNorm(**norm_kwargs),
+                     nn.Activation('relu'))
+        head.add(nn.Dense(1024, weight_initializer=mx.init.Normal(0.01)), nn.Activation('relu'))
+    else:
+        for _ in range(2):
+            head.add(nn.Dense(1024, weight_initializer=mx.init.Normal(0.01)), nn.Activation('relu'))
+    return head
+
+
+def _build(getter, backbone, dataset, classes, syncbn, pretrained, pretrained_base, num_devices,
+           recipe, kwargs):
+    """Shared body of the Faster- and Mask-RCNN factories."""
+    key = _check_backbone(backbone)
+    classes = _dataset_classes(dataset, classes)
+    network = detection_backbone(key, syncbn, False if pretrained else pretrained_base, num_devices,
+                                 root=kwargs.get('root'))
+    args = dict(_COMMON, **(_SYNCBN if syncbn else _FROZEN_BN))
+    args.update(recipe)
+    args.update(kwargs)
+    name = '_'.join(['fpn'] + (['syncbn'] if syncbn else []) + [key])
+    return getter(name=name, dataset=dataset, pretrained=pretrained,
+                  features=_fpn(network, syncbn, num_devices), top_features=None, classes=classes,
+                  box_features=_box_head(syncbn, num_devices),
+                  train_patterns=_SYNCBN_TRAIN_PATTERNS if syncbn else _FROZEN_TRAIN_PATTERNS,
+                  **args)
+
+
+def faster_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=True,
+                    pretrained=False, pretrained_base=True, num_devices=0, **kwargs):
+    """Faster-RCNN with FPN on one of our ResNeSt backbones (GluonCV's network, our backbone).
+
+    Parameters
+    ----------
+    backbone : str, default 'resnest50'
+        One of :func:`gluon_resnest.list_models`.
+    dataset : str, default 'coco'
+        'coco' or 'voc' (their classes), or any name with ``classes`` given; it also names the
+        published checkpoint ``pretrained=True`` loads (``faster_rcnn_fpn_syncbn_{backbone}_{dataset}``).
+    classes : list of str, optional
+        Foreground class names; default: the dataset's.
+    syncbn : bool, default True
+        SyncBatchNorm recipe (True) or frozen-BatchNorm recipe (False); see the module notes.
+    pretrained : bool or str, default False
+        Load GluonCV's published detection weights (bool or GluonCV hash tag).
+    pretrained_base : bool or str, default True
+        Load the published ImageNet weights into the backbone (True) or a ``.params`` file (str);
+        ignored when ``pretrained``.
+    num_devices : int, default 0
+        Devices SyncBatchNorm synchronises over (0: all).
+    **kwargs
+        Any ``gluoncv.model_zoo.get_faster_rcnn`` / ``FasterRCNN`` argument (``ctx``, ``root``,
+        ``per_device_batch_size``, ``short``, ``rpn_test_post_nms``, ...); overrides the recipe.
+
+    Returns
+    -------
+    gluoncv.model_zoo.FasterRCNN
+    """
+    from gluoncv.model_zoo.rcnn.faster_rcnn import get_faster_rcnn  # pylint: disable=import-outside-toplevel
+    return _build(get_faster_rcnn, backbone, dataset, classes, syncbn, pretrained, pretrained_base,
+                  num_devices, {}, kwargs)
+
+
+def mask_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=True,
+                  pretrained=False, pretrained_base=True, num_devices=0, **kwargs):
+    """Mask-RCNN with FPN on one of our ResNeSt backbones (the paper's instance segmentation).
+
+    Same recipe as :func:`faster_rcnn_fpn` plus GluonCV's FPN mask head (4 convs, 256 channels, 14x14
+    mask targets), normalised with SyncBatchNorm in the SyncBN recipe. Arguments as
+    :func:`faster_rcnn_fpn`; ``**kwargs`` go to ``gluoncv.model_zoo.get_mask_rcnn``.
+
+    Returns
+    -------
+    gluoncv.model_zoo.MaskRCNN
+    """
+    from gluoncv.model_zoo.rcnn.mask_rcnn import get_mask_rcnn  # pylint: disable=import-outside-toplevel
+    recipe = dict(_MASK)
+    if syncbn:
+        recipe.update(norm_layer=SyncBatchNorm,
+                      norm_kwargs={'num_devices': num_devices} if num_devices >= 1 else {})
+    return _build(get_mask_rcnn, backbone, dataset, classes, syncbn, pretrained, pretrained_base,
+                  num_devices, recipe, kwargs)
+
+
+def _custom(factory, classes, backbone, transfer, syncbn, pretrained_base, num_devices, kwargs):
+    if classes is None or len(classes) < 1:
+        raise ValueError('a custom detector needs classes=[...] with at least one class name')
+    if transfer is None:
+        return factory(backbone, dataset='custom', classes=classes, syncbn=syncbn,
+                       pretrained_base=pretrained_base, num_devices=num_devices, **kwargs)
+    net = factory(backbone, dataset=str(transfer), syncbn=syncbn, pretrained=True,
+                  num_devices=num_devices, **kwargs)
+    net.reset_class(list(classes), reuse_weights=[c for c in classes if c in net.classes])
+    return net
+
+
+def custom_faster_rcnn_fpn(classes, backbone='resnest50', transfer=None, syncbn=True,
+                           pretrained_base=True, num_devices=0, **kwargs):
+    """Faster-RCNN FPN on our backbone for your own classes.
+
+    Parameters
+    ----------
+    classes : list of str
+        Foreground class names.
+    backbone : str, default 'resnest50'
+    transfer : str or None
+        None: heads initialised afresh. 'coco' or 'voc': start from that published detector and
+        keep the predictors of the classes it shares with ``classes``.
+    syncbn, pretrained_base, num_devices, **kwargs
+        As :func:`faster_rcnn_fpn`.
+    """
+    return _custom(faster_rcnn_fpn, classes, backbone, transfer, syncbn, pretrained_base,
+                   num_devices, kwargs)
+
+
+def custom_mask_rcnn_fpn(classes, backbone='resnest50', transfer=None, syncbn=True,
+                         pretrained_base=True, num_devices=0, **kwargs):
+    """Mask-RCNN FPN on our backbone for your own classes; arguments as :func:`custom_faster_rcnn_fpn`."""
+    return _custom(mask_rcnn_fpn, classes, backbone, transfer, syncbn, pretrained_base, num_devices,
+                   kwargs)

@@ -1,0 +1,114 @@
+"""Install our networks into GluonCV 0.10.5, and take them out again.
+
+GluonCV has no registration API. Its ``gluoncv.model_zoo.get_model`` looks names up in the module dict
+``gluoncv.model_zoo.model_zoo._models`` at call time, and its segmentation networks call the module
+function ``gluoncv.model_zoo.segbase.get_backbone`` when they are built. Registering sets entries of that
+dict and that one module attribute, remembering what was there; unregistering puts it all back. Code that
+imported ``get_model`` before registration still sees our entries.
+"""
+from functools import partial
+
+from gluoncv.model_zoo import model_zoo as _gluoncv_zoo
+from gluoncv.model_zoo import segbase as _segbase
+
+from ..model_zoo import VARIANTS, get_model
+from . import detection, segmentation
+
+__all__ = ['register', 'unregister', 'is_registered', 'registered_names', 'zoo_entries']
+
+# Published transfer results exist for these (REFERENCE.md section 2); GluonCV uses the same names.
+DEEPLAB_BACKBONES = ('resnest50', 'resnest101', 'resnest200', 'resnest269')
+FASTER_RCNN_BACKBONES = ('resnest50', 'resnest101', 'resnest269')
+MASK_RCNN_BACKBONES = ('resnest50', 'resnest101')
+
+_MISSING = object()
+# name -> what GluonCV had there (or _MISSING); empty while not registered.
+_saved_entries = {}
+_saved_get_backbone = []
+
+
+def _detection_entries():
+    entries = {}
+    for backbone in FASTER_RCNN_BACKBONES:
+        for syncbn, tag in ((True, 'fpn_syncbn'), (False, 'fpn')):
+            for dataset in detection.DETECTION_DATASETS:
+                entries['faster_rcnn_%s_%s_%s' % (tag, backbone, dataset)] = partial(
+                    detection.faster_rcnn_fpn, backbone, dataset, syncbn=syncbn)
+            entries['faster_rcnn_%s_%s_custom' % (tag, backbone)] = partial(
+                detection.custom_faster_rcnn_fpn, backbone=backbone, syncbn=syncbn)
+    for backbone in MASK_RCNN_BACKBONES:
+        entries['mask_rcnn_fpn_syncbn_%s_coco' % backbone] = partial(
+            detection.mask_rcnn_fpn, backbone, 'coco', syncbn=True)
+        entries['mask_rcnn_fpn_syncbn_%s_custom' % backbone] = partial(
+            detection.custom_mask_rcnn_fpn, backbone=backbone, syncbn=True)
+    return entries
+
+
+def zoo_entries():
+    """The GluonCV model-zoo names we install, each with the factory it maps to.
+
+    Our 13 classification networks, ``deeplab_resnest{50,101,200,269}_ade``,
+    ``faster_rcnn_fpn[_syncbn]_resnest{50,101,269}_{coco,voc,custom}`` and
+    ``mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``.
+    """
+    entries = {name: partial(get_model, name) for name in VARIANTS}
+    for backbone in DEEPLAB_BACKBONES:
+        entries['deeplab_%s_ade' % backbone] = partial(segmentation.deeplab_ade, backbone)
+    entries.update(_detection_entries())
+    return entries
+
+
+def is_registered():
+    """Whether our networks are installed in GluonCV right now."""
+    return bool(_saved_entries)
+
+
+def registered_names():
+    """Sorted model-zoo names we install (whether or not installed now)."""
+    return sorted(zoo_entries())
+
+
+def register():
+    """Install our networks into GluonCV's model zoo and segmentation backbones. Idempotent.
+
+    Afterwards ``gluoncv.model_zoo.get_model('resnest50', pretrained=True)`` returns our network with
+    the same published weights, the 7 fast models are available, GluonCV's segmentation networks
+    (DeepLabV3, FCN, PSPNet, ...) build on our backbones for all 13 names, and the detection names
+    listed by :func:`zoo_entries` build Faster-/Mask-RCNN on them. ``import gluon_resnest`` calls it.
+
+    Returns
+    -------
+    list of str
+        The names installed by this call (empty if already registered).
+    """
+    if is_registered():
+        return []
+    entries = zoo_entries()
+    for name, factory in entries.items():
+        _saved_entries[name] = _gluoncv_zoo._models.get(name, _MISSING)  # pylint: disable=protected-access
+        _gluoncv_zoo._models[name] = factory  # pylint: disable=protected-access
+    _saved_get_backbone.append(_segbase.get_backbone)
+    _segbase.get_backbone = segmentation.get_backbone
+    return sorted(entries)
+
+
+def unregister():
+    """Restore GluonCV's own model-zoo entries and segmentation backbones. Idempotent.
+
+    Returns
+    -------
+    list of str
+        The names restored or removed by this call (empty if not registered).
+    """
+    if not is_registered():
+        return []
+    models = _gluoncv_zoo._models  # pylint: disable=protected-access
+    for name, previous in _saved_entries.items():
+        if previous is _MISSING:
+            models.pop(name, None)
+        else:
+            models[name] = previous
+    _segbase.get_backbone = _saved_get_backbone.pop()
+    names = sorted(_saved_entries)
+    _saved_entries.clear()
+    return names
