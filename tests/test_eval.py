@@ -1,0 +1,335 @@
+"""Tests of eval.py and gluon_resnest.evaluation: accuracy, protocol, deployed/INT8 models, bad input.
+
+The checkpoint under test is a resnest14 whose classifier is fitted (least squares on its own features) to
+known target scores on a 12-image, 6-class folder: 8 images are ranked first (top-1 hits), 2 second
+(top-5 hits only) and 2 last (misses). So every path must report top-1 8/12 and top-5 10/12, and anything
+that scrambles images, labels, crops or normalisation changes those numbers.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet.gluon.data import ArrayDataset, DataLoader
+
+import gluon_resnest
+from gluon_resnest.data import EvalTransform, ImageFolder, pack_record
+from gluon_resnest.evaluation import benchmark, count_parameters, evaluate, probe_layout
+
+from test_data import make_image_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import eval as eval_script  # noqa: E402  pylint: disable=wrong-import-position
+
+CROP = 32
+CLASSES = 6
+SIZES = [(40, 52), (45, 37)]
+TOP1, TOP5 = 100.0 * 8 / 12, 100.0 * 10 / 12
+
+
+def _targets(labels):
+    """Target scores: the true class first (8 images), second (2), or last (2)."""
+    targets = np.zeros((len(labels), CLASSES), np.float32)
+    for i, label in enumerate(labels):
+        if i in (3, 9):       # top-5 only: another class scores higher
+            targets[i, label], targets[i, (label + 1) % CLASSES] = 1.0, 2.0
+        elif i in (5, 10):    # miss: the true class scores lowest
+            targets[i] = 1.0
+            targets[i, label] = -1.0
+        else:
+            targets[i, label] = 1.0
+    return targets
+
+
+def _fit_classifier(net, folder):
+    """Set ``net.fc`` so that its scores on ``folder`` (through the eval transform) are :func:`_targets`."""
+    transform = EvalTransform(CROP)
+    images = mx.nd.stack(*[transform(img) for img, _ in folder])
+    feats = net.flat(net.avgpool(net.features(mx.nd, images))).asnumpy().astype(np.float64)
+    feats = np.concatenate([feats, np.ones((len(feats), 1))], axis=1)
+    solution = np.linalg.lstsq(feats, _targets([label for _, label in folder.items]), rcond=None)[0]
+    net.fc.weight.set_data(mx.nd.array(solution[:-1].T))
+    net.fc.bias.set_data(mx.nd.array(solution[-1]))
+    return images
+
+
+@pytest.fixture(scope='module')
+def assets(tmp_path_factory):
+    """Folder, .rec/.idx, checkpoint, and fp32 / folded-preprocessing / INT8 exports of the same net."""
+    base = tmp_path_factory.mktemp('eval')
+    folder = make_image_folder(base / 'val', classes=CLASSES, sizes=SIZES)
+    dataset = ImageFolder(folder)
+    pack_record(dataset, str(base / 'val.rec'))
+    mx.random.seed(0)
+    net = gluon_resnest.get_model('resnest14', classes=CLASSES)
+    net.initialize(mx.init.Xavier())
+    images = _fit_classifier(net, dataset)
+    net.save_parameters(str(base / 'r14.params'))
+    net.hybridize()
+    net(images)
+    net.export(str(base / 'r14'))
+    from gluoncv.utils import export_block  # pylint: disable=import-outside-toplevel
+    export_block(str(base / 'r14nhwc'), net, data_shape=(CROP, CROP, 3), preprocess=True)
+    from mxnet.contrib.quantization import quantize_net  # pylint: disable=import-outside-toplevel
+    qnet = quantize_net(net, quantized_dtype='auto', calib_mode='naive', ctx=mx.cpu(),
+                        calib_data=mx.io.NDArrayIter(images, batch_size=len(images)),
+                        num_calib_examples=len(images))
+    qnet(images)
+    qnet.export(str(base / 'r14int8'))
+    return {'dir': str(base), 'folder': folder, 'rec': str(base / 'val.rec'),
+            'idx': str(base / 'val.idx'), 'params': str(base / 'r14.params'),
+            'prefix': str(base / 'r14'), 'nhwc': str(base / 'r14nhwc'),
+            'int8': str(base / 'r14int8')}
+
+
+def run_eval(*argv):
+    base = ['--crop-size', str(CROP), '--batch-size', '5', '-j', '0', '--no-progress']
+    return eval_script.main(eval_script.parse_args(list(argv) + base))
+
+
+# ---- evaluate(): top-1 / top-5 arithmetic on a fake model --------------------------------------------
+
+# Scores are the data itself (identity "model"); 7 classes; label rank per sample:
+# rank 1 for samples 0-3, rank 3 for 4-5, rank 6 for 6, rank 7 (last) for 7-9.
+_SCORES = np.tile(np.arange(7, 0, -1, dtype=np.float32), (10, 1))  # class 0 best ... class 6 worst
+_LABELS = np.array([0, 0, 0, 0, 2, 2, 5, 6, 6, 6], np.int32)
+
+
+@pytest.mark.parametrize('ctx, batch', [([mx.cpu()], 3), ([mx.cpu(0), mx.cpu(1)], 4), ([mx.cpu()], 10)])
+def test_evaluate_known_answers(ctx, batch):
+    loader = DataLoader(ArrayDataset(mx.nd.array(_SCORES), mx.nd.array(_LABELS)), batch_size=batch)
+    seen = []
+    result = evaluate(lambda x: x, loader, ctx=ctx, progress=seen.append)
+    assert result['top1'] == pytest.approx(0.4)
+    assert result['top5'] == pytest.approx(0.6)
+    assert result['num_images'] == 10 and sum(seen) == 10
+    assert result['images_per_sec'] > 0
+
+
+def test_evaluate_fewer_than_five_classes():
+    scores = np.array([[3, 2, 1], [3, 2, 1], [1, 2, 3]], np.float32)
+    loader = DataLoader(ArrayDataset(mx.nd.array(scores), mx.nd.array([1, 0, 0])), batch_size=2)
+    result = evaluate(lambda x: x, loader)
+    assert result['top1'] == pytest.approx(1 / 3.0) and result['top5'] == pytest.approx(1.0)
+
+
+def test_count_parameters_matches_published():
+    net = gluon_resnest.get_model('resnest14')
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    assert count_parameters(net) == 10611688  # 10.61M in the paper's table
+
+
+def test_benchmark_reports_median():
+    net = gluon_resnest.get_model('resnest14', classes=4)
+    net.initialize()
+    result = benchmark(net, batch_size=2, crop=32, warmup=1, iters=3)
+    assert result['images_per_sec'] > 0 and result['iters'] == 3 and result['batch_size'] == 2
+
+
+# ---- eval.py end to end ---------------------------------------------------------------------------
+
+def test_folder_accuracy(assets):
+    result = run_eval('--model', 'resnest14', '--params-file', assets['params'],
+                      '--data-dir', assets['dir'])
+    assert result['top1'] == pytest.approx(TOP1) and result['top5'] == pytest.approx(TOP5)
+    assert result['top1_err'] == pytest.approx(100 - TOP1)
+    assert result['num_images'] == 12 and result['params'] == count_parameters(
+        gluon_resnest.get_model('resnest14', classes=CLASSES, pretrained=assets['params']))
+
+
+def test_record_gives_same_accuracy_as_folder(assets):
+    by_folder = run_eval('--model', 'resnest14', '--params-file', assets['params'],
+                         '--data-dir', assets['folder'])
+    by_record = run_eval('--model', 'resnest14', '--params-file', assets['params'],
+                         '--rec-val', assets['rec'], '--rec-val-idx', assets['idx'])
+    assert (by_record['top1'], by_record['top5'], by_record['num_images']) == \
+        (by_folder['top1'], by_folder['top5'], by_folder['num_images'])
+    assert (by_folder['top1'], by_folder['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+
+
+def test_worker_processes_give_same_result(assets):
+    result = eval_script.main(eval_script.parse_args([
+        '--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
+        '--crop-size', str(CROP), '--batch-size', '4', '-j', '2', '--no-progress']))
+    assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+
+
+def test_other_crop_changes_the_answer(assets):
+    # The classifier was fitted at crop 32: another protocol must not reproduce its numbers.
+    result = eval_script.main(eval_script.parse_args([
+        '--model', 'resnest14', '--params-file', assets['params'], '--data-dir', assets['folder'],
+        '--crop-size', str(CROP), '--crop-ratio', '0.5', '-j', '0', '--no-progress']))
+    assert result['top1'] != pytest.approx(TOP1) or result['top5'] != pytest.approx(TOP5)
+
+
+def test_float16_needs_gpu(assets):
+    # MXNet 1.9 has no float16 GEMM on CPU; the CPU run must say so rather than fail deep inside.
+    with pytest.raises(ValueError, match='float16 needs --gpus'):
+        run_eval('--model', 'resnest14', '--params-file', assets['params'],
+                 '--data-dir', assets['folder'], '--dtype', 'float16')
+
+
+@pytest.mark.parametrize('key, layout', [('prefix', 'NCHW'), ('nhwc', 'NHWC')])
+def test_deploy_matches_checkpoint(assets, key, layout):
+    assert probe_layout(mx.sym.load(assets[key] + '-symbol.json'), 'data', CROP) == (layout, CLASSES)
+    result = run_eval('--deploy', '--model-prefix', assets[key], '--data-dir', assets['folder'])
+    assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+    assert result['num_images'] == 12 and not result['quantized']
+    assert result['params'] == count_parameters(
+        gluon_resnest.get_model('resnest14', classes=CLASSES, pretrained=assets['params']))
+
+
+def test_quantized(assets):
+    result = run_eval('--quantized', '--model-prefix', assets['int8'], '--data-dir', assets['folder'])
+    assert result['quantized'] and result['num_images'] == 12
+    # The target scores have margins of >= 1, which INT8 rounding does not flip.
+    assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+
+
+def test_quantized_flag_rejects_float_graph(assets):
+    with pytest.raises(ValueError, match='has no INT8 operators'):
+        run_eval('--quantized', '--model-prefix', assets['prefix'], '--data-dir', assets['folder'])
+
+
+def test_json_output(assets, tmp_path, capsys):
+    out = tmp_path / 'sub' / 'result.json'
+    run_eval('--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
+             '--json', str(out))
+    saved = json.loads(out.read_text())
+    assert saved['top1'] == pytest.approx(TOP1) and saved['top5_err'] == pytest.approx(100 - TOP5)
+    assert saved['model'] == 'resnest14' and saved['crop'] == CROP and saved['num_images'] == 12
+    assert os.listdir(str(out.parent)) == ['result.json']
+    printed = capsys.readouterr().out
+    assert 'top-1: %.2f%% (error %.2f%%)' % (TOP1, 100 - TOP1) in printed and 'images/s' in printed
+
+
+def test_benchmark_cli(capsys):
+    result = eval_script.main(eval_script.parse_args([
+        '--model', 'resnest14', '--benchmark', '--crop-size', '32', '--batch-size', '2',
+        '--warmup', '1', '--iters', '2']))
+    assert result['images_per_sec'] > 0 and result['params'] == 10611688 and 'top1' not in result
+    assert 'median of 2 batches of 2' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('name, crop', [('resnest14', 224), ('resnest101', 256), ('resnest200', 320),
+                                        ('resnest269', 416)])
+def test_default_crop_is_published(monkeypatch, name, crop):
+    seen = {}
+
+    def fake_build(args, ctx, chosen):
+        seen['crop'] = chosen
+        raise ValueError('stop here')
+
+    monkeypatch.setattr(eval_script, 'build', fake_build)
+    with pytest.raises(ValueError, match='stop here'):
+        eval_script.main(eval_script.parse_args(['--model', name, '--benchmark']))
+    assert seen['crop'] == crop
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+def test_params_of_another_model(assets):
+    with pytest.raises(ValueError, match='does not fit this network: missing .*another model than resnest26'):
+        run_eval('--model', 'resnest26', '--params-file', assets['params'], '--data-dir', assets['folder'])
+
+
+def test_params_with_other_class_count(assets):
+    with pytest.raises(ValueError, match='has a 6-class classifier but 1000 classes were asked for'):
+        run_eval('--model', 'resnest14', '--params-file', assets['params'], '--classes', '1000',
+                 '--data-dir', assets['folder'])
+
+
+def test_data_with_other_class_count(assets, tmp_path):
+    other = make_image_folder(tmp_path / 'val', classes=3, sizes=SIZES)
+    with pytest.raises(ValueError, match='the data has 3 classes but the network outputs 6'):
+        run_eval('--model', 'resnest14', '--params-file', assets['params'], '--data-dir', other)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--data-dir', '{dir}/missing'], 'data folder not found: .*missing'),
+    (['--rec-val', '{dir}/missing.rec'], 'record file not found'),
+    (['--rec-val', '{rec}', '--rec-val-idx', '{dir}/missing.idx'], 'record index not found'),
+])
+def test_missing_data(assets, argv, message):
+    argv = [a.format(**assets) for a in argv]
+    with pytest.raises(FileNotFoundError, match=message):
+        run_eval('--model', 'resnest14', '--params-file', assets['params'], *argv)
+
+
+def test_missing_params_and_exports(assets):
+    with pytest.raises(FileNotFoundError, match='params file not found'):
+        run_eval('--model', 'resnest14', '--params-file', assets['dir'] + '/nope.params',
+                 '--data-dir', assets['folder'])
+    with pytest.raises(FileNotFoundError, match='exported model file not found: .*nope-symbol.json'):
+        run_eval('--deploy', '--model-prefix', assets['dir'] + '/nope', '--data-dir', assets['folder'])
+
+
+def test_crop_too_small(assets):
+    with pytest.raises(ValueError, match='16x16 is too small for this network'):
+        eval_script.main(eval_script.parse_args([
+            '--model', 'resnest14', '--params-file', assets['params'], '--data-dir', assets['folder'],
+            '--crop-size', '16', '--no-progress']))
+    with pytest.raises(ValueError, match='crop size 16 is too small'):
+        eval_script.main(eval_script.parse_args([
+            '--deploy', '--model-prefix', assets['prefix'], '--data-dir', assets['folder'],
+            '--crop-size', '16', '--no-progress']))
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--model', 'resnest15', '--pretrained', '--data-dir', 'x'], "unknown model 'resnest15'"),
+    (['--model', 'resnest14', '--pretrained'], 'exactly one of --data-dir DIR and --rec-val F'),
+    (['--model', 'resnest14', '--pretrained', '--data-dir', 'x', '--rec-val', 'y'], 'exactly one of'),
+    (['--model', 'resnest14', '--data-dir', 'x'], 'pass --pretrained or --params-file'),
+    (['--pretrained', '--data-dir', 'x'], '--model is required'),
+    (['--deploy', '--data-dir', 'x'], 'need --model-prefix'),
+    (['--deploy', '--model-prefix', 'p', '--params-file', 'f', '--data-dir', 'x'], 'drop --pretrained'),
+    (['--quantized', '--model-prefix', 'p', '--data-dir', 'x', '--dtype', 'float16'], 'float32 input'),
+    (['--model', 'resnest14', '--benchmark', '--batch-size', '0'], '--batch-size must be >= 1'),
+    (['--model', 'resnest14', '--pretrained', '--params-file', 'f', '--data-dir', 'x'], 'not allowed'),
+])
+def test_bad_arguments(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        eval_script.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_cli_reports_one_line_error(assets):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'eval.py'), '--model', 'resnest26',
+                           '--params-file', assets['params'], '--data-dir', assets['folder']],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and 'another model than resnest26' in last
+
+
+def test_pretrained_uses_published_store(monkeypatch, tmp_path):
+    net = gluon_resnest.get_model('resnest14')
+    net.initialize()
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    saved = str(tmp_path / 'resnest14-7e0b0cae.params')
+    net.save_parameters(saved)
+    calls = []
+
+    def fake_store(name, root=None):
+        calls.append((name, root))
+        return saved
+
+    monkeypatch.setattr(gluon_resnest.model_zoo, 'get_model_file', fake_store)
+    result = eval_script.main(eval_script.parse_args([
+        '--model', 'resnest14', '--pretrained', '--model-root', str(tmp_path), '--benchmark',
+        '--crop-size', '32', '--batch-size', '1', '--warmup', '0', '--iters', '1']))
+    assert calls == [('resnest14', str(tmp_path))]
+    assert result['source'] == 'published' and result['params'] == 10611688
+
+
+def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')
+    with pytest.raises(RuntimeError, match='could not download weights of resnest14'):
+        eval_script.main(eval_script.parse_args([
+            '--model', 'resnest14', '--pretrained', '--model-root', str(tmp_path), '--benchmark']))
