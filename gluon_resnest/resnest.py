@@ -13,7 +13,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from .layers import DropBlock, SplitAttentionConv
+from .layers import DropBlock, SplitAttentionConv, trace_mode
 
 __all__ = ['Bottleneck', 'ResNeSt', 'stage_output_names']
 
@@ -261,10 +261,38 @@ class ResNeSt(HybridBlock):
             x = self.drop(x)
         return self.fc(x)
 
+    # One traced graph per mode. A graph traced for inference leaves DropBlock out entirely (it is the
+    # identity there) instead of carrying run-time-gated random ops; switching train/eval swaps graphs
+    # rather than re-tracing. Children traced on their own fall back to the run-time-gated form.
     def forward(self, x, *args):
         if isinstance(x, mx.nd.NDArray):
             check_input_shape(x.shape, self.output_stride)
+            if self._active:
+                self._select_graph(mx.autograd.is_training())
         return super(ResNeSt, self).forward(x, *args)
+
+    def _select_graph(self, training):
+        current = getattr(self, '_graph_mode', None)
+        if not self._cached_graph or current == training:
+            return
+        stash = self.__dict__.setdefault('_graph_stash', {})
+        stash[current] = (self._cached_graph, self._cached_op, self._cached_op_args)
+        self._cached_graph, self._cached_op, self._cached_op_args = stash.pop(training, ((), None, []))
+        self._graph_mode = training if self._cached_graph else None
+
+    def _get_graph(self, *args):
+        if self._cached_graph:
+            return super(ResNeSt, self)._get_graph(*args)
+        training = mx.autograd.is_training()
+        with trace_mode(training):
+            graph = super(ResNeSt, self)._get_graph(*args)
+        self._graph_mode = training
+        return graph
+
+    def _clear_cached_op(self):
+        super(ResNeSt, self)._clear_cached_op()
+        self._graph_stash = {}
+        self._graph_mode = None
 
 
 def _resolve_output_stride(dilated, output_stride):

@@ -85,8 +85,43 @@ def test_scheduler_ramps_linearly_and_retraces():
     scheduler(1)
     assert net.layer3[0].dropblock1.drop_prob == pytest.approx(0.05)
     assert not net._cached_graph  # the next call traces with the new probability
-    net(x)
+    with mx.autograd.record():
+        net(x)
     assert 'Dropout' in net._cached_graph[1].tojson()
+
+
+def test_inference_graph_holds_no_dropblock_ops_training_graph_does():
+    net = gluon_resnest.get_model('resnest50')
+    net.initialize()
+    net.hybridize()
+    x = mx.nd.ones((1, 3, 64, 64))
+    with mx.autograd.record():
+        net(x)
+    training_graph = net._cached_graph[1].tojson()
+    net(x)
+    inference_graph = net._cached_graph[1].tojson()
+    assert training_graph.count('"Dropout"') == 3 * (6 + 3)  # three per block of stages 3 and 4
+    assert '"Dropout"' not in inference_graph and '"ones_like"' not in inference_graph
+    with mx.autograd.record():
+        net(x)
+    assert net._cached_graph[1].tojson() == training_graph  # swapped back, not re-traced
+
+
+def test_stage_traced_inside_another_network_gates_at_run_time():
+    net = gluon_resnest.get_model('resnest14', dropblock_prob=0.5)
+    net.initialize()
+    outer = mx.gluon.nn.HybridSequential()
+    outer.add(net.layer3)  # traced by a container that knows nothing of train/eval
+    outer.hybridize()
+    x = mx.nd.random.uniform(shape=(2, 512, 8, 8))
+    with mx.autograd.record():
+        first = outer(x).asnumpy()
+    assert '"Dropout"' in outer._cached_graph[1].tojson()
+    inference = outer(x).asnumpy()
+    np.testing.assert_array_equal(inference, outer(x).asnumpy())
+    with mx.autograd.record():
+        second = outer(x).asnumpy()
+    assert not np.allclose(first, second) and not np.allclose(first, inference)
 
 
 def test_layers_one_and_two_have_no_dropblock():

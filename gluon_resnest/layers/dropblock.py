@@ -1,30 +1,50 @@
-"""DropBlock (Ghiasi et al., 2018) that decides train/inference when it runs, not when it is traced.
+"""DropBlock (Ghiasi et al., 2018) that is right at run time, at any input size, and free at inference.
 
-GluonCV's DropBlock asks ``autograd.is_training()`` inside ``hybrid_forward``. That question is answered
-once, when the graph is traced: a network first hybridized under ``autograd.record()`` keeps dropping at
-inference, and its mask is sized from a fixed ``input_size``. Here the random seeds come from MXNet's
-``Dropout`` operator applied to a tensor of ones. ``Dropout`` consults the executor's ``is_train`` flag on
-every call, so the same traced graph drops blocks while training and is the exact identity at inference,
-whatever order hybridize and record happened in. The mask is built from the input itself, so any input
-size works.
+GluonCV's DropBlock asks ``autograd.is_training()`` inside ``hybrid_forward``, which is answered once, when
+the graph is traced: a network first hybridized under ``autograd.record()`` keeps dropping at inference,
+and its mask is sized from a fixed ``input_size``. Here:
 
-Seeds are drawn at every position with probability ``drop_prob / block_size**2`` and grown into blocks by a
-stride-1 max-pool with "same" padding, so about ``drop_prob`` of the units are dropped; the kept ones are
-rescaled per sample so that the expected activation is unchanged.
+- Eagerly (not hybridized) the question is asked on every call, which is then correct.
+- :class:`~gluon_resnest.resnest.ResNeSt` keeps one traced graph per mode and traces each inside
+  :func:`trace_mode`, so its inference graph holds no DropBlock ops at all and its training graph drops.
+- Traced anywhere else (a stage inside another hybridized network, a graph built from symbols) the
+  mode is unknown, so the graph decides when it runs: the random seeds come from MXNet's ``Dropout``
+  operator applied to a tensor of ones, and ``Dropout`` consults the executor's ``is_train`` flag on every
+  call. The same graph drops blocks while training and is the exact identity at inference.
+
+The mask is built from the input itself, so any input size works. Seeds are drawn at every position with
+probability ``drop_prob / block_size**2`` and grown into blocks by a stride-1 max-pool with "same" padding,
+so about ``drop_prob`` of the units are dropped; the kept ones are rescaled per sample so that the
+expected activation is unchanged.
 
 The class derives from ``gluoncv.nn.dropblock.DropBlock`` so that GluonCV's ``set_drop_prob`` and
 ``DropBlockScheduler`` (which test ``isinstance``), as used by its segmentation and detection code, drive
 it too. ``drop_prob`` is read when the graph is traced: re-hybridize after changing it (GluonCV's scheduler
 and ours do). With ``drop_prob == 0`` the block adds nothing to the graph.
 """
+import threading
 from contextlib import contextmanager
 from functools import partial
 
+import mxnet as mx
 from gluoncv.nn.dropblock import DropBlock as _GluonCVDropBlock
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops']
+__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops', 'trace_mode']
+
+_TRACE = threading.local()
+
+
+@contextmanager
+def trace_mode(training):
+    """Declare that graphs traced inside run only for training (True) or only for inference (False)."""
+    previous = getattr(_TRACE, 'training', None)
+    _TRACE.training = training
+    try:
+        yield
+    finally:
+        _TRACE.training = previous
 
 
 class DropBlock(_GluonCVDropBlock):
@@ -50,19 +70,21 @@ class DropBlock(_GluonCVDropBlock):
     def hybrid_forward(self, F, x):
         if self.drop_prob <= 0:
             return x
+        training = mx.autograd.is_training() if F is mx.nd else getattr(_TRACE, 'training', None)
+        if training is False:
+            return x
         _check_prob(self.drop_prob)
         gamma = min(self.drop_prob / (self.block_size ** 2), 0.999)
         # Dropout of ones: 0 at a seed with probability gamma while training; all ones at inference.
         keep_seeds = F.Dropout(F.ones_like(x), p=gamma, mode='training')
-        seeds = keep_seeds == 0
         half = self.block_size // 2
-        blocks = F.Pooling(seeds, kernel=(self.block_size, self.block_size), stride=(1, 1),
-                           pad=(half, half), pool_type='max')
+        blocks = F.Pooling(keep_seeds == 0, kernel=(self.block_size, self.block_size),
+                           stride=(1, 1), pad=(half, half), pool_type='max')
         mask = 1 - blocks
-        flat = F.reshape(mask, (0, -1))
-        scale = F.reshape(F.sum(F.ones_like(flat), axis=1) / F.maximum(F.sum(flat, axis=1), 1.0),
-                          (-1, 1, 1, 1))
-        return F.broadcast_mul(x * mask, scale)
+        # Kept fraction per sample; global pooling is far faster than a reduce over (C, H, W).
+        kept = F.mean(F.Pooling(mask, kernel=(1, 1), pool_type='avg', global_pool=True), axis=1,
+                      keepdims=True)
+        return F.broadcast_div(x * mask, F.maximum(kept, 1e-6))
 
     def cast(self, dtype):
         HybridBlock.cast(self, dtype)
