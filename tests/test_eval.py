@@ -333,3 +333,8 @@ def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match='could not download weights of resnest14'):
         eval_script.main(eval_script.parse_args([
             '--model', 'resnest14', '--pretrained', '--model-root', str(tmp_path), '--benchmark']))
+
+
+def test_missing_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match='--gpus 99: MXNet sees .* GPU'):
+        eval_script.main(eval_script.parse_args(['--model', 'resnest14', '--benchmark', '--gpus', '99']))
