@@ -52,7 +52,8 @@ def parse_args(argv=None):
     model.add_argument('--model-root', help='folder of published weights (default ~/.mxnet/models)')
     model.add_argument('--deploy', action='store_true',
                        help='evaluate an exported PREFIX-symbol.json + PREFIX-0000.params')
-    model.add_argument('--quantized', action='store_true', help='the exported model is INT8 (implies --deploy)')
+    model.add_argument('--quantized', action='store_true',
+                       help='the exported model is INT8 (implies --deploy)')
     model.add_argument('--model-prefix', help='prefix of the exported files (with --deploy/--quantized)')
     model.add_argument('--epoch', type=int, default=0, help='epoch number in PREFIX-%%04d.params')
     data = parser.add_argument_group('data')

@@ -35,7 +35,7 @@ def _metrics(num_classes):
     """Top-1 and top-k metrics; k = min(5, classes) since top-5 of a <= 5-class problem is trivially 1."""
     top1 = mx.metric.Accuracy()
     k = min(5, num_classes)
-    # TopKAccuracy refuses k <= 1; with one or two classes top-k is the top-1 or trivially 1.
+    # TopKAccuracy refuses k = 1: with a single class top-k is top-1.
     topk = mx.metric.TopKAccuracy(top_k=k) if k > 1 else mx.metric.Accuracy()
     return top1, topk
 
@@ -67,11 +67,17 @@ def evaluate(net, loader, ctx=None, dtype='float32', progress=None):
     num_images = 0
     start = time.time()
     for data, label in loader:
-        datas = mx.gluon.utils.split_and_load(data.astype(dtype, copy=False), ctx, even_split=False)
-        labels = mx.gluon.utils.split_and_load(label, ctx, even_split=False)
+        # A last batch smaller than the number of devices goes to the first few only.
+        devices = ctx[:data.shape[0]]
+        datas = mx.gluon.utils.split_and_load(data.astype(dtype, copy=False), devices, even_split=False)
+        labels = mx.gluon.utils.split_and_load(label, devices, even_split=False)
         outputs = [net(x) for x in datas]
         if top1 is None:
             top1, topk = _metrics(outputs[0].shape[1])
+        if label.size and label.max().asscalar() >= outputs[0].shape[1]:
+            # RecordIO does not say its class count up front; a label out of range means a wrong model.
+            raise ValueError('the data has label %d but the network outputs %d classes'
+                             % (label.max().asscalar(), outputs[0].shape[1]))
         outputs = [out.astype('float32', copy=False) for out in outputs]
         top1.update(labels, outputs)
         topk.update(labels, outputs)

@@ -99,7 +99,8 @@ _SCORES = np.tile(np.arange(7, 0, -1, dtype=np.float32), (10, 1))  # class 0 bes
 _LABELS = np.array([0, 0, 0, 0, 2, 2, 5, 6, 6, 6], np.int32)
 
 
-@pytest.mark.parametrize('ctx, batch', [([mx.cpu()], 3), ([mx.cpu(0), mx.cpu(1)], 4), ([mx.cpu()], 10)])
+@pytest.mark.parametrize('ctx, batch', [([mx.cpu()], 3), ([mx.cpu(0), mx.cpu(1)], 4), ([mx.cpu()], 10),
+                                        ([mx.cpu(0), mx.cpu(1), mx.cpu(2)], 3)])
 def test_evaluate_known_answers(ctx, batch):
     loader = DataLoader(ArrayDataset(mx.nd.array(_SCORES), mx.nd.array(_LABELS)), batch_size=batch)
     seen = []
@@ -115,6 +116,12 @@ def test_evaluate_fewer_than_five_classes():
     loader = DataLoader(ArrayDataset(mx.nd.array(scores), mx.nd.array([1, 0, 0])), batch_size=2)
     result = evaluate(lambda x: x, loader)
     assert result['top1'] == pytest.approx(1 / 3.0) and result['top5'] == pytest.approx(1.0)
+
+
+def test_evaluate_rejects_labels_beyond_classes():
+    loader = DataLoader(ArrayDataset(mx.nd.array(_SCORES[:, :5]), mx.nd.array(_LABELS)), batch_size=4)
+    with pytest.raises(ValueError, match='the data has label 6 but the network outputs 5 classes'):
+        evaluate(lambda x: x, loader)
 
 
 def test_count_parameters_matches_published():

@@ -10,6 +10,7 @@ from .datasets import (IMAGE_EXTENSIONS, ImageFolder, ImageRecord, make_loader, 
 from .eval_protocol import (BICUBIC_FROM, DEFAULT_CROP, DEFAULT_CROP_RATIO, MEAN, STD, EvalTransform,
                             crop_box, eval_crop, normalize)
 
-__all__ = ['ImageFolder', 'ImageRecord', 'make_loader', 'pack_record', 'resolve_split_dir', 'IMAGE_EXTENSIONS',
+__all__ = ['ImageFolder', 'ImageRecord', 'make_loader', 'pack_record', 'resolve_split_dir',
+           'IMAGE_EXTENSIONS',
            'MEAN', 'STD', 'DEFAULT_CROP', 'DEFAULT_CROP_RATIO', 'BICUBIC_FROM', 'EvalTransform',
            'crop_box', 'eval_crop', 'normalize']
