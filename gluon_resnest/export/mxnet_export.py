@@ -1,0 +1,87 @@
+"""Hybridized MXNet symbol export (``PREFIX-symbol.json`` + ``PREFIX-0000.params``) with self-check."""
+import os
+
+from ..layers import without_random_ops
+from .common import (ExportCheckError, compare_outputs, deploy_block, input_shape, load_symbol_block,
+                     output_dir, random_input, random_ops_in)
+
+__all__ = ['export_mxnet', 'check_mxnet', 'trace_clean']
+
+MXNET_ATOL = 1e-5
+
+
+def trace_clean(block, x):
+    """Hybridize ``block`` and trace it on ``x`` with no random ops; return its output.
+
+    Call inside :func:`~gluon_resnest.layers.without_random_ops`. A graph traced earlier (even under
+    ``autograd.record()``) is discarded first, so the new one is a pure inference graph.
+    """
+    block.hybridize(static_alloc=False, static_shape=False)
+    return block(x)
+
+
+def _reference(block, x):
+    """Output of ``block`` run eagerly (not hybridized): what the network itself computes."""
+    block.hybridize(active=False)
+    try:
+        return block(x).asnumpy()
+    finally:
+        block.hybridize(active=True)
+
+
+def export_mxnet(net, out_dir, prefix, input_size=224, batch_size=1, preprocess=False, check=True):
+    """Export ``net`` as an MXNet inference graph and check the files reproduce the network.
+
+    Parameters
+    ----------
+    net : ResNeSt
+        Initialised network (any state: hybridized or not, traced under ``autograd.record()`` or not).
+    out_dir : str
+        Output folder (created if needed).
+    prefix : str
+        File name prefix: writes ``PREFIX-symbol.json`` and ``PREFIX-0000.params``.
+    input_size, batch_size : int
+        Shape of the tracing / check input.
+    preprocess : bool
+        Fold mean/std normalisation and HWC->CHW into the graph: it then takes raw (N, H, W, 3) images.
+    check : bool
+        Reload with ``SymbolBlock.imports`` and compare with the network on a random input.
+
+    Returns
+    -------
+    dict
+        ``symbol``, ``params`` (paths), ``max_abs_diff`` (None without ``check``).
+    """
+    was_hybridized = net._active  # pylint: disable=protected-access
+    block = deploy_block(net, preprocess)
+    x = random_input(input_shape(batch_size, input_size, preprocess), preprocess)
+    with without_random_ops(net):
+        expected = _reference(block, x) if check else None
+        with output_dir(out_dir) as (tmp, publish):
+            trace_clean(block, x)
+            block.export(os.path.join(tmp, prefix), epoch=0)
+            diff = check_mxnet(os.path.join(tmp, prefix), x, expected) if check else None
+            paths = publish()
+    # Leave the caller's network as it was (its DropBlock rates are restored by now).
+    block.hybridize(active=False)
+    net.hybridize(active=was_hybridized)
+    return {'symbol': _pick(paths, '-symbol.json'), 'params': _pick(paths, '-0000.params'),
+            'max_abs_diff': diff}
+
+
+def check_mxnet(prefix, x, expected, atol=MXNET_ATOL):
+    """Reload ``PREFIX-*`` and compare its output on ``x`` with ``expected``; return the max diff.
+
+    Also rejects graphs that still contain random or training-only operators.
+    """
+    with open(prefix + '-symbol.json') as f:
+        bad_ops = random_ops_in(f.read())
+    if bad_ops:
+        raise ExportCheckError('exported graph %s-symbol.json contains random ops: %s'
+                               % (prefix, ', '.join(bad_ops)))
+    loaded = load_symbol_block(prefix)
+    return compare_outputs(expected, loaded(x).asnumpy(), atol, 'MXNet symbol %s' % prefix)
+
+
+def _pick(paths, suffix):
+    return next(p for p in paths if p.endswith(suffix))

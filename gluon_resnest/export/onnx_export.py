@@ -1,0 +1,167 @@
+"""ONNX export at a fixed opset, checked with ``onnx.checker`` and run in onnxruntime.
+
+mxnet 1.9's exporter stamps the newest opset onnx knows (19 for onnx 1.14), which onnxruntime rejects
+(``Reshape(19)``); it reads that number from ``onnx.defs.onnx_opset_version`` at call time, so the
+export pins it for the duration. onnxruntime cannot live in mxnet's venv (numpy pins clash), so the
+numerical check runs :mod:`ort_run` in another interpreter when onnxruntime is not importable here.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from unittest import mock
+
+import numpy as np
+
+from ..layers import without_random_ops
+from .common import (ExportCheckError, compare_outputs, deploy_block, input_shape, output_dir,
+                     random_input)
+from .mxnet_export import _reference, trace_clean
+
+__all__ = ['ONNX_OPSET', 'ORT_PYTHON_ENV', 'export_onnx', 'ort_python', 'run_onnxruntime']
+
+ONNX_OPSET = 13
+ONNX_ATOL = 1e-4
+# Environment variable naming a Python interpreter that can import onnxruntime.
+ORT_PYTHON_ENV = 'GLUON_RESNEST_ORT_PYTHON'
+_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'ort_run.py')
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def ort_python():
+    """Interpreter for the onnxruntime check: ``$GLUON_RESNEST_ORT_PYTHON``, else ``<repo>/.venv-ort``.
+
+    Returns None when neither exists.
+    """
+    path = os.environ.get(ORT_PYTHON_ENV) or os.path.join(_REPO, '.venv-ort', 'bin', 'python')
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+@contextmanager
+def _exporter_patches(version):
+    """Pin the opset, and store float weights as raw bytes instead of per-value protobuf fields.
+
+    mxnet's exporter passes every weight to ``onnx.helper.make_tensor`` as a Python list; with the pure-
+    Python protobuf onnx 1.14 runs on here, appending millions of floats one by one takes ~3 s per
+    million. ``numpy_helper.from_array`` writes the same values as ``raw_data`` (a standard encoding).
+    """
+    import onnx.defs  # pylint: disable=import-outside-toplevel
+    from onnx import TensorProto, helper, numpy_helper  # pylint: disable=import-outside-toplevel
+    make_tensor = helper.make_tensor
+
+    def fast_make_tensor(name, data_type, dims, vals, raw=False):
+        if not raw and data_type == TensorProto.FLOAT and isinstance(vals, list) and len(vals) > 64:
+            return numpy_helper.from_array(np.asarray(vals, np.float32).reshape(dims), name)
+        return make_tensor(name, data_type, dims, vals, raw)
+
+    with mock.patch.object(onnx.defs, 'onnx_opset_version', lambda: version), \
+            mock.patch.object(helper, 'make_tensor', fast_make_tensor):
+        yield
+
+
+def _export_file(sym_file, params_file, onnx_file, shape, dtype, dynamic):
+    import mxnet.onnx  # pylint: disable=import-outside-toplevel
+    import onnx  # pylint: disable=import-outside-toplevel
+    dynamic_shapes = [(None,) + tuple(shape[1:])] if dynamic else None
+    with _exporter_patches(ONNX_OPSET):
+        mxnet.onnx.export_model(sym_file, params_file, in_shapes=[shape], in_types=[dtype],
+                                onnx_file_path=onnx_file, dynamic=dynamic,
+                                dynamic_input_shapes=dynamic_shapes)
+    model = onnx.load(onnx_file)
+    onnx.checker.check_model(model)
+    opsets = [o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')]
+    if opsets != [ONNX_OPSET]:
+        raise ExportCheckError('%s has opset %s, expected %d' % (onnx_file, opsets, ONNX_OPSET))
+
+
+def run_onnxruntime(onnx_file, inputs, python=None):
+    """Run ``onnx_file`` on each array of ``inputs`` in onnxruntime; return the outputs.
+
+    Uses onnxruntime in this process when importable, else ``python`` (default :func:`ort_python`)
+    in a subprocess. Raises RuntimeError with a one-line reason when neither is available.
+    """
+    try:
+        from . import ort_run  # pylint: disable=import-outside-toplevel
+        import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        return ort_run.run(onnx_file, _save_inputs(inputs, os.path.dirname(onnx_file)))
+    except ImportError:
+        pass
+    python = python or ort_python()
+    if python is None:
+        raise RuntimeError('onnxruntime is not importable here and no onnxruntime interpreter was '
+                           'found: run scripts/setup.d/40-onnxruntime.sh or set %s'
+                           % ORT_PYTHON_ENV)
+    with tempfile.TemporaryDirectory(prefix='.ort-', dir=os.path.dirname(onnx_file)) as tmp:
+        paths = _save_inputs(inputs, tmp)
+        out = os.path.join(tmp, 'out.npz')
+        proc = subprocess.run([python, _RUNNER, onnx_file, out] + paths, capture_output=True,
+                              text=True, timeout=600, check=False)
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ['exit status %d' % proc.returncode])[-1]
+            raise RuntimeError('onnxruntime (%s) failed on %s: %s' % (python, onnx_file, last))
+        with np.load(out) as saved:
+            return [saved['arr_%d' % i] for i in range(len(paths))]
+
+
+def _save_inputs(inputs, folder):
+    paths = []
+    for index, array in enumerate(inputs):
+        path = os.path.join(folder, 'input%d.npy' % index)
+        np.save(path, array)
+        paths.append(path)
+    return paths
+
+
+def export_onnx(net, out_dir, name, input_size=224, batch_size=1, preprocess=False, dynamic=False,
+                check=True, runtime_check=True):
+    """Export ``net`` to ONNX (opset 13) and check it computes what the network computes.
+
+    Parameters
+    ----------
+    net : ResNeSt
+        Initialised network.
+    out_dir, name : str
+        Writes ``out_dir/name`` (``.onnx`` appended if missing).
+    input_size, batch_size : int
+        Input shape; with ``dynamic`` the batch axis is left free.
+    preprocess : bool
+        Take raw uint8 (N, H, W, 3) images (mean/std and HWC->CHW inside the graph).
+    dynamic : bool
+        Free batch dimension (checked at ``batch_size`` and ``batch_size + 1``).
+    check : bool
+        Run ``onnx.checker``; with ``runtime_check`` also compare onnxruntime's output with the
+        network's (max abs diff < 1e-4).
+
+    Returns
+    -------
+    dict
+        ``onnx`` (path) and ``max_abs_diff`` (None without the runtime check).
+    """
+    name = name if name.endswith('.onnx') else name + '.onnx'
+    shape = input_shape(batch_size, input_size, preprocess)
+    block = deploy_block(net, preprocess)
+    xs = [random_input(shape, preprocess)]
+    if dynamic:
+        xs.append(random_input((batch_size + 1,) + shape[1:], preprocess, seed=1))
+    was_hybridized = net._active  # pylint: disable=protected-access
+    with without_random_ops(net):
+        expected = [_reference(block, x) for x in xs] if check and runtime_check else None
+        with output_dir(out_dir) as (tmp, publish):
+            trace_clean(block, xs[0])
+            block.export(os.path.join(tmp, 'graph'), epoch=0)
+            os.makedirs(os.path.join(tmp, 'final'))
+            onnx_file = os.path.join(tmp, 'final', name)
+            _export_file(os.path.join(tmp, 'graph-symbol.json'),
+                         os.path.join(tmp, 'graph-0000.params'), onnx_file, shape,
+                         'uint8' if preprocess else 'float32', dynamic)
+            diff = None
+            if expected is not None:
+                actual = run_onnxruntime(onnx_file, [x.asnumpy() for x in xs])
+                diff = max(compare_outputs(e, a, ONNX_ATOL, 'onnxruntime on %s' % name)
+                           for e, a in zip(expected, actual))
+            final = os.path.join(os.path.abspath(out_dir), name)
+            os.replace(onnx_file, final)
+    block.hybridize(active=False)
+    net.hybridize(active=was_hybridized)
+    return {'onnx': final, 'max_abs_diff': diff}

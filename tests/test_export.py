@@ -1,0 +1,292 @@
+"""Deployment export: MXNet symbol, ONNX and INT8 artifacts compute what the network computes."""
+import json
+import os
+import subprocess
+import sys
+from collections import namedtuple
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_resnest import get_model
+from gluon_resnest.export import ExportCheckError, export_int8, export_mxnet, export_onnx
+from gluon_resnest.export import __main__ as cli
+from gluon_resnest.export import mxnet_export, onnx_export
+from gluon_resnest.export.int8_export import calibration_images
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZE = 64
+Batch = namedtuple('Batch', ['data'])
+
+
+def _net(name, **kwargs):
+    net = get_model(name, **kwargs)
+    net.initialize(mx.init.Xavier())
+    return net
+
+
+def _random_batch(batch=2, size=SIZE, seed=1):
+    return mx.nd.array(np.random.RandomState(seed).standard_normal((batch, 3, size, size)))
+
+
+def _ops(symbol_file):
+    with open(symbol_file) as f:
+        return {node['op'] for node in json.load(f)['nodes']}
+
+
+def _imports(prefix):
+    return mx.gluon.SymbolBlock.imports(prefix + '-symbol.json', ['data'], prefix + '-0000.params')
+
+
+# --- MXNet symbol -------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize('recorded', [False, True], ids=['fresh', 'hybridized-under-record'])
+@pytest.mark.parametrize('name', ['resnest14', 'resnest50_fast_4s1x64d', 'resnest50'])
+def test_mxnet_export_equals_network(tmp_path, name, recorded):
+    # resnest14 is built with DropBlock on too, so every case has random ops a naive export would keep.
+    net = _net(name, dropblock_prob=0.1)
+    x = _random_batch()
+    expected = net(x).asnumpy()  # eager inference: what the network computes
+    if recorded:
+        # GluonCV's pitfall: a graph first traced while recording keeps its DropBlock ops.
+        net.hybridize()
+        with mx.autograd.record():
+            net(x)
+        net.export(str(tmp_path / 'naive'))
+        assert 'Dropout' in _ops(str(tmp_path / 'naive-symbol.json'))
+    result = export_mxnet(net, str(tmp_path / 'out'), name, input_size=SIZE, batch_size=2)
+    ops = _ops(result['symbol'])
+    assert 'Dropout' not in ops and not any(op.startswith('_random') for op in ops)
+    actual = _imports(str(tmp_path / 'out' / name))(x).asnumpy()
+    assert np.abs(actual - expected).max() < 1e-5
+    assert result['max_abs_diff'] < 1e-5
+    # The caller's network keeps its training behaviour.
+    assert net.layer3[0].dropblock1.drop_prob == 0.1
+    assert sorted(os.listdir(str(tmp_path / 'out'))) == [name + '-0000.params', name + '-symbol.json']
+
+
+def test_mxnet_export_loads_in_module_api(tmp_path):
+    net = _net('resnest14')
+    x = _random_batch()
+    expected = net(x).asnumpy()
+    export_mxnet(net, str(tmp_path), 'r14', input_size=SIZE, batch_size=2)
+    sym, arg_params, aux_params = mx.model.load_checkpoint(str(tmp_path / 'r14'), 0)
+    mod = mx.mod.Module(sym, data_names=['data'], label_names=None, context=mx.cpu())
+    mod.bind(data_shapes=[('data', x.shape)], for_training=False)
+    mod.set_params(arg_params, aux_params)
+    mod.forward(Batch([x]), is_train=False)
+    assert np.abs(mod.get_outputs()[0].asnumpy() - expected).max() < 1e-5
+
+
+def _normalise_reference(images):
+    """Independent numpy version of the folded preprocessing: (x/255 - mean)/std, HWC -> CHW."""
+    mean = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+    std = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    chw = ((images.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+    return mx.nd.array(chw)
+
+
+def test_preprocess_graph_takes_raw_uint8_images(tmp_path):
+    net = _net('resnest14')
+    images = np.random.RandomState(3).randint(0, 256, size=(2, SIZE, SIZE, 3)).astype(np.uint8)
+    expected = net(_normalise_reference(images)).asnumpy()
+    export_mxnet(net, str(tmp_path), 'pre', input_size=SIZE, batch_size=2, preprocess=True)
+    deployed = _imports(str(tmp_path / 'pre'))
+    actual = deployed(mx.nd.array(images, dtype='uint8')).asnumpy()
+    assert np.abs(actual - expected).max() < 1e-4
+    # The same graph accepts the 0..255 values as float too.
+    as_float = deployed(mx.nd.array(images.astype(np.float32))).asnumpy()
+    assert np.abs(as_float - actual).max() < 1e-6
+
+
+# --- ONNX ---------------------------------------------------------------------------------------------
+
+def _ort_python_or_skip():
+    python = onnx_export.ort_python()
+    if python is None:
+        pytest.skip('no onnxruntime interpreter: run scripts/setup.d/40-onnxruntime.sh (makes .venv-ort) '
+                    'or set %s' % onnx_export.ORT_PYTHON_ENV)
+    return python
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('dynamic', [False, True], ids=['static', 'dynamic-batch'])
+def test_onnx_export_runs_equal_in_onnxruntime(tmp_path, dynamic):
+    import onnx  # pylint: disable=import-outside-toplevel
+    python = _ort_python_or_skip()
+    net = _net('resnest14')
+    x = _random_batch(batch=2)
+    result = export_onnx(net, str(tmp_path), 'r14', input_size=SIZE, batch_size=2, dynamic=dynamic)
+    model = onnx.load(result['onnx'])
+    onnx.checker.check_model(model)
+    assert [o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')] == [13]
+    inputs = [x.asnumpy()] + ([_random_batch(batch=3, seed=2).asnumpy()] if dynamic else [])
+    outputs = onnx_export.run_onnxruntime(result['onnx'], inputs, python=python)
+    for array, output in zip(inputs, outputs):
+        assert np.abs(output - net(mx.nd.array(array)).asnumpy()).max() < 1e-4
+    assert os.listdir(str(tmp_path)) == ['r14.onnx']
+
+
+def test_onnx_runner_failure_is_reported(tmp_path):
+    python = _ort_python_or_skip()
+    bogus = tmp_path / 'bogus.onnx'
+    bogus.write_bytes(b'not an onnx model')
+    with pytest.raises(RuntimeError, match='onnxruntime .* failed on'):
+        onnx_export.run_onnxruntime(str(bogus), [np.zeros((1, 3, 8, 8), np.float32)], python=python)
+
+
+# --- INT8 ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def digits_folder(tmp_path_factory):
+    """40 scikit-learn digit images (8x8, upscaled, coloured) in an ImageNet-layout folder."""
+    from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+    root = tmp_path_factory.mktemp('digits')
+    digits = load_digits()
+    for index in range(40):
+        gray = np.kron(digits.images[index] * 16, np.ones((10, 10))).clip(0, 255).astype(np.uint8)
+        bgr = np.stack([gray // 2, 255 - gray, gray], axis=-1)  # OpenCV writes BGR
+        folder = root / str(digits.target[index])
+        folder.mkdir(exist_ok=True)
+        assert cv2.imwrite(str(folder / ('%03d.png' % index)), bgr)
+    return str(root)
+
+
+def _calibrated_resnest14(images, labels):
+    """resnest14 whose BatchNorm statistics come from ``images`` and whose classifier is class means.
+
+    A randomly initialised net gives nearly the same logits for every image, so its top-1 is decided by
+    noise; with data statistics and a nearest-class-mean head its predictions depend on the image.
+    """
+    net = _net('resnest14', classes=10)
+    for block in _all_blocks(net):
+        if isinstance(block, mx.gluon.nn.BatchNorm):
+            block._kwargs['momentum'] = 0.0  # pylint: disable=protected-access
+    with mx.autograd.record():
+        out = net(images)
+    out.backward()  # MXNet updates BatchNorm running statistics in the backward pass
+    feats = net.flat(net.avgpool(net.features(mx.nd, images))).asnumpy()
+    mean, std = feats.mean(axis=0), feats.std(axis=0) + 1e-6
+    protos = np.stack([((feats[labels == k] - mean) / std).mean(axis=0) for k in range(10)]) / std
+    net.fc.weight.set_data(mx.nd.array(protos))
+    net.fc.bias.set_data(mx.nd.array(-(protos * mean).sum(axis=1)))
+    return net
+
+
+def _all_blocks(block):
+    yield block
+    for child in block._children.values():  # pylint: disable=protected-access
+        yield from _all_blocks(child)
+
+
+@pytest.mark.slow
+def test_int8_agrees_with_fp32_and_reloads(tmp_path, digits_folder):
+    from gluon_resnest.data import ImageFolder  # pylint: disable=import-outside-toplevel
+    labels = np.array([label for _, label in ImageFolder(digits_folder).items])
+    images = calibration_images(digits_folder, SIZE, 40)
+    assert images.shape == (40, 3, SIZE, SIZE)
+    net = _calibrated_resnest14(images, labels)
+    fp32 = net(images).argmax(axis=1).asnumpy()
+    assert len(set(fp32.tolist())) >= 5  # the fp32 net really tells images apart
+    result = export_int8(net, str(tmp_path), 'q14', images, batch_size=8)
+    assert any('quantize' in op for op in _ops(result['symbol']))
+    int8 = _imports(str(tmp_path / 'q14'))(images).argmax(axis=1).asnumpy()
+    agreement = float(np.mean(int8 == fp32))
+    assert agreement >= 0.8
+    assert result['agreement'] == pytest.approx(agreement)
+
+
+@pytest.mark.slow
+def test_int8_cli_with_preprocess(tmp_path, digits_folder, capsys):
+    net = _net('resnest14')
+    net.save_parameters(str(tmp_path / 'r14.params'))
+    args = cli.parse_args(['--model', 'resnest14', '--params-file', str(tmp_path / 'r14.params'),
+                           '--out', str(tmp_path / 'out'), '--format', 'int8', '--preprocess',
+                           '--input-size', str(SIZE), '--batch-size', '4', '--calib-data',
+                           digits_folder, '--num-calib-batches', '2', '--min-agreement', '0'])
+    cli.main(args)
+    assert 'self-check: INT8 agrees' in capsys.readouterr().out
+    deployed = _imports(str(tmp_path / 'out' / 'resnest14-int8'))
+    raw = mx.nd.array(np.random.RandomState(0).randint(0, 256, (1, SIZE, SIZE, 3)), dtype='uint8')
+    assert deployed(raw).shape == (1, 1000)
+
+
+# --- command line and bad input -----------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def r14_params(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('weights') / 'resnest14.params')
+    _net('resnest14').save_parameters(path)
+    return path
+
+
+def test_cli_mxnet_export(tmp_path, r14_params, capsys):
+    cli.main(cli.parse_args(['--model', 'resnest14', '--params-file', r14_params, '--out',
+                             str(tmp_path), '--input-size', str(SIZE)]))
+    out = capsys.readouterr().out
+    assert 'wrote %s' % (tmp_path / 'resnest14-symbol.json') in out
+    assert 'self-check: reloaded mxnet output equals' in out
+    assert (tmp_path / 'resnest14-0000.params').exists()
+
+
+def test_cli_runs_as_module(tmp_path):
+    proc = subprocess.run([sys.executable, '-m', 'gluon_resnest.export', '--model', 'resnest14',
+                           '--pretrained', '--out', str(tmp_path), '--format', 'tflite'],
+                          capture_output=True, text=True, cwd=REPO, check=False)
+    assert proc.returncode == 2
+    assert "invalid choice: 'tflite'" in proc.stderr
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--format', 'int8'], '--format int8 needs --calib-data'),
+    (['--dynamic-batch'], 'apply to --format onnx only'),
+    (['--batch-size', '0'], 'must be positive'),
+])
+def test_cli_rejects_bad_combinations(r14_params, tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit):
+        cli.parse_args(['--model', 'resnest14', '--params-file', r14_params, '--out', str(tmp_path)]
+                       + argv)
+    assert message in capsys.readouterr().err
+
+
+def test_params_of_another_model_fail_cleanly(tmp_path, r14_params):
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit, match='does not fit this network'):
+        cli.main(cli.parse_args(['--model', 'resnest26', '--params-file', r14_params, '--out',
+                                 str(out), '--input-size', str(SIZE)]))
+    assert not out.exists()
+
+
+def test_unwritable_output_dir_is_a_clear_error(tmp_path, r14_params):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    with pytest.raises(SystemExit, match='cannot write to output folder'):
+        cli.main(cli.parse_args(['--model', 'resnest14', '--params-file', r14_params, '--out',
+                                 str(blocker / 'sub'), '--input-size', str(SIZE)]))
+    assert blocker.read_text() == 'not a folder'
+
+
+def test_failed_self_check_leaves_no_files(tmp_path, monkeypatch):
+    def broken_check(*_):
+        raise ExportCheckError('simulated mismatch')
+    monkeypatch.setattr(mxnet_export, 'check_mxnet', broken_check)
+    out = tmp_path / 'out'
+    with pytest.raises(ExportCheckError, match='simulated mismatch'):
+        export_mxnet(_net('resnest14'), str(out), 'r14', input_size=SIZE)
+    assert not out.exists()
+    (tmp_path / 'existing').mkdir()
+    with pytest.raises(ExportCheckError):
+        export_mxnet(_net('resnest14'), str(tmp_path / 'existing'), 'r14', input_size=SIZE)
+    assert os.listdir(str(tmp_path / 'existing')) == []
+
+
+def test_self_check_detects_a_different_graph(tmp_path):
+    net = _net('resnest14')
+    x = _random_batch()
+    export_mxnet(net, str(tmp_path), 'r14', input_size=SIZE, batch_size=2)
+    wrong = net(x).asnumpy() + 1e-3
+    with pytest.raises(ExportCheckError, match='differs from the network'):
+        mxnet_export.check_mxnet(str(tmp_path / 'r14'), x, wrong)
