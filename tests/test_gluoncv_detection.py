@@ -1,0 +1,214 @@
+"""GluonCV's FPN Faster-RCNN and Mask-RCNN on our backbones, trained and run the way GluonCV does it."""
+import json
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.data import VOCDetection
+from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
+from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
+                                                  FasterRCNNDefaultValTransform,
+                                                  MaskRCNNDefaultTrainTransform)
+from gluoncv.model_zoo import get_model as gcv_get_model
+from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask as FasterTask
+from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import ForwardBackwardTask as MaskTask
+from gluoncv.nn.dropblock import DropBlock as GluonCVDropBlock
+from mxnet import gluon
+
+from gluon_resnest import gluoncv as plugin
+
+# Small proposal counts keep the RCNN heads cheap on CPU; everything else is the published recipe.
+SMALL = dict(short=128, max_size=160, rpn_train_pre_nms=300, rpn_train_post_nms=100, num_sample=64,
+             rpn_test_pre_nms=200, rpn_test_post_nms=50)
+OBJECTS = [('dog', (20, 30, 90, 110)), ('car', (80, 20, 150, 100))]
+
+
+def _image():
+    rng = np.random.RandomState(0)
+    img = rng.randint(0, 60, size=(128, 160, 3)).astype('uint8')
+    for shade, (_, (x0, y0, x1, y1)) in zip((200, 140), OBJECTS):
+        img[y0:y1, x0:x1] = shade
+    return img
+
+
+@pytest.fixture(scope='module')
+def voc_root(tmp_path_factory):
+    """A one-image dataset in PASCAL VOC's folder layout and XML format."""
+    root = tmp_path_factory.mktemp('voc')
+    base = root / 'VOC2007'
+    for folder in ('JPEGImages', 'Annotations', 'ImageSets/Main'):
+        (base / folder).mkdir(parents=True)
+    cv2.imwrite(str(base / 'JPEGImages' / '000001.jpg'), _image()[:, :, ::-1])
+    objects = ''.join(
+        '<object><name>%s</name><difficult>0</difficult><bndbox><xmin>%d</xmin><ymin>%d</ymin>'
+        '<xmax>%d</xmax><ymax>%d</ymax></bndbox></object>' % ((name,) + box)
+        for name, box in OBJECTS)
+    (base / 'Annotations' / '000001.xml').write_text(
+        '<annotation><size><width>160</width><height>128</height><depth>3</depth></size>%s'
+        '</annotation>' % objects)
+    (base / 'ImageSets' / 'Main' / 'train.txt').write_text('000001\n')
+    return str(root)
+
+
+def _prepare_for_training(net):
+    """What GluonCV's train_faster_rcnn.py does before its loop."""
+    for param in net.collect_params().values():
+        if param._data is None:  # pylint: disable=protected-access
+            param.initialize()
+    net.collect_params().setattr('grad_req', 'null')
+    net.collect_train_params().setattr('grad_req', 'write')
+    net.hybridize(static_alloc=True)
+    return gluon.Trainer(net.collect_train_params(), 'sgd',
+                         {'learning_rate': 0.01, 'wd': 1e-4, 'momentum': 0.9})
+
+
+def _first_shard(batch):
+    """train_faster_rcnn.py's split_and_load for one CPU device."""
+    return [(data[0] if isinstance(data, (list, tuple)) else data).as_in_context(mx.cpu())
+            for data in batch]
+
+
+def _losses():
+    return (gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False),
+            gluon.loss.HuberLoss(rho=1 / 9.), gluon.loss.SoftmaxCrossEntropyLoss(),
+            gluon.loss.HuberLoss())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('syncbn', [True, False], ids=['syncbn', 'frozen_bn'])
+def test_faster_rcnn_trains_and_detects_on_voc_sample(voc_root, syncbn):
+    dataset = VOCDetection(root=voc_root, splits=[(2007, 'train')])
+    assert dataset[0][1].shape == (2, 6)
+    net = plugin.faster_rcnn_fpn('resnest14', dataset='voc', syncbn=syncbn, pretrained_base=False,
+                                 **SMALL)
+    trainer = _prepare_for_training(net)
+    loader = gluon.data.DataLoader(
+        dataset.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
+                                                          ashape=net.ashape, multi_stage=True)),
+        batch_size=1, batchify_fn=FasterRCNNTrainBatchify(net, 1))
+    weight = net.collect_params()['resnest_layers4_conv0_weight']
+    before = weight.data().copy()
+    task = FasterTask(net, trainer, *_losses(), mix_ratio=1.0, amp_enabled=False)
+    losses = task.forward_backward(_first_shard(next(iter(loader))))[:4]
+    trainer.step(1)
+    values = [loss.asscalar() for loss in losses]
+    assert np.isfinite(values).all() and min(values) > 0, values
+    assert weight.grad().abs().sum().asscalar() > 0
+    assert not np.array_equal(weight.data().asnumpy(), before.asnumpy())
+
+    net.hybridize(static_alloc=True)  # inference takes other inputs: GluonCV re-hybridizes too
+    x, _, _ = FasterRCNNDefaultValTransform(128, 160)(*dataset[0])
+    ids, scores, boxes = net(x.expand_dims(0))
+    detections = SMALL['rpn_test_post_nms'] * 20
+    assert ids.shape == (1, detections, 1) and scores.shape == (1, detections, 1)
+    assert boxes.shape == (1, detections, 4)
+    assert np.isfinite(boxes.asnumpy()).all()
+
+
+def _mask_sample():
+    label = np.array([list(box) + [index, 0] for index, (_, box) in enumerate(OBJECTS)], 'float32')
+    polygons = [[np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], 'float32')]
+                for _, (x0, y0, x1, y1) in OBJECTS]
+    return mx.nd.array(_image(), dtype='uint8'), label, polygons
+
+
+@pytest.mark.slow
+def test_mask_rcnn_trains_and_segments_instances():
+    pytest.importorskip('pycocotools', reason='GluonCV needs pycocotools for mask targets')
+    net = plugin.custom_mask_rcnn_fpn([name for name, _ in OBJECTS], backbone='resnest14',
+                                      pretrained_base=False, **SMALL)
+    trainer = _prepare_for_training(net)
+    transform = MaskRCNNDefaultTrainTransform(net.short, net.max_size, net, ashape=net.ashape,
+                                              multi_stage=True)
+    batch = MaskRCNNTrainBatchify(net, 1)([transform(*_mask_sample())])
+    task = MaskTask(net, trainer, *_losses(), gluon.loss.SigmoidBinaryCrossEntropyLoss(),
+                    amp_enabled=False)
+    losses = task.forward_backward(_first_shard(batch))[:5]
+    trainer.step(1)
+    values = [loss.asscalar() for loss in losses]
+    assert np.isfinite(values).all() and min(values) > 0, values
+
+    net.hybridize(static_alloc=True)
+    img = mx.nd.image.normalize(mx.nd.image.to_tensor(_mask_sample()[0]),
+                                mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    ids, scores, boxes, masks = net(img.expand_dims(0))
+    kept = SMALL['rpn_test_post_nms']  # rcnn_max_dets is capped by the proposals kept
+    assert ids.shape == (1, kept, 1) and scores.shape == (1, kept, 1)
+    assert boxes.shape == (1, kept, 4)
+    assert masks.shape == (1, kept, 14, 14)
+    assert np.isfinite(masks.asnumpy()).all()
+
+
+@pytest.mark.parametrize('backbone, taps', [
+    ('resnest50', ['layers1_relu11_fwd', 'layers2_relu15_fwd', 'layers3_relu23_fwd',
+                   'layers4_relu11_fwd']),
+    ('resnest101', ['layers1_relu11_fwd', 'layers2_relu15_fwd', 'layers3_relu91_fwd',
+                    'layers4_relu11_fwd']),
+    ('resnest14', ['layers1_relu3_fwd', 'layers2_relu3_fwd', 'layers3_relu3_fwd',
+                   'layers4_relu3_fwd']),
+])
+def test_fpn_taps_are_computed_from_the_network(backbone, taps):
+    # The resnest50/101 lists are the ones GluonCV hard-codes for its own ResNeSt.
+    assert plugin.fpn_tap_names(plugin.detection_backbone(backbone, pretrained_base=False)) == taps
+
+
+def test_fast_model_with_its_own_prefix_builds_an_fpn():
+    net = plugin.faster_rcnn_fpn('resnest50_fast_1s1x64d', pretrained_base=False)
+    assert any(key.startswith('resnetv1f_layers4_') for key in net.features.collect_params())
+    shapes = mx.sym.Group(net.features(mx.sym.var('data'))).infer_shape(data=(1, 3, 128, 128))[1]
+    assert [shape[2] for shape in shapes] == [32, 16, 8, 4, 2]
+
+
+def _graph_nodes(net):
+    return json.loads(mx.sym.Group(net.features(mx.sym.var('data'))).tojson())['nodes']
+
+
+def test_dropblock_is_off_in_detection():
+    backbone = plugin.detection_backbone('resnest50', pretrained_base=False)
+    drops = [block for block in _descendants(backbone) if isinstance(block, GluonCVDropBlock)]
+    assert len(drops) == 3 * (6 + 3) and {block.drop_prob for block in drops} == {0.0}
+    net = gcv_get_model('faster_rcnn_fpn_syncbn_resnest50_coco', pretrained_base=False)
+    ops = {node['op'] for node in _graph_nodes(net)}
+    assert 'Dropout' not in ops and 'Convolution' in ops
+
+
+def _descendants(block):
+    yield block
+    for child in block._children.values():  # pylint: disable=protected-access
+        yield from _descendants(child)
+
+
+def test_frozen_bn_recipe_freezes_backbone_statistics_and_affine():
+    net = plugin.custom_faster_rcnn_fpn(['a'], backbone='resnest14', syncbn=False,
+                                        pretrained_base=False)
+    norms = [node for node in _graph_nodes(net) if node['op'] == 'BatchNorm']
+    assert norms and all(node['attrs']['use_global_stats'] == 'True' for node in norms)
+    trained = list(net.collect_train_params())
+    assert not any(name.startswith('resnest_') and name.endswith('gamma') for name in trained)
+    assert 'resnest_layers4_conv0_weight' in trained
+    sync = plugin.custom_faster_rcnn_fpn(['a'], backbone='resnest14', pretrained_base=False)
+    assert {node['op'] for node in _graph_nodes(sync)} >= {'_contrib_SyncBatchNorm'}
+    assert 'resnest_layers1_syncbatchnorm0_gamma' in sync.collect_train_params()
+
+
+@pytest.mark.slow
+def test_faster_rcnn_checkpoint_from_gluoncv_loads_strictly(tmp_path):
+    name = 'faster_rcnn_fpn_syncbn_resnest50_coco'
+    try:
+        plugin.unregister()
+        theirs = gcv_get_model(name, pretrained_base=False)
+    finally:
+        plugin.register()
+    theirs.initialize()
+    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, 128, 128))
+    expected = [out.asnumpy() for out in theirs(x)]
+    path = str(tmp_path / (name + '.params'))
+    theirs.save_parameters(path)
+
+    ours = gcv_get_model(name, pretrained_base=False)
+    ours.load_parameters(path)  # strict: no missing, no extra keys
+    got = [out.asnumpy() for out in ours(x)]
+    assert got[2].shape == (1, 80 * 1000, 4)
+    for mine, want in zip(got, expected):
+        np.testing.assert_allclose(mine, want, rtol=1e-5, atol=1e-5)
