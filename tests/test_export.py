@@ -290,3 +290,31 @@ def test_self_check_detects_a_different_graph(tmp_path):
     wrong = net(x).asnumpy() + 1e-3
     with pytest.raises(ExportCheckError, match='differs from the network'):
         mxnet_export.check_mxnet(str(tmp_path / 'r14'), x, wrong)
+
+
+# --- benchmark smoke test (tiny sizes; the real run is resnest50 at 224 px) ---------------------------
+
+@pytest.mark.slow
+def test_bench_deploy_reports_the_deployed_top1(tmp_path, digits_folder):
+    sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+    try:
+        import bench_deploy  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    from gluon_resnest.data import ImageFolder  # pylint: disable=import-outside-toplevel
+    labels = np.array([label for _, label in ImageFolder(digits_folder).items])
+    images = calibration_images(digits_folder, SIZE, 40)
+    net = _calibrated_resnest14(images, labels)
+    net.save_parameters(str(tmp_path / 'digits.params'))
+    expected_top1 = 100.0 * np.mean(net(images).argmax(axis=1).asnumpy() == labels)
+    results = bench_deploy.main(bench_deploy.parse_args([
+        '--model', 'resnest14', '--params-file', str(tmp_path / 'digits.params'), '--input-size',
+        str(SIZE), '--batch-size', '4', '--warmup', '1', '--runs', '1', '--iters', '1',
+        '--calib-data', digits_folder, '--num-calib-batches', '2', '--val-data', digits_folder,
+        '--json', str(tmp_path / 'bench.json')]))
+    assert results['val_images'] == 40
+    assert results['fp32_top1'] == pytest.approx(expected_top1)
+    assert results['top1_change'] == pytest.approx(results['int8_top1'] - results['fp32_top1'])
+    assert results['fp32_img_per_s'] > 0 and results['int8_img_per_s'] > 0
+    with open(str(tmp_path / 'bench.json')) as f:
+        assert json.load(f)['int8_speedup'] == pytest.approx(results['int8_speedup'])
