@@ -117,17 +117,29 @@ def _ort_python_or_skip():
 def test_onnx_export_runs_equal_in_onnxruntime(tmp_path, dynamic):
     import onnx  # pylint: disable=import-outside-toplevel
     python = _ort_python_or_skip()
-    net = _net('resnest14')
+    net = _net('resnest14', dropblock_prob=0.1)
     x = _random_batch(batch=2)
     result = export_onnx(net, str(tmp_path), 'r14', input_size=SIZE, batch_size=2, dynamic=dynamic)
     model = onnx.load(result['onnx'])
     onnx.checker.check_model(model)
     assert [o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')] == [13]
+    assert not {n.op_type for n in model.graph.node} & {'Dropout', 'RandomUniform', 'RandomNormal',
+                                                        'RandomUniformLike', 'Bernoulli'}
     inputs = [x.asnumpy()] + ([_random_batch(batch=3, seed=2).asnumpy()] if dynamic else [])
     outputs = onnx_export.run_onnxruntime(result['onnx'], inputs, python=python)
     for array, output in zip(inputs, outputs):
         assert np.abs(output - net(mx.nd.array(array)).asnumpy()).max() < 1e-4
     assert os.listdir(str(tmp_path)) == ['r14.onnx']
+
+
+@pytest.mark.slow
+def test_onnx_preprocess_graph_takes_uint8_images(tmp_path):
+    python = _ort_python_or_skip()
+    net = _net('resnest14')
+    images = np.random.RandomState(4).randint(0, 256, size=(1, SIZE, SIZE, 3)).astype(np.uint8)
+    result = export_onnx(net, str(tmp_path), 'pre', input_size=SIZE, preprocess=True)
+    output, = onnx_export.run_onnxruntime(result['onnx'], [images], python=python)
+    assert np.abs(output - net(_normalise_reference(images)).asnumpy()).max() < 1e-4
 
 
 def test_onnx_runner_failure_is_reported(tmp_path):
@@ -193,10 +205,31 @@ def test_int8_agrees_with_fp32_and_reloads(tmp_path, digits_folder):
     assert len(set(fp32.tolist())) >= 5  # the fp32 net really tells images apart
     result = export_int8(net, str(tmp_path), 'q14', images, batch_size=8)
     assert any('quantize' in op for op in _ops(result['symbol']))
+    assert 'Dropout' not in _ops(result['symbol'])
     int8 = _imports(str(tmp_path / 'q14'))(images).argmax(axis=1).asnumpy()
     agreement = float(np.mean(int8 == fp32))
     assert agreement >= 0.8
     assert result['agreement'] == pytest.approx(agreement)
+    # The Module API runs the INT8 files too.
+    sym, arg_params, aux_params = mx.model.load_checkpoint(str(tmp_path / 'q14'), 0)
+    mod = mx.mod.Module(sym, data_names=['data'], label_names=None, context=mx.cpu())
+    mod.bind(data_shapes=[('data', (8, 3, SIZE, SIZE))], for_training=False)
+    mod.set_params(arg_params, aux_params)
+    mod.forward(Batch([images[:8]]), is_train=False)
+    np.testing.assert_array_equal(mod.get_outputs()[0].argmax(axis=1).asnumpy(), int8[:8])
+
+
+def test_calibration_images_read_a_record_file_like_the_folder(tmp_path, digits_folder):
+    from gluon_resnest.data import ImageFolder, pack_record  # pylint: disable=import-outside-toplevel
+    pack_record(ImageFolder(digits_folder), str(tmp_path / 'digits.rec'))
+    from_rec = calibration_images(str(tmp_path / 'digits.rec'), 32, 6)
+    from_folder = calibration_images(digits_folder, 32, 6)
+    assert from_rec.shape == (6, 3, 32, 32)
+    np.testing.assert_array_equal(from_rec.asnumpy(), from_folder.asnumpy())
+    with pytest.raises(ValueError, match='holds 40 images, fewer than the 41'):
+        calibration_images(digits_folder, 32, 41)
+    with pytest.raises(FileNotFoundError, match='calibration data not found'):
+        calibration_images(str(tmp_path / 'missing'), 32, 1)
 
 
 @pytest.mark.slow
