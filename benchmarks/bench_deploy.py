@@ -51,6 +51,7 @@ def parse_args(argv=None):
     parser.add_argument('--calib-data', help='folder or .rec for INT8 calibration (default: random)')
     parser.add_argument('--num-calib-batches', type=int, default=10)
     parser.add_argument('--calib-mode', default='naive', choices=('naive', 'entropy'))
+    parser.add_argument('--granularity', default='tensor-wise', choices=('tensor-wise', 'channel-wise'))
     parser.add_argument('--val-data', help='held-out folder or .rec with labels: top-1 of both forms')
     parser.add_argument('--num-val-images', type=int, default=0, help='0: all of --val-data')
     parser.add_argument('--json', help='also write the results here')
@@ -80,7 +81,7 @@ def export_both(args, folder):
     net = _network(args)
     export_mxnet(net, folder, 'fp32', input_size=args.input_size, batch_size=args.batch_size)
     result = export_int8(net, folder, 'int8', _calibration(args), batch_size=args.batch_size,
-                         calib_mode=args.calib_mode)
+                         calib_mode=args.calib_mode, granularity=args.granularity)
     blocks = {}
     for form in ('fp32', 'int8'):
         block = load_symbol_block(os.path.join(folder, form))
@@ -146,7 +147,8 @@ def main(args=None):
     args = parse_args() if args is None else args
     results = {'model': args.model, 'batch_size': args.batch_size, 'input_size': args.input_size,
                'omp_num_threads': os.environ.get('OMP_NUM_THREADS'), 'cpu': platform.processor(),
-               'mxnet': mx.__version__, 'weights': args.params_file or
+               'mxnet': mx.__version__, 'calib_mode': args.calib_mode,
+               'granularity': args.granularity, 'weights': args.params_file or
                ('pretrained' if args.pretrained else 'random')}
     with tempfile.TemporaryDirectory(prefix='bench-deploy-') as folder:
         blocks, results['calib_agreement'] = export_both(args, folder)

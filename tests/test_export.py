@@ -239,7 +239,8 @@ def test_int8_cli_with_preprocess(tmp_path, digits_folder, capsys):
     args = cli.parse_args(['--model', 'resnest14', '--params-file', str(tmp_path / 'r14.params'),
                            '--out', str(tmp_path / 'out'), '--format', 'int8', '--preprocess',
                            '--input-size', str(SIZE), '--batch-size', '4', '--calib-data',
-                           digits_folder, '--num-calib-batches', '2', '--min-agreement', '0'])
+                           digits_folder, '--num-calib-batches', '2', '--min-agreement', '0',
+                           '--granularity', 'channel-wise'])
     cli.main(args)
     assert 'self-check: INT8 agrees' in capsys.readouterr().out
     deployed = _imports(str(tmp_path / 'out' / 'resnest14-int8'))

@@ -21,7 +21,7 @@ import mxnet as mx
 
 from ..model_zoo import list_models
 from .common import build_network, default_input_size
-from .int8_export import CALIB_MODES, calibration_images, export_int8
+from .int8_export import CALIB_MODES, GRANULARITIES, calibration_images, export_int8
 from .mxnet_export import MXNET_ATOL, export_mxnet
 from .onnx_export import ONNX_ATOL, ONNX_OPSET, export_onnx
 
@@ -52,6 +52,8 @@ def parse_args(argv=None):
     parser.add_argument('--calib-data', help='int8: ImageNet-layout image folder or .rec file')
     parser.add_argument('--num-calib-batches', type=int, default=10, help='int8: batches (10)')
     parser.add_argument('--calib-mode', default='naive', choices=CALIB_MODES, help='int8 (naive)')
+    parser.add_argument('--granularity', default='tensor-wise', choices=GRANULARITIES,
+                        help='int8: weight scales per tensor or per output channel (tensor-wise)')
     parser.add_argument('--min-agreement', type=float, default=0.8,
                         help='int8: fail if INT8 and fp32 top-1 agree on fewer calibration images')
     args = parser.parse_args(argv)
@@ -79,7 +81,7 @@ def export(args):
                                 args.num_calib_batches * args.batch_size, args.preprocess)
     return export_int8(net, args.out, args.prefix, images, batch_size=args.batch_size,
                        preprocess=args.preprocess, calib_mode=args.calib_mode,
-                       min_agreement=args.min_agreement)
+                       granularity=args.granularity, min_agreement=args.min_agreement)
 
 
 def report(args, result):

@@ -16,9 +16,10 @@ from ..layers import without_random_ops
 from .common import ExportCheckError, compare_outputs, deploy_block, load_symbol_block, output_dir
 from .mxnet_export import MXNET_ATOL, trace_clean
 
-__all__ = ['CALIB_MODES', 'calibration_images', 'quantize', 'export_int8']
+__all__ = ['CALIB_MODES', 'GRANULARITIES', 'calibration_images', 'quantize', 'export_int8']
 
 CALIB_MODES = ('naive', 'entropy')
+GRANULARITIES = ('tensor-wise', 'channel-wise')
 
 
 def _open_dataset(path):
@@ -67,18 +68,22 @@ def _native_logs_silenced():
         os.close(devnull)
 
 
-def quantize(block, images, batch_size, calib_mode='naive', logger=None):
+def quantize(block, images, batch_size, calib_mode='naive', granularity='tensor-wise', logger=None):
     """Quantize ``block`` (fp32, inference graph) to INT8, calibrating on ``images``.
 
-    Returns the quantized SymbolBlock. ``calib_mode``: 'naive' (min/max) or 'entropy' (KL).
+    Returns the quantized SymbolBlock. ``calib_mode``: 'naive' (min/max) or 'entropy' (KL);
+    ``granularity``: one weight scale per tensor or per output channel.
     """
     if calib_mode not in CALIB_MODES:
         raise ValueError('unknown calibration mode %r; valid: %s' % (calib_mode, ', '.join(CALIB_MODES)))
+    if granularity not in GRANULARITIES:
+        raise ValueError('unknown quantization granularity %r; valid: %s'
+                         % (granularity, ', '.join(GRANULARITIES)))
     calib = mx.io.NDArrayIter(images, batch_size=batch_size, data_name='data')
     with _native_logs_silenced():
-        return mx.contrib.quantization.quantize_net(
-            block, quantized_dtype='auto', calib_mode=calib_mode, calib_data=calib,
-            num_calib_examples=images.shape[0], ctx=mx.cpu(), logger=logger)
+        return mx.contrib.quantization.quantize_net_v2(
+            block, quantized_dtype='auto', quantize_granularity=granularity, calib_mode=calib_mode,
+            calib_data=calib, num_calib_examples=images.shape[0], ctx=mx.cpu(), logger=logger)
 
 
 def _predict(block, images, batch_size):
@@ -87,7 +92,7 @@ def _predict(block, images, batch_size):
 
 
 def export_int8(net, out_dir, prefix, images, batch_size=1, preprocess=False, calib_mode='naive',
-                min_agreement=0.0, check=True):
+                granularity='tensor-wise', min_agreement=0.0, check=True):
     """Quantize ``net`` to INT8 on calibration ``images``, export it, and check the files.
 
     Parameters
@@ -103,6 +108,7 @@ def export_int8(net, out_dir, prefix, images, batch_size=1, preprocess=False, ca
     preprocess : bool
         The graph takes raw uint8 (N, H, W, 3) images.
     calib_mode : {'naive', 'entropy'}
+    granularity : {'tensor-wise', 'channel-wise'}
     min_agreement : float
         Fail when fewer than this fraction of the images get the fp32 network's top-1 class.
     check : bool
@@ -119,7 +125,7 @@ def export_int8(net, out_dir, prefix, images, batch_size=1, preprocess=False, ca
     with without_random_ops(net):
         trace_clean(block, images[:batch_size])
         fp32 = _predict(block, images, batch_size)
-        qnet = quantize(block, images, batch_size, calib_mode,
+        qnet = quantize(block, images, batch_size, calib_mode, granularity,
                         logger=logging.getLogger('gluon_resnest.export'))
     qnet.hybridize(static_alloc=True, static_shape=True)
     int8 = _predict(qnet, images, batch_size)
