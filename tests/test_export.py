@@ -286,6 +286,34 @@ def test_cli_rejects_bad_combinations(r14_params, tmp_path, capsys, argv, messag
     assert message in capsys.readouterr().err
 
 
+def test_missing_onnxruntime_is_a_clear_error(tmp_path, monkeypatch):
+    try:
+        import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        pytest.skip('onnxruntime is importable in this venv: the subprocess route is not used')
+    except ImportError:
+        pass
+    monkeypatch.setenv(onnx_export.ORT_PYTHON_ENV, str(tmp_path / 'no-such-python'))
+    with pytest.raises(RuntimeError, match='no onnxruntime interpreter was found.*%s'
+                       % onnx_export.ORT_PYTHON_ENV):
+        onnx_export.run_onnxruntime(str(tmp_path / 'model.onnx'), [np.zeros(1, np.float32)])
+
+
+def test_cli_onnx_without_runtime_check(tmp_path, r14_params, capsys):
+    cli.main(cli.parse_args(['--model', 'resnest14', '--params-file', r14_params, '--out',
+                             str(tmp_path), '--format', 'onnx', '--input-size', '32',
+                             '--no-runtime-check']))
+    assert 'onnx.checker passed at opset 13 (onnxruntime comparison skipped)' in capsys.readouterr().out
+    assert os.listdir(str(tmp_path)) == ['resnest14.onnx']
+
+
+def test_not_a_params_file_is_a_clear_error(tmp_path):
+    (tmp_path / 'bad.params').write_bytes(b'definitely not ndarrays')
+    with pytest.raises(SystemExit, match='is not an MXNet .params file'):
+        cli.main(cli.parse_args(['--model', 'resnest14', '--params-file', str(tmp_path / 'bad.params'),
+                                 '--out', str(tmp_path / 'out')]))
+    assert not (tmp_path / 'out').exists()
+
+
 def test_params_of_another_model_fail_cleanly(tmp_path, r14_params):
     out = tmp_path / 'out'
     with pytest.raises(SystemExit, match='does not fit this network'):

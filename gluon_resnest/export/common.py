@@ -96,7 +96,8 @@ def _classes_in(params_file):
         raise ValueError('%s holds no named parameters' % params_file)
     for key, value in loaded.items():
         key = key.split(':', 1)[-1]
-        if key in ('fc.weight', ) or (key.endswith('dense0_weight') and len(value.shape) == 2):
+        # Attribute-path files name it fc.weight; files of the older save_params() by symbol name.
+        if key == 'fc.weight' or (key.endswith('_dense0_weight') and len(value.shape) == 2):
             return value.shape[0]
     return 1000
 

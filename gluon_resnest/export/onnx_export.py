@@ -90,8 +90,8 @@ def run_onnxruntime(onnx_file, inputs, python=None):
     python = python or ort_python()
     if python is None:
         raise RuntimeError('onnxruntime is not importable here and no onnxruntime interpreter was '
-                           'found: run scripts/setup.d/40-onnxruntime.sh or set %s'
-                           % ORT_PYTHON_ENV)
+                           'found: run scripts/setup.d/40-onnxruntime.sh, set %s, or pass '
+                           '--no-runtime-check' % ORT_PYTHON_ENV)
     with tempfile.TemporaryDirectory(prefix='.ort-', dir=os.path.dirname(onnx_file)) as tmp:
         paths = _save_inputs(inputs, tmp)
         out = os.path.join(tmp, 'out.npz')
