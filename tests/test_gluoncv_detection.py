@@ -11,10 +11,13 @@ from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransfor
                                                   FasterRCNNDefaultValTransform,
                                                   MaskRCNNDefaultTrainTransform)
 from gluoncv.model_zoo import get_model as gcv_get_model
+from gluoncv.model_zoo import resnest as gcv_resnest
+from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as gcv_faster_module
 from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask as FasterTask
 from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import ForwardBackwardTask as MaskTask
 from gluoncv.nn.dropblock import DropBlock as GluonCVDropBlock
 from mxnet import gluon
+from mxnet.gluon.contrib.nn import SyncBatchNorm
 
 from gluon_resnest import gluoncv as plugin
 
@@ -212,3 +215,49 @@ def test_faster_rcnn_checkpoint_from_gluoncv_loads_strictly(tmp_path):
     assert got[2].shape == (1, 80 * 1000, 4)
     for mine, want in zip(got, expected):
         np.testing.assert_allclose(mine, want, rtol=1e-5, atol=1e-5)
+
+
+# What train_faster_rcnn.py passes for ``custom-model`` besides the network options (its defaults).
+CUSTOM_MODEL_ARGS = dict(min_stage=2, max_stage=6, nms_thresh=0.5, nms_topk=-1, post_nms=-1,
+                         roi_mode='align', roi_size=(7, 7), strides=(4, 8, 16, 32, 64), clip=4.14,
+                         rpn_channel=256, base_size=16, scales=(2, 4, 8, 16, 32),
+                         ratios=(0.5, 1, 2), alloc_size=(384, 384), rpn_min_size=1)
+
+
+@pytest.fixture
+def no_gluoncv_resnest(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("GluonCV's own ResNeSt was built")
+    monkeypatch.setattr(gcv_resnest, 'ResNeSt', refuse)
+
+
+def test_gluoncv_custom_fpn_builders_use_our_backbone(no_gluoncv_resnest):
+    """GluonCV's custom_faster_rcnn_fpn with train_faster_rcnn.py's custom-model syncbn options."""
+    network = dict(base_network_name='resnest50', norm_layer=SyncBatchNorm,
+                   norm_kwargs={'num_devices': 1}, sym_norm_kwargs={'ndev': 1})
+    net = gcv_faster_module.custom_faster_rcnn_fpn(
+        ['dog', 'car'], dataset='voc', pretrained_base=False, **network,
+        **dict(CUSTOM_MODEL_ARGS, **SMALL))
+    assert 'resnest_layers3_conv0_weight' in net.features.collect_params()
+    for param in net.collect_params().values():
+        if param._data is None:  # pylint: disable=protected-access
+            param.initialize()
+    ids, scores, boxes = net(mx.nd.random.uniform(shape=(1, 3, 128, 160)))
+    assert ids.shape == scores.shape == (1, SMALL['rpn_test_post_nms'] * 2, 1)
+    assert boxes.shape == (1, SMALL['rpn_test_post_nms'] * 2, 4)
+    # The zoo's entry (GluonCV's DoubleHead copy, which script custom-model calls) and Mask-RCNN's.
+    zoo = gcv_get_model('custom_faster_rcnn_fpn', classes=['dog'], pretrained_base=False,
+                        **network, **CUSTOM_MODEL_ARGS)
+    mask = gcv_get_model('custom_mask_rcnn_fpn', classes=['dog'], pretrained_base=False,
+                         **dict(network, base_network_name='resnest14'), **CUSTOM_MODEL_ARGS)
+    assert 'resnest_layers3_conv0_weight' in zoo.features.collect_params()
+    assert 'resnest_layers3_conv0_weight' in mask.features.collect_params()
+
+
+def test_gluoncv_custom_fpn_builders_keep_other_networks(no_gluoncv_resnest):
+    other = gcv_faster_module.custom_faster_rcnn_fpn(
+        ['dog'], pretrained_base=False, base_network_name='resnet18_v1b', **CUSTOM_MODEL_ARGS)
+    assert 'resnetv1b_layers4_conv0_weight' in other.features.collect_params()
+    with pytest.raises(ValueError, match='valid names: resnet18_v1b, .*, resnest14, resnest26'):
+        gcv_faster_module.custom_faster_rcnn_fpn(['dog'], pretrained_base=False,
+                                                 base_network_name='resnest51')

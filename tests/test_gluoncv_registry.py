@@ -13,7 +13,11 @@ from gluoncv.model_zoo import get_model as gcv_get_model
 from gluoncv.model_zoo import model_zoo as gcv_zoo
 from gluoncv.model_zoo import resnest as gcv_resnest
 from gluoncv.model_zoo import segbase
+from gluoncv.model_zoo.rcnn import rcnn as gcv_rcnn
+from gluoncv.model_zoo.rcnn.faster_rcnn import doublehead_rcnn as gcv_doublehead_module
+from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as gcv_faster_module
 from gluoncv.model_zoo.rcnn.faster_rcnn import predefined_models as gcv_faster
+from gluoncv.model_zoo.rcnn.mask_rcnn import mask_rcnn as gcv_mask_module
 
 import gluon_resnest
 from gluon_resnest import gluoncv as plugin
@@ -84,6 +88,18 @@ def test_fast_model_loads_published_file_through_gluoncv_zoo(tmp_root, tmp_path,
     np.testing.assert_array_equal(net(x).asnumpy(), reference(x).asnumpy())
 
 
+def test_gluoncv_hash_tag_means_the_published_file(monkeypatch):
+    with pytest.raises(FileNotFoundError, match='deadbeef'):
+        gcv_get_model('resnest26', pretrained='deadbeef')
+    asked = []
+    monkeypatch.setattr(gluon_resnest.model_zoo, 'load_weights', lambda *args, **kwargs: None)
+    monkeypatch.setattr(gluon_resnest.model_zoo, '_attach_imagenet_names', lambda net: None)
+    monkeypatch.setattr(gluon_resnest.model_zoo, 'get_model_file',
+                        lambda name, root=None: asked.append(name) or 'published.params')
+    gcv_get_model('resnest26', pretrained='36459074', input_size=256)
+    assert asked == ['resnest26']
+
+
 def test_gluoncv_resnest_checkpoint_loads_through_zoo(tmp_path):
     theirs = gcv_resnest.resnest14()
     theirs.initialize(mx.init.Xavier())
@@ -106,12 +122,16 @@ def test_unregister_restores_gluoncv_entries():
                       'mask_rcnn_fpn_syncbn_resnest50_coco'):
             assert added not in gcv_zoo._models
         assert segbase.get_backbone is plugin.get_backbone.gluoncv_original
-        assert type(gcv_get_model('resnest14')) is gcv_resnest.ResNeSt  # pylint: disable=unidiomatic-typecheck
+        for module in (gcv_faster_module, gcv_doublehead_module, gcv_mask_module):
+            assert module.custom_rcnn_fpn is gcv_rcnn.custom_rcnn_fpn
+        assert type(gcv_get_model('resnest14')) is gcv_resnest.ResNeSt  # pylint: disable=C0123
         assert plugin.unregister() == []
     finally:
         plugin.register()
     assert plugin.is_registered()
     assert isinstance(gcv_get_model('resnest14'), ResNeSt)
+    for module in (gcv_faster_module, gcv_doublehead_module, gcv_mask_module):
+        assert module.custom_rcnn_fpn is plugin.custom_rcnn_fpn
 
 
 def test_register_twice_is_harmless():

@@ -1,4 +1,7 @@
-"""GluonCV's DeepLabV3, FCN and PSPNet on our backbones: shapes, training, SyncBN, DropBlock, checkpoints."""
+"""GluonCV's DeepLabV3, FCN and PSPNet on our backbones.
+
+Shapes, output stride, training, SyncBN, DropBlock, GluonCV checkpoints.
+"""
 import mxnet as mx
 import numpy as np
 import pytest

@@ -23,7 +23,7 @@ from ..model_zoo import VARIANTS, get_model
 from ..resnest import stage_output_names
 
 __all__ = ['faster_rcnn_fpn', 'custom_faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom_mask_rcnn_fpn',
-           'detection_backbone', 'fpn_tap_names', 'DETECTION_DATASETS']
+           'custom_rcnn_fpn', 'detection_backbone', 'fpn_tap_names', 'DETECTION_DATASETS']
 
 DETECTION_DATASETS = ('coco', 'voc')
 
@@ -167,7 +167,8 @@ def faster_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=T
     -------
     gluoncv.model_zoo.FasterRCNN
     """
-    from gluoncv.model_zoo.rcnn.faster_rcnn import get_faster_rcnn  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from gluoncv.model_zoo.rcnn.faster_rcnn import get_faster_rcnn
     return _build(get_faster_rcnn, backbone, dataset, classes, syncbn, pretrained, pretrained_base,
                   num_devices, {}, kwargs)
 
@@ -226,6 +227,69 @@ def custom_faster_rcnn_fpn(classes, backbone='resnest50', transfer=None, syncbn=
 
 def custom_mask_rcnn_fpn(classes, backbone='resnest50', transfer=None, syncbn=True,
                          pretrained_base=True, num_devices=0, **kwargs):
-    """Mask-RCNN FPN on our backbone for your own classes; arguments as :func:`custom_faster_rcnn_fpn`."""
+    """Mask-RCNN FPN on our backbone for your own classes.
+
+    Arguments as :func:`custom_faster_rcnn_fpn`.
+    """
     return _custom(mask_rcnn_fpn, classes, backbone, transfer, syncbn, pretrained_base, num_devices,
                    kwargs)
+
+
+# The other names GluonCV 0.10.5's custom_rcnn_fpn accepts (its resnest50/101 become ours).
+_GLUONCV_FPN_BACKBONES = ('resnet18_v1b', 'resnet50_v1b', 'resnet101_v1d')
+
+
+def custom_rcnn_fpn(pretrained_base=True, base_network_name='resnet18_v1b', norm_layer=nn.BatchNorm,
+                    norm_kwargs=None, sym_norm_layer=None, sym_norm_kwargs=None, num_fpn_filters=256,
+                    num_box_head_conv=4, num_box_head_conv_filters=256,
+                    num_box_head_dense_filters=1024):
+    """Drop-in replacement of ``gluoncv.model_zoo.rcnn.rcnn.custom_rcnn_fpn``.
+
+    GluonCV's ``custom_faster_rcnn_fpn`` / ``custom_mask_rcnn_fpn`` (and so ``train_faster_rcnn.py
+    custom-model``) build their parts with it. For any of our 13 names it returns our backbone behind
+    GluonCV's FPN and custom box head, with GluonCV's semantics (``norm_layer`` BatchNorm means frozen
+    statistics); GluonCV's ResNet names go to GluonCV's own function.
+
+    Returns
+    -------
+    (FPNFeatureExpander, None, HybridSequential)
+        Features, top features, box features.
+
+    Raises
+    ------
+    ValueError
+        For any other name, listing the valid ones.
+    """
+    from gluoncv.model_zoo.rcnn import rcnn  # pylint: disable=import-outside-toplevel
+    name = str(base_network_name).lower()
+    if name in _GLUONCV_FPN_BACKBONES:
+        return rcnn.custom_rcnn_fpn(pretrained_base, name, norm_layer, norm_kwargs, sym_norm_layer,
+                                    sym_norm_kwargs, num_fpn_filters, num_box_head_conv,
+                                    num_box_head_conv_filters, num_box_head_dense_filters)
+    if name not in VARIANTS:
+        raise ValueError('unknown base_network_name %r; valid names: %s'
+                         % (base_network_name, ', '.join(_GLUONCV_FPN_BACKBONES + tuple(VARIANTS))))
+    use_global_stats = norm_layer is nn.BatchNorm
+    network = get_model(name, pretrained=pretrained_base, dilated=False, dropblock_prob=0.0,
+                        use_global_stats=use_global_stats, norm_layer=norm_layer,
+                        norm_kwargs=norm_kwargs)
+    from gluoncv.nn.feature import FPNFeatureExpander  # pylint: disable=import-outside-toplevel
+    features = FPNFeatureExpander(
+        network=network, outputs=fpn_tap_names(network), num_filters=[num_fpn_filters] * 4,
+        use_1x1=True, use_upsample=True, use_elewadd=True, use_p6=True,
+        no_bias=not use_global_stats, norm_layer=sym_norm_layer, norm_kwargs=sym_norm_kwargs)
+    convs = 0 if use_global_stats else num_box_head_conv
+    return features, None, _custom_box_head(convs, num_box_head_conv_filters, norm_layer,
+                                            norm_kwargs, num_box_head_dense_filters)
+
+
+def _custom_box_head(num_conv, conv_filters, norm_layer, norm_kwargs, dense_filters):
+    """GluonCV's custom box head, layer for layer."""
+    head = nn.HybridSequential()
+    head.add(nn.AvgPool2D(pool_size=(3, 3), strides=2, padding=1))
+    for _ in range(num_conv):
+        head.add(nn.Conv2D(conv_filters, 3, padding=1, use_bias=False),
+                 norm_layer(**(norm_kwargs or {})), nn.Activation('relu'))
+    head.add(nn.Dense(dense_filters, weight_initializer=mx.init.Normal(0.01)),
+             nn.Activation('relu'))
+    return head

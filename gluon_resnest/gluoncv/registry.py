@@ -1,30 +1,58 @@
 """Install our networks into GluonCV 0.10.5, and take them out again.
 
 GluonCV has no registration API. Its ``gluoncv.model_zoo.get_model`` looks names up in the module dict
-``gluoncv.model_zoo.model_zoo._models`` at call time, and its segmentation networks call the module
-function ``gluoncv.model_zoo.segbase.get_backbone`` when they are built. Registering sets entries of that
-dict and that one module attribute, remembering what was there; unregistering puts it all back. Code that
-imported ``get_model`` before registration still sees our entries.
+``gluoncv.model_zoo.model_zoo._models`` at call time; its segmentation networks call the module function
+``gluoncv.model_zoo.segbase.get_backbone`` when they are built, and its custom FPN detectors call the
+``custom_rcnn_fpn`` their modules imported. Registering sets entries of that dict and those module
+attributes, remembering what was there; unregistering puts it all back. Code that imported
+``get_model`` before registration still sees our entries.
 """
+import os
 from functools import partial
 
 from gluoncv.model_zoo import model_zoo as _gluoncv_zoo
 from gluoncv.model_zoo import segbase as _segbase
+from gluoncv.model_zoo.rcnn.faster_rcnn import doublehead_rcnn as _gluoncv_doublehead_rcnn
+from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as _gluoncv_faster_rcnn
+from gluoncv.model_zoo.rcnn.mask_rcnn import mask_rcnn as _gluoncv_mask_rcnn
 
 from ..model_zoo import VARIANTS, get_model
+from ..pretrained import PUBLISHED
 from . import detection, segmentation
 
-__all__ = ['register', 'unregister', 'is_registered', 'registered_names', 'zoo_entries']
+__all__ = ['register', 'unregister', 'is_registered', 'registered_names', 'zoo_entries',
+           'classifier']
 
 # Published transfer results exist for these (REFERENCE.md section 2); GluonCV uses the same names.
 DEEPLAB_BACKBONES = ('resnest50', 'resnest101', 'resnest200', 'resnest269')
 FASTER_RCNN_BACKBONES = ('resnest50', 'resnest101', 'resnest269')
 MASK_RCNN_BACKBONES = ('resnest50', 'resnest101')
 
+# (module, attribute, our replacement): the GluonCV functions other GluonCV code looks up at call time.
+# The zoo's 'custom_faster_rcnn_fpn' is doublehead_rcnn's copy (it shadows faster_rcnn's on import *).
+_PATCHES = ((_segbase, 'get_backbone', segmentation.get_backbone),
+            (_gluoncv_faster_rcnn, 'custom_rcnn_fpn', detection.custom_rcnn_fpn),
+            (_gluoncv_doublehead_rcnn, 'custom_rcnn_fpn', detection.custom_rcnn_fpn),
+            (_gluoncv_mask_rcnn, 'custom_rcnn_fpn', detection.custom_rcnn_fpn))
+
 _MISSING = object()
 # name -> what GluonCV had there (or _MISSING); empty while not registered.
 _saved_entries = {}
-_saved_get_backbone = []
+# what GluonCV had at each of _PATCHES, in order.
+_saved_attributes = []
+
+
+def classifier(name, pretrained=False, input_size=None, **kwargs):
+    """One of our 13 networks, called the way GluonCV calls its model-zoo classifiers.
+
+    ``pretrained`` may also be a GluonCV hash tag (a prefix of the published sha1); ``input_size``,
+    which GluonCV's ResNeSt needs for its DropBlock, is accepted and unused (ours works at any size).
+    """
+    del input_size
+    if pretrained and isinstance(pretrained, str) and not os.path.isfile(pretrained) and \
+            PUBLISHED[name].sha1.startswith(pretrained.lower()):
+        pretrained = True
+    return get_model(name, pretrained=pretrained, **kwargs)
 
 
 def _detection_entries():
@@ -51,7 +79,7 @@ def zoo_entries():
     ``faster_rcnn_fpn[_syncbn]_resnest{50,101,269}_{coco,voc,custom}`` and
     ``mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``.
     """
-    entries = {name: partial(get_model, name) for name in VARIANTS}
+    entries = {name: partial(classifier, name) for name in VARIANTS}
     for backbone in DEEPLAB_BACKBONES:
         entries['deeplab_%s_ade' % backbone] = partial(segmentation.deeplab_ade, backbone)
     entries.update(_detection_entries())
@@ -73,8 +101,10 @@ def register():
 
     Afterwards ``gluoncv.model_zoo.get_model('resnest50', pretrained=True)`` returns our network with
     the same published weights, the 7 fast models are available, GluonCV's segmentation networks
-    (DeepLabV3, FCN, PSPNet, ...) build on our backbones for all 13 names, and the detection names
-    listed by :func:`zoo_entries` build Faster-/Mask-RCNN on them. ``import gluon_resnest`` calls it.
+    (DeepLabV3, FCN, PSPNet, ...) build on our backbones for all 13 names, the detection names listed
+    by :func:`zoo_entries` build Faster-/Mask-RCNN on them, and GluonCV's ``custom_faster_rcnn_fpn`` /
+    ``custom_mask_rcnn_fpn`` accept our names as ``base_network_name``. ``import gluon_resnest`` calls
+    it.
 
     Returns
     -------
@@ -84,11 +114,13 @@ def register():
     if is_registered():
         return []
     entries = zoo_entries()
+    models = _gluoncv_zoo._models  # pylint: disable=protected-access
     for name, factory in entries.items():
-        _saved_entries[name] = _gluoncv_zoo._models.get(name, _MISSING)  # pylint: disable=protected-access
-        _gluoncv_zoo._models[name] = factory  # pylint: disable=protected-access
-    _saved_get_backbone.append(_segbase.get_backbone)
-    _segbase.get_backbone = segmentation.get_backbone
+        _saved_entries[name] = models.get(name, _MISSING)
+        models[name] = factory
+    for module, attribute, ours in _PATCHES:
+        _saved_attributes.append(getattr(module, attribute))
+        setattr(module, attribute, ours)
     return sorted(entries)
 
 
@@ -108,7 +140,9 @@ def unregister():
             models.pop(name, None)
         else:
             models[name] = previous
-    _segbase.get_backbone = _saved_get_backbone.pop()
+    for (module, attribute, _), previous in zip(_PATCHES, _saved_attributes):
+        setattr(module, attribute, previous)
+    del _saved_attributes[:]
     names = sorted(_saved_entries)
     _saved_entries.clear()
     return names
