@@ -68,7 +68,8 @@ def _random_resnest14(classes=1000):
 
 def test_npz_round_trip_reproduces_the_network(tmp_path):
     net = _random_resnest14(classes=10)
-    params = {k: p.data().asnumpy() for k, p in net._collect_params_with_prefix().items()}  # pylint: disable=protected-access
+    by_path = net._collect_params_with_prefix()  # pylint: disable=protected-access
+    params = {key: param.data().asnumpy() for key, param in by_path.items()}
     state = {'module.' + k: v for k, v in to_official_names(params).items()}  # DataParallel names
     np.savez(str(tmp_path / 'resnest14.npz'), **state)
     torch_convert.main(torch_convert.parse_args([

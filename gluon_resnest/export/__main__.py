@@ -14,10 +14,7 @@ ONNX (opset 13) with a free batch axis, INT8 calibrated on 10 batches of a valid
         --calib-data ~/.mxnet/datasets/imagenet/val --num-calib-batches 10 --batch-size 8
 """
 import argparse
-import os
 import sys
-
-import mxnet as mx
 
 from ..model_zoo import list_models
 from .common import build_network, default_input_size

@@ -5,7 +5,7 @@ from ..layers import without_random_ops
 from .common import (ExportCheckError, compare_outputs, deploy_block, input_shape, load_symbol_block,
                      output_dir, random_input, random_ops_in)
 
-__all__ = ['export_mxnet', 'check_mxnet', 'trace_clean']
+__all__ = ['export_mxnet', 'check_mxnet', 'trace_clean', 'eager_output']
 
 MXNET_ATOL = 1e-5
 
@@ -20,7 +20,7 @@ def trace_clean(block, x):
     return block(x)
 
 
-def _reference(block, x):
+def eager_output(block, x):
     """Output of ``block`` run eagerly (not hybridized): what the network itself computes."""
     block.hybridize(active=False)
     try:
@@ -56,7 +56,7 @@ def export_mxnet(net, out_dir, prefix, input_size=224, batch_size=1, preprocess=
     block = deploy_block(net, preprocess)
     x = random_input(input_shape(batch_size, input_size, preprocess), preprocess)
     with without_random_ops(net):
-        expected = _reference(block, x) if check else None
+        expected = eager_output(block, x) if check else None
         with output_dir(out_dir) as (tmp, publish):
             trace_clean(block, x)
             block.export(os.path.join(tmp, prefix), epoch=0)

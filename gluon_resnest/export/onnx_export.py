@@ -7,7 +7,6 @@ numerical check runs :mod:`ort_run` in another interpreter when onnxruntime is n
 """
 import os
 import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from unittest import mock
@@ -17,7 +16,7 @@ import numpy as np
 from ..layers import without_random_ops
 from .common import (ExportCheckError, compare_outputs, deploy_block, input_shape, output_dir,
                      random_input)
-from .mxnet_export import _reference, trace_clean
+from .mxnet_export import eager_output, trace_clean
 
 __all__ = ['ONNX_OPSET', 'ORT_PYTHON_ENV', 'export_onnx', 'ort_python', 'run_onnxruntime']
 
@@ -146,7 +145,7 @@ def export_onnx(net, out_dir, name, input_size=224, batch_size=1, preprocess=Fal
         xs.append(random_input((batch_size + 1,) + shape[1:], preprocess, seed=1))
     was_hybridized = net._active  # pylint: disable=protected-access
     with without_random_ops(net):
-        expected = [_reference(block, x) for x in xs] if check and runtime_check else None
+        expected = [eager_output(block, x) for x in xs] if check and runtime_check else None
         with output_dir(out_dir) as (tmp, publish):
             trace_clean(block, xs[0])
             block.export(os.path.join(tmp, 'graph'), epoch=0)

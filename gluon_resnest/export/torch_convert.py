@@ -83,7 +83,8 @@ def official_to_gluon(state_dict):
 
 
 def _check_fits(params, net, model):
-    expected = {k: tuple(v.shape) for k, v in net._collect_params_with_prefix().items()}  # pylint: disable=protected-access
+    params_of_net = net._collect_params_with_prefix()  # pylint: disable=protected-access
+    expected = {key: tuple(param.shape) for key, param in params_of_net.items()}
     missing = sorted(set(expected) - set(params))
     extra = sorted(set(params) - set(expected))
     if missing or extra:
