@@ -125,7 +125,7 @@ def register():
 
 
 def unregister():
-    """Restore GluonCV's own model-zoo entries and segmentation backbones. Idempotent.
+    """Restore GluonCV's own model-zoo entries, segmentation backbones and custom FPN parts. Idempotent.
 
     Returns
     -------
