@@ -29,6 +29,12 @@ setup(
         'onnx': ['onnx==1.14.1'],
         'test': ['pytest', 'scikit-learn', 'onnx==1.14.1'],
     },
+    entry_points={
+        'console_scripts': [
+            'gluon-resnest-export = gluon_resnest.export.__main__:main',
+            'gluon-resnest-convert-torch = gluon_resnest.export.torch_convert:main',
+        ],
+    },
     classifiers=[
         'Programming Language :: Python :: 3',
         'License :: OSI Approved :: Apache Software License',
