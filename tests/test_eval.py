@@ -205,6 +205,35 @@ def test_quantized(assets):
     assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
 
 
+@pytest.fixture(scope='module')
+def project_exports(assets):
+    """The same checkpoint exported by gluon_resnest.export (fp32 and INT8, with and without folded
+    preprocessing), as users of the export tools get it."""
+    from gluon_resnest.export import export_int8, export_mxnet  # pylint: disable=import-outside-toplevel
+    from gluon_resnest.export.int8_export import calibration_images  # pylint: disable=import-outside-toplevel
+    net = gluon_resnest.get_model('resnest14', classes=CLASSES)
+    net.load_parameters(assets['params'])
+    out = os.path.join(assets['dir'], 'exports')
+    prefixes = {}
+    for preprocess in (False, True):
+        tag = 'raw' if preprocess else 'nchw'
+        export_mxnet(net, out, 'fp32-' + tag, input_size=CROP, preprocess=preprocess)
+        images = calibration_images(assets['folder'], CROP, 12, preprocess=preprocess)
+        export_int8(net, out, 'int8-' + tag, images, batch_size=12, preprocess=preprocess)
+        for name in ('fp32-' + tag, 'int8-' + tag):
+            prefixes[name] = os.path.join(out, name)
+    return prefixes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', ['fp32-nchw', 'fp32-raw', 'int8-nchw', 'int8-raw'])
+def test_project_exports(assets, project_exports, name):
+    flag = '--quantized' if name.startswith('int8') else '--deploy'
+    result = run_eval(flag, '--model-prefix', project_exports[name], '--rec-val', assets['rec'])
+    assert result['quantized'] == name.startswith('int8') and result['num_images'] == 12
+    assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+
+
 def test_quantized_flag_rejects_float_graph(assets):
     with pytest.raises(ValueError, match='has no INT8 operators'):
         run_eval('--quantized', '--model-prefix', assets['prefix'], '--data-dir', assets['folder'])
