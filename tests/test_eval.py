@@ -259,6 +259,14 @@ def test_benchmark_cli(capsys):
     assert 'median of 2 batches of 2' in capsys.readouterr().out
 
 
+@pytest.mark.parametrize('key', ['prefix', 'nhwc', 'int8'])
+def test_benchmark_deployed(assets, key):
+    result = eval_script.main(eval_script.parse_args([
+        '--deploy', '--model-prefix', assets[key], '--benchmark', '--crop-size', str(CROP),
+        '--batch-size', '2', '--warmup', '1', '--iters', '2']))
+    assert result['images_per_sec'] > 0 and result['quantized'] == (key == 'int8')
+
+
 @pytest.mark.parametrize('name, crop', [('resnest14', 224), ('resnest101', 256), ('resnest200', 320),
                                         ('resnest269', 416)])
 def test_default_crop_is_published(monkeypatch, name, crop):
