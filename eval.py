@@ -113,7 +113,10 @@ def _check_args(parser, args):
 
 def contexts(gpus):
     """``--gpus`` string -> list of Contexts (CPU when empty)."""
-    ids = [int(i) for i in gpus.split(',') if i.strip()] if gpus else []
+    try:
+        ids = [int(i) for i in gpus.split(',') if i.strip()] if gpus else []
+    except ValueError:
+        raise ValueError('--gpus takes comma-separated GPU ids such as "0,1", got %r' % gpus) from None
     if not ids:
         return [mx.cpu()]
     available = mx.context.num_gpus()

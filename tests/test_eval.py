@@ -386,9 +386,11 @@ def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
             '--model', 'resnest14', '--pretrained', '--model-root', str(tmp_path), '--benchmark']))
 
 
-def test_missing_gpu_is_a_clear_error():
-    with pytest.raises(ValueError, match='--gpus 99: MXNet sees .* GPU'):
-        eval_script.main(eval_script.parse_args(['--model', 'resnest14', '--benchmark', '--gpus', '99']))
+@pytest.mark.parametrize('gpus, message', [('99', '--gpus 99: MXNet sees .* GPU'),
+                                            ('0,a', 'comma-separated GPU ids')])
+def test_bad_gpus_are_a_clear_error(gpus, message):
+    with pytest.raises(ValueError, match=message):
+        eval_script.main(eval_script.parse_args(['--model', 'resnest14', '--benchmark', '--gpus', gpus]))
 
 
 @pytest.mark.slow
