@@ -49,8 +49,9 @@ def get_model(name, pretrained=False, ctx=None, root=None, **kwargs):
         One of :func:`list_models` (case-insensitive).
     pretrained : bool or str, default False
         True loads the published ImageNet weights (downloaded once into ``root``, sha1-checked); a path
-        loads that ``.params`` file. With ``classes`` other than 1000 the backbone is loaded and the
-        classifier initialised afresh. False returns an uninitialised network.
+        loads that ``.params`` file (e.g. a train_imagenet.py checkpoint). ImageNet weights loaded with
+        ``classes`` other than 1000 keep the backbone and get a fresh classifier; a file with another
+        number of classes must match ``classes``. False returns an uninitialised network.
     ctx : Context, default cpu()
         Where the loaded weights go.
     root : str, default ``~/.mxnet/models``
@@ -73,7 +74,7 @@ def get_model(name, pretrained=False, ctx=None, root=None, **kwargs):
     if pretrained:
         ctx = ctx or mx.cpu()
         path = pretrained if isinstance(pretrained, str) else get_model_file(key, root=root)
-        load_weights(net, path, ctx=ctx, skip_classifier=net.num_classes != 1000)
+        load_weights(net, path, ctx=ctx, fresh_imagenet_classifier=True)
         if net.num_classes == 1000:
             _attach_imagenet_names(net)
     return net

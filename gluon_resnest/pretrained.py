@@ -111,11 +111,12 @@ def _download(name, path, expected_sha1):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def load_weights(net, path, ctx=None, skip_classifier=False):
+def load_weights(net, path, ctx=None, fresh_imagenet_classifier=False):
     """Load a ``.params`` file into ``net`` strictly, naming any missing or unexpected keys.
 
-    With ``skip_classifier`` the file's ``fc`` parameters are ignored and ``net.fc`` is initialised
-    afresh (fine-tuning to another number of classes).
+    With ``fresh_imagenet_classifier``, a file whose classifier has the 1000 ImageNet classes loaded into
+    a network with another number of classes keeps the backbone and gets a freshly initialised ``fc``
+    (fine-tuning). A classifier of any other size must match the network's.
     """
     ctx = ctx or mx.cpu()
     if not os.path.isfile(path):
@@ -133,6 +134,8 @@ def load_weights(net, path, ctx=None, skip_classifier=False):
         # Files written by the older save_params() key parameters by symbol name, not path.
         by_name = {param.name: path for path, param in expected.items()}
         loaded = {by_name.get(key, key): value for key, value in loaded.items()}
+    skip_classifier = (fresh_imagenet_classifier and 'fc.weight' in loaded
+                       and loaded['fc.weight'].shape[0] == 1000 and net.fc.weight.shape[0] != 1000)
     if skip_classifier:
         loaded = {k: v for k, v in loaded.items() if not k.startswith('fc.')}
         expected = {k: v for k, v in expected.items() if not k.startswith('fc.')}

@@ -127,3 +127,14 @@ def test_legacy_files_keyed_by_symbol_name_load(saved_resnest14, tmp_path):
     net = gluon_resnest.get_model('resnest14', pretrained=path)
     x = mx.nd.random.uniform(shape=(1, 3, 64, 64))
     np.testing.assert_array_equal(net(x).asnumpy(), reference(x).asnumpy())
+
+
+def test_checkpoint_with_own_class_count_loads_its_classifier(tmp_path):
+    net = gluon_resnest.get_model('resnest14', classes=10)
+    net.initialize(mx.init.Xavier())
+    path = str(tmp_path / 'finetuned.params')
+    net.save_parameters(path)
+    loaded = gluon_resnest.get_model('resnest14', classes=10, pretrained=path)
+    np.testing.assert_array_equal(loaded.fc.weight.data().asnumpy(), net.fc.weight.data().asnumpy())
+    with pytest.raises(ValueError, match=r'fc\.weight has shape \(10, 2048\) in the file'):
+        gluon_resnest.get_model('resnest14', classes=5, pretrained=path)
