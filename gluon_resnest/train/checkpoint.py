@@ -1,0 +1,129 @@
+"""Crash-safe checkpoints: parameters, trainer states and a JSON record, written atomically.
+
+A checkpoint ``{save_dir}/{model}-{epoch:04d}`` (or ``...-{epoch:04d}-b{batch:06d}`` when saved in the
+middle of an epoch, e.g. on Ctrl-C) is three files:
+
+- ``.params``: ``net.save_parameters`` (loadable with ``get_model(name, classes=N, pretrained=path)``);
+- ``.states``: ``trainer.save_states`` (optimizer with its momentum and update count);
+- ``.json``: epoch, batch, update count, learning rate, seed, arguments, and the size and SHA-1 of both
+  files. The random streams are re-seeded from (seed, epoch, batch, rank) when an epoch starts or resumes,
+  so the seed and the position are the whole random state.
+
+Every file is written to a temporary name in the same folder and moved into place with ``os.replace``;
+the JSON goes last and is the commit record. ``latest_checkpoint`` only returns a checkpoint whose JSON
+parses and whose two files match the recorded size and SHA-1, so a crash mid-write (or a truncated copy)
+is never picked and the previous checkpoint stays the one resumed from.
+"""
+import glob
+import hashlib
+import json
+import os
+import re
+
+__all__ = ['checkpoint_prefix', 'save_checkpoint', 'latest_checkpoint', 'read_checkpoint', 'atomic_write']
+
+_NAME = re.compile(r'^-(\d{4,})(?:-b(\d{6,}))?\.json$')
+
+
+def checkpoint_prefix(save_dir, model, epoch, batch=0):
+    """Path prefix of the checkpoint after ``epoch`` complete epochs and ``batch`` batches of the next."""
+    name = '%s-%04d' % (model, epoch) if batch == 0 else '%s-%04d-b%06d' % (model, epoch, batch)
+    return os.path.join(save_dir, name)
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` then move the result onto ``path``: readers see the old or the new file."""
+    tmp = '%s.tmp-%d' % (path, os.getpid())
+    try:
+        write(tmp)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _digest(path):
+    sha1 = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            sha1.update(chunk)
+    return {'size': os.path.getsize(path), 'sha1': sha1.hexdigest()}
+
+
+def save_checkpoint(prefix, net, trainer, meta):
+    """Write ``prefix.params``, ``prefix.states`` and (last) ``prefix.json`` atomically.
+
+    Parameters
+    ----------
+    prefix : str
+        From ``checkpoint_prefix``.
+    net : HybridBlock
+    trainer : gluon.Trainer
+    meta : dict
+        JSON-serialisable record (epoch, batch, num_update, ...); file digests are added to it.
+
+    Returns
+    -------
+    str
+        Path of the JSON record.
+    """
+    files = {}
+    for ext, write in (('params', net.save_parameters), ('states', trainer.save_states)):
+        path = '%s.%s' % (prefix, ext)
+        atomic_write(path, write)
+        files[ext] = dict(_digest(path), name=os.path.basename(path))
+    record = dict(meta, files=files)
+
+    def _write_json(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+    atomic_write(prefix + '.json', _write_json)
+    return prefix + '.json'
+
+
+def read_checkpoint(json_path, verify=True):
+    """Load and check a checkpoint record; returns it with the ``params``/``states``/``json`` paths added.
+
+    Raises
+    ------
+    ValueError
+        The record does not parse or a file is missing, truncated or altered (one line).
+    """
+    try:
+        with open(json_path) as f:
+            record = json.load(f)
+        files = record['files']
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError('checkpoint %s is unreadable: %s' % (json_path, err)) from err
+    folder = os.path.dirname(os.path.abspath(json_path))
+    for ext in ('params', 'states'):
+        path = os.path.join(folder, files[ext]['name'])
+        if not os.path.isfile(path):
+            raise ValueError('checkpoint %s: missing %s' % (json_path, path))
+        if verify and _digest(path) != {k: files[ext][k] for k in ('size', 'sha1')}:
+            raise ValueError('checkpoint %s: %s is truncated or altered (size/SHA-1 mismatch)'
+                             % (json_path, path))
+        record[ext] = path
+    record['json'] = json_path
+    return record
+
+
+def latest_checkpoint(save_dir, model, log=None):
+    """The newest complete checkpoint of ``model`` in ``save_dir``, or None.
+
+    Incomplete ones (crash mid-write, truncated files) are skipped, with a warning through ``log``.
+    """
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(save_dir), glob.escape(model) + '-*.json')):
+        match = _NAME.match(path[len(os.path.join(save_dir, model)):])
+        if match:
+            found.append((int(match.group(1)), int(match.group(2) or 0), path))
+    for _, _, path in sorted(found, reverse=True):
+        try:
+            return read_checkpoint(path)
+        except ValueError as err:
+            if log is not None:
+                log.warning('skipping incomplete checkpoint: %s', err)
+    return None

@@ -1,0 +1,236 @@
+"""The epoch loop: forward/backward with the recipe's targets, NaN guard, Ctrl-C checkpoint, validation.
+
+A :class:`Run` holds everything one training run needs (built by :func:`gluon_resnest.train.build_run`);
+:func:`train` drives it from its start position to ``num_epochs``.
+"""
+import math
+import signal
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from ..evaluation import evaluate
+from .checkpoint import checkpoint_prefix, save_checkpoint
+from .monitor import ProgressBar
+from .recipe import mixup_active, mixup_batch, smooth_labels
+
+__all__ = ['Run', 'TrainingDiverged', 'TrainingInterrupted', 'train', 'seed_everything']
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left in place."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training after a checkpoint was written."""
+
+
+class Run(object):  # pylint: disable=too-many-instance-attributes,too-few-public-methods
+    """The state of one training run (a plain record; see ``build_run``)."""
+
+    def __init__(self, **fields):
+        self.start_epoch = 0
+        self.start_batch = 0
+        self.last_checkpoint = None
+        self.history = None
+        self.dropblock = None
+        self.amp = None
+        self.__dict__.update(fields)
+
+
+def seed_everything(seed, epoch, start_batch, rank):
+    """Seed MXNet, NumPy and Python RNGs from (seed, epoch, start batch, rank).
+
+    Seeding at every epoch start makes a run resumed at an epoch boundary draw the same random numbers
+    (augmentation with ``-j 0``, mixup, DropBlock) as an uninterrupted one.
+    """
+    state = np.random.SeedSequence([seed, epoch, start_batch, rank]).generate_state(3)
+    mx.random.seed(int(state[0] % (1 << 31)))
+    np.random.seed(int(state[1]))
+    import random  # pylint: disable=import-outside-toplevel
+    random.seed(int(state[2]))
+
+
+def _targets(run, epoch, data, label):
+    """(input batch, loss target, hard label for the train metric) under the recipe's switches."""
+    args = run.args
+    if mixup_active(epoch, args.num_epochs, args.mixup, args.mixup_off_epoch):
+        data, target, lam = mixup_batch(data, label, run.classes, args.mixup_alpha, args.label_smoothing)
+        # The metric counts the label that dominates the mix.
+        return data, target, label if lam >= 0.5 else label[::-1]
+    if args.label_smoothing > 0:
+        return data, smooth_labels(label, run.classes, args.label_smoothing), label
+    return data, label, label
+
+
+def _train_step(run, epoch, data, label):
+    """One optimizer step on a batch; returns the mean loss (a Python float) and the outputs."""
+    data, target, hard = _targets(run, epoch, data, label)
+    datas = gluon.utils.split_and_load(data.astype(run.args.dtype, copy=False), run.ctx, even_split=False)
+    targets = gluon.utils.split_and_load(target, run.ctx, even_split=False)
+    loss_fn = run.sparse_loss if target.ndim == 1 else run.dense_loss
+    with autograd.record():
+        outputs = [run.net(x).astype('float32', copy=False) for x in datas]
+        losses = [loss_fn(out, t) for out, t in zip(outputs, targets)]
+        if run.amp is not None:
+            with run.amp.scale_loss(losses, run.trainer) as scaled:
+                autograd.backward(scaled)
+        else:
+            autograd.backward(losses)
+    run.trainer.step(data.shape[0] * run.dist.step_scale)
+    loss = sum(float(l.sum().asscalar()) for l in losses) / data.shape[0]
+    run.metrics.update(gluon.utils.split_and_load(hard, run.ctx, even_split=False), outputs)
+    return loss
+
+
+class _SigintFlag(object):
+    """Turn the first Ctrl-C into a flag checked between batches (a step is never cut in half)."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):  # pylint: disable=unused-argument
+        self.raised = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _check_finite(run, loss, epoch, batch):
+    if not math.isfinite(loss):
+        raise TrainingDiverged('loss is %s at epoch %d batch %d (lr %.5g); stopped without saving, last good '
+                               'checkpoint: %s' % (loss, epoch + 1, batch + 1, run.trainer.learning_rate,
+                                                   run.last_checkpoint or 'none'))
+
+
+def _train_epoch(run, epoch, start_batch, sigint):
+    """Train one epoch from ``start_batch``; returns (mean loss, images/s) or raises on Ctrl-C/NaN."""
+    run.sampler.set_epoch(epoch, start_batch)
+    run.metrics.reset()
+    total = run.sampler.batches_per_epoch
+    bar = ProgressBar(total, epoch, run.args.num_epochs, enabled=run.dist.is_root and run.args.progress,
+                      initial=start_batch)
+    loss_sum, seen, tic = 0.0, 0, time.time()
+    try:
+        for batch, (data, label) in enumerate(run.loader, start=start_batch):
+            loss = _train_step(run, epoch, data, label)
+            _check_finite(run, loss, epoch, batch)
+            loss_sum, seen = loss_sum + loss, seen + data.shape[0]
+            speed = seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
+            bar.update(speed, loss, run.trainer.learning_rate)
+            if run.args.log_interval and (batch + 1) % run.args.log_interval == 0:
+                run.log.info('epoch %d batch %d/%d: %.1f img/s loss %.4f lr %.5g', epoch + 1, batch + 1,
+                             total, speed, loss, run.trainer.learning_rate)
+            if _stop_requested(run, sigint):
+                _save(run, epoch, batch + 1)
+                raise TrainingInterrupted('interrupted at epoch %d batch %d; checkpoint %s'
+                                          % (epoch + 1, batch + 1, run.last_checkpoint))
+    finally:
+        bar.close()
+    steps = max(total - start_batch, 1)
+    return loss_sum / steps, seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
+
+
+def _stop_requested(run, sigint):
+    # Workers must stop at the same batch, or the others would wait forever in the next allreduce.
+    if run.dist.num_workers == 1:
+        return sigint.raised
+    return run.dist.allreduce_sum([float(sigint.raised)], 'sigint')[0] > 0
+
+
+def _sync_workers(run):
+    """Make every worker (and device) hold one model: averaged BatchNorm statistics, rank 0's weights.
+
+    Gradients are already averaged, but reductions may round differently on each rank; a broadcast once
+    per epoch keeps the weights bit-identical, so any rank's model is the checkpointed one.
+    """
+    params = list(run.net.collect_params().values())
+    run.dist.average_arrays([p.data(run.ctx[0]) for p in params if p.grad_req == 'null'], 'bn_stats')
+    run.dist.broadcast_arrays([p.data(run.ctx[0]) for p in params], 'params')
+    for p in params:
+        # Copy to this worker's other devices; not set_data(), which resets the trainer's kvstore.
+        first = p.data(run.ctx[0])
+        for arr in p.list_data()[1:]:
+            first.copyto(arr)
+
+
+def _validate(run):
+    """Top-1/top-5 on the whole validation set (each worker takes a slice; counts are summed)."""
+    res = evaluate(run.net, run.val_loader, run.ctx, dtype=run.args.dtype)
+    n = res['num_images']
+    correct1, correct5, total = run.dist.allreduce_sum([res['top1'] * n, res['top5'] * n, n], 'val')
+    return correct1 / total, correct5 / total
+
+
+def _save(run, epoch, batch):
+    """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait)."""
+    if run.dist.is_root:
+        meta = {'model': run.args.model, 'classes': run.classes, 'epoch': epoch, 'batch': batch,
+                'num_update': int(run.trainer.optimizer.num_update),
+                'learning_rate': float(run.trainer.learning_rate), 'seed': run.args.seed,
+                'iters_per_epoch': run.sampler.batches_per_epoch, 'num_workers': run.dist.num_workers,
+                'args': {k: v for k, v in vars(run.args).items() if _jsonable(v)}}
+        prefix = checkpoint_prefix(run.save_dir, run.args.model, epoch, batch)
+        save_checkpoint(prefix, run.net, run.trainer, meta)
+        run.last_checkpoint = prefix + '.json'
+        run.log.info('saved checkpoint %s', run.last_checkpoint)
+    run.dist.barrier()
+
+
+def _jsonable(value):
+    return value is None or isinstance(value, (bool, int, float, str, list, tuple))
+
+
+def _end_epoch(run, epoch, loss, speed):
+    """Synchronise, validate, record history and checkpoint after ``epoch``."""
+    args = run.args
+    _sync_workers(run)
+    top1, top5 = (float(v) for v in run.dist.allreduce_sum(
+        [float(run.metrics.get()[1][0]), float(run.metrics.get()[1][1])], 'train_metrics'))
+    record = {'epoch': epoch, 'loss': loss, 'lr': float(run.trainer.learning_rate),
+              'train-top1': top1 / run.dist.num_workers, 'train-top5': top5 / run.dist.num_workers,
+              'images_per_sec': speed}
+    last = epoch + 1 == args.num_epochs
+    if run.val_loader is not None and (last or (epoch + 1) % args.eval_frequency == 0):
+        record['val-top1'], record['val-top5'] = _validate(run)
+    run.log.info('[Epoch %d] train: loss %.4f top-1 %.4f top-5 %.4f, %.1f img/s, lr %.5g%s', epoch + 1, loss,
+                 record['train-top1'], record['train-top5'], speed, record['lr'],
+                 '; val: top-1 %.4f top-5 %.4f' % (record['val-top1'], record['val-top5'])
+                 if 'val-top1' in record else '')
+    run.history.add(record)
+    if last or (epoch + 1) % args.save_frequency == 0:
+        _save(run, epoch + 1, 0)
+    return record
+
+
+def train(run):
+    """Train from ``run.start_epoch``/``run.start_batch`` to ``run.args.num_epochs``.
+
+    Raises
+    ------
+    TrainingDiverged
+        NaN/inf loss (nothing is saved; the previous checkpoint stays the latest).
+    TrainingInterrupted
+        Ctrl-C; a checkpoint of the position reached was written first.
+    """
+    with _SigintFlag() as sigint:
+        for epoch in range(run.start_epoch, run.args.num_epochs):
+            start_batch = run.start_batch if epoch == run.start_epoch else 0
+            seed_everything(run.args.seed, epoch, start_batch, run.dist.rank)
+            if run.dropblock is not None:
+                run.log.info('epoch %d: DropBlock probability %.4f', epoch + 1, run.dropblock(epoch))
+            loss, speed = _train_epoch(run, epoch, start_batch, sigint)
+            _end_epoch(run, epoch, loss, speed)
+    return run

@@ -1,0 +1,131 @@
+"""The pieces of the ResNeSt ImageNet recipe that are not the loop: schedule, targets, weight decay, DropBlock.
+
+Each one is a small function of plain arguments so a test can check it against hand-computed numbers.
+"""
+import numpy as np
+from gluoncv.utils import LRScheduler, LRSequential
+from mxnet import nd
+
+from ..layers import DropBlockScheduler
+
+__all__ = ['build_lr_scheduler', 'apply_no_wd', 'smooth_labels', 'mixup_batch', 'mixup_active',
+           'dropblock_ramp']
+
+
+def build_lr_scheduler(lr_mode, base_lr, num_epochs, iters_per_epoch, warmup_epochs=0, warmup_lr=0.0,
+                       lr_decay=0.1, lr_decay_epoch=(30, 60, 90), power=2.0):
+    """Linear warmup followed by ``lr_mode`` (cosine, step or poly), indexed by the optimizer's update count.
+
+    The paper's schedule is ``cosine`` with 5 warmup epochs; step epochs count from the start of training
+    (as in GluonCV's script), so the warmup epochs are subtracted from them.
+
+    Parameters
+    ----------
+    lr_mode : str
+        'cosine', 'step' or 'poly'.
+    base_lr : float
+        Peak learning rate, reached at the end of the warmup (already scaled for the number of workers).
+    num_epochs, iters_per_epoch : int
+    warmup_epochs : int
+    warmup_lr : float
+        Learning rate at the first update of the warmup.
+    lr_decay : float
+        Factor of the step mode.
+    lr_decay_epoch : sequence of int
+        Epochs where the step mode multiplies the rate by ``lr_decay``.
+    power : float
+        Exponent of the poly mode.
+
+    Returns
+    -------
+    gluoncv.utils.LRSequential
+    """
+    if lr_mode not in ('cosine', 'step', 'poly'):
+        raise ValueError('unknown --lr-mode %r (choose cosine, step or poly)' % (lr_mode,))
+    if iters_per_epoch < 1:
+        raise ValueError('an epoch must have at least one batch, got iters_per_epoch=%r' % (iters_per_epoch,))
+    if not 0 <= warmup_epochs < num_epochs:
+        raise ValueError('--warmup-epochs must be in [0, --num-epochs), got %r with %r epochs'
+                         % (warmup_epochs, num_epochs))
+    steps = [e - warmup_epochs for e in lr_decay_epoch if e > warmup_epochs]
+    # GluonCV's LRSequential needs a non-empty warmup segment; a 0-epoch warmup gets 0 iterations
+    # (LRScheduler with niters=0 is never selected, LRSequential moves past it at update 0).
+    warmup_iters = warmup_epochs * iters_per_epoch
+    main_iters = (num_epochs - warmup_epochs) * iters_per_epoch
+    # GluonCV's linear/cosine/poly divide by (niters - 1): a 1-iteration segment is a constant.
+    schedulers = [LRScheduler('linear' if warmup_iters > 1 else 'constant', base_lr=warmup_lr,
+                              target_lr=base_lr, niters=warmup_iters)]
+    schedulers.append(LRScheduler(lr_mode if main_iters > 1 else 'constant', base_lr=base_lr, target_lr=0,
+                                  niters=main_iters, step_iter=[s * iters_per_epoch for s in steps],
+                                  step_factor=lr_decay, power=power))
+    return LRSequential(schedulers)
+
+
+def _is_no_wd(name):
+    # GluonCV's --no-wd: biases and the BatchNorm affine parameters (beta, gamma) are not decayed.
+    return name.endswith(('_bias', '_beta', '_gamma', '.bias', '.beta', '.gamma'))
+
+
+def apply_no_wd(net):
+    """Set ``wd_mult = 0`` on every bias and BatchNorm gamma/beta of ``net`` (the recipe's ``--no-wd``).
+
+    Returns
+    -------
+    list of str
+        Names of the parameters that are no longer decayed.
+    """
+    names = []
+    for name, param in net.collect_params().items():
+        if _is_no_wd(name):
+            param.wd_mult = 0.0
+            names.append(name)
+    return names
+
+
+def smooth_labels(labels, classes, eta=0.0):
+    """One-hot targets with label smoothing: ``1 - eta + eta/classes`` on the label, ``eta/classes`` elsewhere.
+
+    Parameters
+    ----------
+    labels : NDArray
+        (N,) integer class indices.
+    classes : int
+    eta : float
+        Smoothing in [0, 1).
+
+    Returns
+    -------
+    NDArray
+        (N, classes) targets; each row sums to 1.
+    """
+    off = eta / classes
+    return nd.one_hot(labels, classes, on_value=1 - eta + off, off_value=off)
+
+
+def mixup_batch(data, labels, classes, alpha, eta=0.0, rng=np.random):
+    """Mixup (Zhang et al.) of a batch with itself reversed, as GluonCV's training script does.
+
+    Returns
+    -------
+    (NDArray, NDArray, float)
+        Mixed images, mixed (smoothed) soft targets, and the weight ``lam`` of the original order.
+    """
+    lam = float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
+    mixed = lam * data + (1 - lam) * data[::-1]
+    targets = smooth_labels(labels, classes, eta)
+    return mixed, lam * targets + (1 - lam) * targets[::-1], lam
+
+
+def mixup_active(epoch, num_epochs, mixup, mixup_off_epoch):
+    """Whether mixup is on during 0-based ``epoch``: the recipe switches it off for the last epochs."""
+    return bool(mixup) and epoch < num_epochs - mixup_off_epoch
+
+
+def dropblock_ramp(net, dropblock_prob, num_epochs):
+    """A DropBlockScheduler that ramps ``net``'s DropBlock layers linearly from 0 to ``dropblock_prob``.
+
+    Returns None when ``dropblock_prob`` is 0 (the layers stay the identity).
+    """
+    if dropblock_prob <= 0:
+        return None
+    return DropBlockScheduler(net, 0.0, dropblock_prob, num_epochs)

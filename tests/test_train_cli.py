@@ -1,0 +1,259 @@
+"""train_imagenet.py end to end on tiny data: runs, outputs, resume, Ctrl-C, NaN guard, bad input."""
+import json
+import os
+import signal
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import train_imagenet
+from gluon_resnest import get_model
+from gluon_resnest.data import EvalTransform, ImageFolder, make_loader
+from gluon_resnest.evaluation import evaluate
+from gluon_resnest.train import latest_checkpoint, loop
+from test_train_helpers import QUICK, write_tiny_dataset
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    return write_tiny_dataset(str(tmp_path_factory.mktemp('tiny')))
+
+
+def _history(save_dir):
+    with open(os.path.join(save_dir, 'history.json')) as f:
+        return json.load(f)
+
+
+def _flat(path):
+    loaded = mx.nd.load(path)
+    return np.concatenate([loaded[k].asnumpy().ravel() for k in sorted(loaded)])
+
+
+def _train_split_loss(params, root):
+    """Mean cross-entropy of a checkpoint over the fixed training images (evaluation transform)."""
+    net = get_model('resnest14', classes=3, pretrained=params)
+    loader = make_loader(ImageFolder(os.path.join(root, 'train')), 16, EvalTransform(32))
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    return float(np.mean(np.concatenate([loss_fn(net(x), y).asnumpy() for x, y in loader])))
+
+
+@pytest.mark.slow
+def test_folder_run_writes_outputs_and_learns(tiny, tmp_path):
+    save = str(tmp_path / 'run')
+    run = train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1',
+                                       '--warmup-epochs', '1', '--save-dir', save])
+    files = sorted(os.listdir(save))
+    assert files == ['curve.png', 'history.json'] + ['resnest14-000%d.%s' % (e, ext) for e in (1, 2, 3)
+                                                     for ext in ('json', 'params', 'states')] + [
+        'train_imagenet.log']
+    history = _history(save)
+    assert [r['epoch'] for r in history] == [0, 1, 2]
+    assert history[-1]['val-top1'] >= 0.5  # 12 val images of 3 colours; chance is 1/3
+    log = open(os.path.join(save, 'train_imagenet.log')).read()
+    assert '[Epoch 3]' in log and 'val: top-1 %.4f' % history[-1]['val-top1'] in log
+    # The checkpoint is what eval.py loads, and gives the logged val top-1 through the same code path.
+    record = latest_checkpoint(save, 'resnest14')
+    assert (record['epoch'], record['batch'], record['num_update']) == (3, 0, 3 * 6)
+    net = get_model('resnest14', classes=3, pretrained=record['params'])
+    val = make_loader(ImageFolder(os.path.join(tiny, 'val')), 8, EvalTransform(32))
+    assert evaluate(net, val)['top1'] == pytest.approx(history[-1]['val-top1'])
+    np.testing.assert_allclose(net.fc.weight.data().asnumpy(), run.net.fc.weight.data().asnumpy())
+    # Training lowered the loss on the fixed training images (measured without augmentation).
+    first = _train_split_loss(os.path.join(save, 'resnest14-0001.params'), tiny)
+    assert _train_split_loss(record['params'], tiny) < 0.8 * first
+
+
+@pytest.mark.slow
+def test_recordio_run(tiny, tmp_path):
+    save = str(tmp_path / 'rec')
+    rec = ['--rec-train', os.path.join(tiny, 'train.rec'), '--rec-train-idx', os.path.join(tiny, 'train.idx'),
+           '--rec-val', os.path.join(tiny, 'val.rec'), '--rec-val-idx', os.path.join(tiny, 'val.idx')]
+    train_imagenet.main(QUICK + rec + ['--classes', '3', '--num-epochs', '1', '--save-dir', save,
+                                       '--mixup', '--label-smoothing', '--auto-aug', '--no-wd', '--last-gamma'])
+    history = _history(save)
+    assert len(history) == 1 and 0 <= history[0]['val-top1'] <= 1
+    assert os.path.isfile(os.path.join(save, 'resnest14-0001.params'))
+    assert os.path.getsize(os.path.join(save, 'curve.png')) > 1000
+
+
+def _crash_at_epoch(monkeypatch, crash_epoch):
+    real = loop._train_epoch
+
+    def crashing(run, epoch, start_batch, sigint):
+        if epoch == crash_epoch:
+            raise RuntimeError('simulated crash')
+        return real(run, epoch, start_batch, sigint)
+    monkeypatch.setattr(loop, '_train_epoch', crashing)
+
+
+@pytest.mark.slow
+def test_resume_after_crash_matches_uninterrupted_run(tiny, tmp_path, monkeypatch):
+    args = QUICK + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1', '--warmup-epochs', '1',
+                    '--dropblock-prob', '0.1']
+    straight = train_imagenet.main(args + ['--save-dir', str(tmp_path / 'a')])
+    _crash_at_epoch(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')])
+    assert latest_checkpoint(str(tmp_path / 'b'), 'resnest14')['epoch'] == 2
+    monkeypatch.undo()
+    resumed = train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b'), '--resume'])
+    assert resumed.start_epoch == 2
+    a, b = (latest_checkpoint(str(tmp_path / d), 'resnest14') for d in 'ab')
+    for key in ('epoch', 'batch', 'num_update', 'learning_rate'):
+        assert a[key] == b[key], key
+    assert resumed.trainer.learning_rate == straight.trainer.learning_rate
+    # Same data order, augmentation and DropBlock draws: the same weights, up to MXNet's float
+    # non-determinism, which is far smaller than what the last epoch changed.
+    final_a, final_b = _flat(a['params']), _flat(b['params'])
+    epoch2 = _flat(os.path.join(str(tmp_path / 'a'), 'resnest14-0002.params'))
+    assert np.abs(final_a - final_b).max() < 0.02 * np.abs(final_a - epoch2).max()
+    assert [r['epoch'] for r in _history(str(tmp_path / 'b'))] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_mid_epoch_checkpoint_and_resumes(tiny, tmp_path, monkeypatch):
+    save = str(tmp_path / 'c')
+    args = QUICK + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', save, '--save-frequency', '5']
+    real = loop._train_step
+    calls = []
+
+    def step_then_sigint(run, epoch, data, label):
+        calls.append(epoch)
+        loss = real(run, epoch, data, label)
+        if len(calls) == 8:  # the 3rd batch of the 2nd epoch (6 batches per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+    monkeypatch.setattr(loop, '_train_step', step_then_sigint)
+    with pytest.raises(SystemExit) as exit_info:
+        train_imagenet.main(args)
+    assert exit_info.value.code == 130
+    record = latest_checkpoint(save, 'resnest14')
+    assert (record['epoch'], record['batch'], record['num_update']) == (1, 2, 8)
+    monkeypatch.undo()
+    run = train_imagenet.main(args + ['--resume'])
+    assert (run.start_epoch, run.start_batch) == (1, 2)
+    final = latest_checkpoint(save, 'resnest14')
+    assert (final['epoch'], final['batch'], final['num_update']) == (2, 0, 12)
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
+    save = str(tmp_path / 'nan')
+    args = QUICK + ['--data-dir', tiny, '--save-dir', save]
+    train_imagenet.main(args + ['--num-epochs', '1'])
+    with pytest.raises(SystemExit, match=r'error: loss is (nan|inf) at epoch 2 batch .*'
+                                         r'last good checkpoint: .*resnest14-0001.json'):
+        train_imagenet.main(args + ['--num-epochs', '3', '--resume', '--lr', '1e30'])
+    assert latest_checkpoint(save, 'resnest14')['epoch'] == 1
+    assert sorted(f for f in os.listdir(save) if f.startswith('resnest14')) == [
+        'resnest14-0001.json', 'resnest14-0001.params', 'resnest14-0001.states']
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--model', 'resnest51'], "unknown --model 'resnest51'"),
+    (['--batch-size', '0'], '--batch-size must be >= 1, got 0'),
+    (['--dtype', 'float16'], '--dtype float16 needs --gpus'),
+    (['--resume', '--resume-params', 'x.params'], '--resume cannot be combined'),
+    (['--mixup', '--mixup-alpha', '0'], '--mixup needs --mixup-alpha > 0'),
+    (['--warmup-epochs', '5', '--num-epochs', '5'], '--warmup-epochs must be in'),
+    (['--rec-train', 'a.rec'], '--rec-train and --rec-val go together'),
+    (['--input-size', '16'], '--input-size must be >= 32'),
+    (['--label-smoothing', '1.5'], '--label-smoothing must be in'),
+    (['--kv-store', 'nccl'], "invalid choice: 'nccl'"),
+])
+def test_bad_flags_are_one_line_errors(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_imagenet.parse_args(flags)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+
+
+def _expect_error(argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train_imagenet.main(argv)
+    text = str(exit_info.value.code)
+    assert text.startswith('error: ') and '\n' not in text and message in text, text
+
+
+def test_missing_data_dir(tmp_path):
+    _expect_error(QUICK + ['--data-dir', str(tmp_path / 'nope'), '--save-dir', str(tmp_path / 's')],
+                  'data folder not found')
+
+
+def test_data_dir_without_splits(tmp_path):
+    (tmp_path / 'd' / 'cat').mkdir(parents=True)
+    _expect_error(QUICK + ['--data-dir', str(tmp_path / 'd'), '--save-dir', str(tmp_path / 's')],
+                  'needs train/ and val/ sub-folders')
+
+
+def test_empty_class_folder(tiny, tmp_path):
+    import shutil
+    root = tmp_path / 'd'
+    shutil.copytree(tiny, str(root))
+    (root / 'train' / 'class9').mkdir()
+    _expect_error(QUICK + ['--data-dir', str(root), '--save-dir', str(tmp_path / 's')],
+                  'class folder class9 has no images')
+
+
+def test_corrupt_jpeg_is_a_clear_error(tiny, tmp_path):
+    import shutil
+    root = tmp_path / 'd'
+    shutil.copytree(tiny, str(root))
+    for name in os.listdir(str(root / 'train' / 'class1')):
+        (root / 'train' / 'class1' / name).write_bytes(b'\xff\xd8 not really a jpeg')
+    _expect_error(QUICK + ['--data-dir', str(root), '--save-dir', str(tmp_path / 's'), '--num-epochs', '1'],
+                  'cannot decode image')
+
+
+def test_truncated_rec(tiny, tmp_path):
+    data = open(os.path.join(tiny, 'train.rec'), 'rb').read()
+    (tmp_path / 't.rec').write_bytes(data[:len(data) // 2])
+    _expect_error(QUICK + ['--rec-train', str(tmp_path / 't.rec'), '--rec-train-idx',
+                           os.path.join(tiny, 'train.idx'), '--rec-val', os.path.join(tiny, 'val.rec'),
+                           '--save-dir', str(tmp_path / 's')], 'truncated .rec')
+
+
+def test_classes_disagreeing_with_folders(tiny, tmp_path):
+    _expect_error(QUICK + ['--data-dir', tiny, '--classes', '5', '--save-dir', str(tmp_path / 's')],
+                  '--classes 5 but')
+
+
+def test_batch_larger_than_dataset(tiny, tmp_path):
+    _expect_error(QUICK + ['--data-dir', tiny, '--batch-size', '64', '--save-dir', str(tmp_path / 's')],
+                  'fewer than one batch')
+
+
+def test_missing_resume_file(tiny, tmp_path):
+    _expect_error(QUICK + ['--data-dir', tiny, '--resume-params', str(tmp_path / 'x.params'),
+                           '--save-dir', str(tmp_path / 's')], 'resume file not found')
+
+
+def test_horovod_missing_is_a_clear_error(tiny, tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'horovod.mxnet', None)  # import fails as if not installed
+    _expect_error(QUICK + ['--data-dir', tiny, '--kv-store', 'horovod', '--save-dir', str(tmp_path / 's')],
+                  'needs Horovod: run bash scripts/setup.d/50-horovod.sh')
+
+
+def test_gpus_this_machine_lacks(tiny, tmp_path):
+    if mx.context.num_gpus() > 8:
+        pytest.skip('machine has more than 8 GPUs')
+    _expect_error(QUICK + ['--data-dir', tiny, '--gpus', '8', '--save-dir', str(tmp_path / 's')],
+                  'asks for GPUs this machine')
+
+
+@pytest.mark.slow
+def test_resume_params_and_epoch_gluoncv_style(tiny, tmp_path):
+    first = str(tmp_path / 'first')
+    train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', first])
+    second = str(tmp_path / 'second')
+    run = train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', second,
+                                       '--resume-params', os.path.join(first, 'resnest14-0001.params'),
+                                       '--resume-epoch', '1'])
+    assert run.start_epoch == 1
+    record = latest_checkpoint(second, 'resnest14')
+    # The schedule continued from update 6 (epoch 1 of 6 batches) without the states file.
+    assert (record['epoch'], record['num_update']) == (2, 12)
+    assert [r['epoch'] for r in _history(second)] == [1]

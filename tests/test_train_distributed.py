@@ -1,0 +1,111 @@
+"""Two-worker training on this machine: Horovod (Gloo) and MXNet's dist_sync kvstore, loopback only.
+
+Both runs must end with identical parameters on every worker (gradients are averaged, BatchNorm running
+statistics are averaged at each epoch end, rank 0 writes the checkpoint). Every process is bounded by a
+timeout. The Horovod test skips only when Horovod is not importable (scripts/setup.d/50-horovod.sh builds it).
+"""
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from test_train_helpers import QUICK, write_tiny_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMEOUT = 300
+
+# Runs train_imagenet.main in this worker, then saves this rank's final parameters for comparison.
+WORKER = '''
+import os, sys
+sys.path.insert(0, {root!r})
+import train_imagenet
+run = train_imagenet.main(sys.argv[1:])
+run.net.save_parameters(os.path.join({out!r}, 'rank%d.params' % run.dist.rank))
+print('rank', run.dist.rank, 'of', run.dist.num_workers, 'lr', run.trainer.learning_rate,
+      'updates', run.trainer.optimizer.num_update)
+'''
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
+    env.pop('DMLC_ROLE', None)
+    return env
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _setup(tmp_path):
+    data = write_tiny_dataset(str(tmp_path / 'data'))
+    out = tmp_path / 'out'
+    out.mkdir()
+    script = tmp_path / 'worker.py'
+    script.write_text(WORKER.format(root=ROOT, out=str(out)))
+    # 48 images / (2 workers x batch 8) = 3 batches per worker and epoch.
+    args = QUICK + ['--data-dir', data, '--num-epochs', '2', '--save-dir', str(tmp_path / 'save'),
+                    '--warmup-epochs', '1', '--dropblock-prob', '0.05']
+    return script, out, args
+
+
+def _check_same_params(out, save_dir):
+    ranks = [{k: v.asnumpy() for k, v in mx.nd.load(str(out / ('rank%d.params' % r))).items()} for r in (0, 1)]
+    assert sorted(ranks[0]) == sorted(ranks[1])
+    for name in ranks[0]:
+        np.testing.assert_array_equal(ranks[0][name], ranks[1][name], err_msg=name)
+    files = sorted(os.listdir(save_dir))  # written by rank 0 only, once
+    assert 'resnest14-0002.params' in files and 'history.json' in files
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec('horovod') is None,
+                    reason='Horovod is not installed (bash scripts/setup.d/50-horovod.sh builds it)')
+def test_horovod_two_ranks_end_identical(tmp_path):
+    pytest.importorskip('horovod.mxnet', reason='horovod is installed without its MXNet extension')
+    script, out, args = _setup(tmp_path)
+    horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
+    cmd = [horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', '--network-interface', 'lo',
+           sys.executable, str(script)] + args + ['--kv-store', 'horovod']
+    proc = subprocess.run(cmd, env=_env(), cwd=str(tmp_path), capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # lr follows the number of workers (peak 2 x 0.02, cosine to 0 at the end); 2 epochs x 3 updates each.
+    assert 'rank 0 of 2 lr 0.0 updates 6' in proc.stdout and 'rank 1 of 2 lr 0.0 updates 6' in proc.stdout
+    _check_same_params(out, str(tmp_path / 'save'))
+
+
+@pytest.mark.slow
+def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path):
+    script, out, args = _setup(tmp_path)
+    base = dict(_env(), DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(_free_port()), DMLC_NUM_SERVER='1',
+                DMLC_NUM_WORKER='2', DMLC_INTERFACE='lo', DMLC_NODE_HOST='127.0.0.1')
+    procs = []
+    try:
+        for role in ('scheduler', 'server'):
+            # Importing mxnet with DMLC_ROLE set runs the scheduler/server loop until the workers finish.
+            procs.append(subprocess.Popen([sys.executable, '-c', 'import mxnet'], env=dict(base, DMLC_ROLE=role),
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        workers = [subprocess.Popen([sys.executable, str(script)] + args + ['--kv-store', 'dist_sync'],
+                                    env=dict(base, DMLC_ROLE='worker'), cwd=str(tmp_path),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                   for _ in range(2)]
+        procs += workers
+        outputs = [w.communicate(timeout=TIMEOUT)[0] for w in workers]
+        for worker, text in zip(workers, outputs):
+            assert worker.returncode == 0, text[-3000:]
+        for server in procs[:2]:
+            server.wait(timeout=60)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert any('rank 0 of 2' in t for t in outputs) and any('rank 1 of 2' in t for t in outputs)
+    assert all('updates 6' in t for t in outputs)
+    _check_same_params(out, str(tmp_path / 'save'))
