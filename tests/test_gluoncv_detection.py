@@ -16,42 +16,67 @@ from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as gcv_faster_module
 from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask as FasterTask
 from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import ForwardBackwardTask as MaskTask
 from gluoncv.nn.dropblock import DropBlock as GluonCVDropBlock
-from mxnet import gluon
+from mxnet import autograd, gluon
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
+import gluon_resnest
 from gluon_resnest import gluoncv as plugin
 
 # Small proposal counts keep the RCNN heads cheap on CPU; everything else is the published recipe.
+# Two images per step: the split attention's BatchNorm sees one value per image and channel, and a
+# variance needs more than one.
 SMALL = dict(short=128, max_size=160, rpn_train_pre_nms=300, rpn_train_post_nms=100, num_sample=64,
-             rpn_test_pre_nms=200, rpn_test_post_nms=50)
-OBJECTS = [('dog', (20, 30, 90, 110)), ('car', (80, 20, 150, 100))]
+             rpn_test_pre_nms=200, rpn_test_post_nms=50, per_device_batch_size=2)
+IMAGES = [[('dog', (20, 30, 90, 110)), ('car', (80, 20, 150, 100))],
+          [('cat', (10, 10, 70, 60)), ('person', (60, 40, 140, 120))]]
 
 
-def _image():
-    rng = np.random.RandomState(0)
+def _image(index):
+    rng = np.random.RandomState(index)
     img = rng.randint(0, 60, size=(128, 160, 3)).astype('uint8')
-    for shade, (_, (x0, y0, x1, y1)) in zip((200, 140), OBJECTS):
+    for shade, (_, (x0, y0, x1, y1)) in zip((200, 140), IMAGES[index]):
         img[y0:y1, x0:x1] = shade
     return img
 
 
+def _annotation(objects):
+    boxes = ''.join(
+        '<object><name>%s</name><difficult>0</difficult><bndbox><xmin>%d</xmin><ymin>%d</ymin>'
+        '<xmax>%d</xmax><ymax>%d</ymax></bndbox></object>' % ((name,) + box)
+        for name, box in objects)
+    return ('<annotation><size><width>160</width><height>128</height><depth>3</depth></size>%s'
+            '</annotation>' % boxes)
+
+
 @pytest.fixture(scope='module')
 def voc_root(tmp_path_factory):
-    """A one-image dataset in PASCAL VOC's folder layout and XML format."""
+    """A two-image dataset in PASCAL VOC's folder layout and XML format."""
     root = tmp_path_factory.mktemp('voc')
     base = root / 'VOC2007'
     for folder in ('JPEGImages', 'Annotations', 'ImageSets/Main'):
         (base / folder).mkdir(parents=True)
-    cv2.imwrite(str(base / 'JPEGImages' / '000001.jpg'), _image()[:, :, ::-1])
-    objects = ''.join(
-        '<object><name>%s</name><difficult>0</difficult><bndbox><xmin>%d</xmin><ymin>%d</ymin>'
-        '<xmax>%d</xmax><ymax>%d</ymax></bndbox></object>' % ((name,) + box)
-        for name, box in OBJECTS)
-    (base / 'Annotations' / '000001.xml').write_text(
-        '<annotation><size><width>160</width><height>128</height><depth>3</depth></size>%s'
-        '</annotation>' % objects)
-    (base / 'ImageSets' / 'Main' / 'train.txt').write_text('000001\n')
+    ids = ['%06d' % (index + 1) for index in range(len(IMAGES))]
+    for index, image_id in enumerate(ids):
+        cv2.imwrite(str(base / 'JPEGImages' / (image_id + '.jpg')), _image(index)[:, :, ::-1])
+        (base / 'Annotations' / (image_id + '.xml')).write_text(_annotation(IMAGES[index]))
+    (base / 'ImageSets' / 'Main' / 'train.txt').write_text('\n'.join(ids) + '\n')
     return str(root)
+
+
+@pytest.fixture(scope='module')
+def frozen_base(tmp_path_factory):
+    """A resnest14 backbone file whose BatchNorm statistics fit its weights, as published ones do.
+
+    With momentum 0 one training-mode pass stores each layer's batch statistics as its running ones.
+    """
+    net = gluon_resnest.get_model('resnest14', norm_kwargs={'momentum': 0.0})
+    net.initialize(mx.init.Xavier())
+    images = np.stack([_image(index) for index in range(len(IMAGES))]).transpose(0, 3, 1, 2)
+    with autograd.record():
+        net(mx.nd.array(images / 255.0 - 0.45) / 0.225)
+    path = str(tmp_path_factory.mktemp('base') / 'resnest14.params')
+    net.save_parameters(path)
+    return path
 
 
 def _prepare_for_training(net):
@@ -61,7 +86,7 @@ def _prepare_for_training(net):
             param.initialize()
     net.collect_params().setattr('grad_req', 'null')
     net.collect_train_params().setattr('grad_req', 'write')
-    net.hybridize(static_alloc=True)
+    net.hybridize()  # the script's default (no --static-alloc)
     return gluon.Trainer(net.collect_train_params(), 'sgd',
                          {'learning_rate': 0.01, 'wd': 1e-4, 'momentum': 0.9})
 
@@ -78,29 +103,36 @@ def _losses():
             gluon.loss.HuberLoss())
 
 
+def _check_step(net, losses):
+    """Finite losses of a sane size (no activation blow-up) and finite gradients everywhere."""
+    values = np.array([loss.asscalar() for loss in losses])
+    assert np.isfinite(values).all() and (values > 0).all() and (values < 100).all(), values
+    trained = [param for param in net.collect_train_params().values() if param.grad_req != 'null']
+    assert all(np.isfinite(param.grad().asnumpy()).all() for param in trained)
+    weight = net.collect_params()['resnest_layers4_conv0_weight']
+    assert weight.grad_req == 'write' and weight.grad().abs().sum().asscalar() > 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('syncbn', [True, False], ids=['syncbn', 'frozen_bn'])
-def test_faster_rcnn_trains_and_detects_on_voc_sample(voc_root, syncbn):
+def test_faster_rcnn_trains_and_detects_on_voc_samples(voc_root, frozen_base, syncbn):
     dataset = VOCDetection(root=voc_root, splits=[(2007, 'train')])
-    assert dataset[0][1].shape == (2, 6)
-    net = plugin.faster_rcnn_fpn('resnest14', dataset='voc', syncbn=syncbn, pretrained_base=False,
-                                 **SMALL)
+    assert dataset[1][1].shape == (2, 6)
+    net = plugin.faster_rcnn_fpn('resnest14', dataset='voc', syncbn=syncbn,
+                                 pretrained_base=False if syncbn else frozen_base, **SMALL)
     trainer = _prepare_for_training(net)
     loader = gluon.data.DataLoader(
         dataset.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
                                                           ashape=net.ashape, multi_stage=True)),
-        batch_size=1, batchify_fn=FasterRCNNTrainBatchify(net, 1))
+        batch_size=2, batchify_fn=FasterRCNNTrainBatchify(net, 1))
     weight = net.collect_params()['resnest_layers4_conv0_weight']
     before = weight.data().copy()
     task = FasterTask(net, trainer, *_losses(), mix_ratio=1.0, amp_enabled=False)
-    losses = task.forward_backward(_first_shard(next(iter(loader))))[:4]
-    trainer.step(1)
-    values = [loss.asscalar() for loss in losses]
-    assert np.isfinite(values).all() and min(values) > 0, values
-    assert weight.grad().abs().sum().asscalar() > 0
+    _check_step(net, task.forward_backward(_first_shard(next(iter(loader))))[:4])
+    trainer.step(2)
     assert not np.array_equal(weight.data().asnumpy(), before.asnumpy())
 
-    net.hybridize(static_alloc=True)  # inference takes other inputs: GluonCV re-hybridizes too
+    net.hybridize()  # inference takes other inputs: GluonCV's validate() re-hybridizes too
     x, _, _ = FasterRCNNDefaultValTransform(128, 160)(*dataset[0])
     ids, scores, boxes = net(x.expand_dims(0))
     detections = SMALL['rpn_test_post_nms'] * 20
@@ -109,31 +141,76 @@ def test_faster_rcnn_trains_and_detects_on_voc_sample(voc_root, syncbn):
     assert np.isfinite(boxes.asnumpy()).all()
 
 
-def _mask_sample():
-    label = np.array([list(box) + [index, 0] for index, (_, box) in enumerate(OBJECTS)], 'float32')
+def _flood_memory_pool(shape, value=1e30, times=4):
+    """Leave freed buffers of ``shape`` holding ``value`` in MXNet's memory pool."""
+    for _ in range(times):
+        junk = mx.nd.full(shape, value)
+        junk.wait_to_read()
+        del junk
+
+
+class _PyramidLevels(object):
+    """The two attributes FPN region pooling reads off an R-CNN: pool P2..P5 (P6 is skipped)."""
+    _min_stage, _max_stage = 2, 6
+
+
+def _pyramid_inputs():
+    rng = np.random.RandomState(0)
+    features = [mx.nd.array(rng.uniform(size=(1, 16, 32 >> k, 40 >> k))) for k in range(4)]
+    levels = rng.randint(2, 6, size=256)
+    # Side lengths well inside each level's band: GluonCV maps sqrt(area) of 224 * 2**(level - 4).
+    side = 224.0 * 2.0 ** (levels - 4) * rng.uniform(1.1, 1.8, size=256)
+    corner = rng.uniform(0, 100, size=(256, 2))
+    rois = np.hstack([np.zeros((256, 1)), corner, corner + side[:, None] - 1])
+    return features, mx.nd.array(rois), levels
+
+
+def test_fpn_roi_pooling_never_reads_unwritten_memory():
+    """MXNet's CPU ROIAlign skips regions marked -1, which GluonCV's FPN pooling relies on."""
+    features, rois, levels = _pyramid_inputs()
+    assert set(levels) == {2, 3, 4, 5}
+    # Every region pooled on its own level only; all regions are valid, so ROIAlign writes them all.
+    expected = sum(mx.nd.contrib.ROIAlign(feature, rois, (7, 7), 1. / stride, sample_ratio=2)
+                   .asnumpy() * (levels == level)[:, None, None, None]
+                   for feature, stride, level in zip(features, (4, 8, 16, 32), (2, 3, 4, 5)))
+    for _ in range(3):
+        _flood_memory_pool((256, 16, 7, 7))
+        got = plugin.pyramid_roi_feats(_PyramidLevels(), mx.nd, features, rois, (7, 7),
+                                       (4, 8, 16, 32))
+        np.testing.assert_allclose(got.asnumpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_our_detectors_use_the_safe_roi_pooling():
+    net = plugin.faster_rcnn_fpn('resnest14', pretrained_base=False)
+    assert net._pyramid_roi_feats.__func__ is plugin.pyramid_roi_feats  # pylint: disable=W0212
+    mask = plugin.mask_rcnn_fpn('resnest14', pretrained_base=False)
+    assert mask._pyramid_roi_feats.__func__ is plugin.pyramid_roi_feats  # pylint: disable=W0212
+
+
+def _mask_sample(index):
+    objects = IMAGES[index]
+    label = np.array([list(box) + [k, 0] for k, (_, box) in enumerate(objects)], 'float32')
     polygons = [[np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], 'float32')]
-                for _, (x0, y0, x1, y1) in OBJECTS]
-    return mx.nd.array(_image(), dtype='uint8'), label, polygons
+                for _, (x0, y0, x1, y1) in objects]
+    return mx.nd.array(_image(index), dtype='uint8'), label, polygons
 
 
 @pytest.mark.slow
 def test_mask_rcnn_trains_and_segments_instances():
     pytest.importorskip('pycocotools', reason='GluonCV needs pycocotools for mask targets')
-    net = plugin.custom_mask_rcnn_fpn([name for name, _ in OBJECTS], backbone='resnest14',
+    net = plugin.custom_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
                                       pretrained_base=False, **SMALL)
     trainer = _prepare_for_training(net)
     transform = MaskRCNNDefaultTrainTransform(net.short, net.max_size, net, ashape=net.ashape,
                                               multi_stage=True)
-    batch = MaskRCNNTrainBatchify(net, 1)([transform(*_mask_sample())])
+    batch = MaskRCNNTrainBatchify(net, 1)([transform(*_mask_sample(k)) for k in range(2)])
     task = MaskTask(net, trainer, *_losses(), gluon.loss.SigmoidBinaryCrossEntropyLoss(),
                     amp_enabled=False)
-    losses = task.forward_backward(_first_shard(batch))[:5]
-    trainer.step(1)
-    values = [loss.asscalar() for loss in losses]
-    assert np.isfinite(values).all() and min(values) > 0, values
+    _check_step(net, task.forward_backward(_first_shard(batch))[:5])
+    trainer.step(2)
 
-    net.hybridize(static_alloc=True)
-    img = mx.nd.image.normalize(mx.nd.image.to_tensor(_mask_sample()[0]),
+    net.hybridize()
+    img = mx.nd.image.normalize(mx.nd.image.to_tensor(_mask_sample(0)[0]),
                                 mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     ids, scores, boxes, masks = net(img.expand_dims(0))
     kept = SMALL['rpn_test_post_nms']  # rcnn_max_dets is capped by the proposals kept
@@ -204,6 +281,8 @@ def test_faster_rcnn_checkpoint_from_gluoncv_loads_strictly(tmp_path):
     finally:
         plugin.register()
     theirs.initialize()
+    # GluonCV's own pooling reads unwritten memory on CPU (see pyramid_roi_feats); compare like for like.
+    plugin.use_safe_roi_pooling(theirs)
     x = mx.nd.random.uniform(-1, 1, shape=(1, 3, 128, 128))
     expected = [out.asnumpy() for out in theirs(x)]
     path = str(tmp_path / (name + '.params'))

@@ -14,7 +14,15 @@ Two recipes, as GluonCV names them:
   2-fc box head (GluonCV's ``faster_rcnn_fpn_resnet50_v1b_coco``).
 
 DropBlock is always off, as in GluonCV's detection networks.
+
+On CPU, MXNet 1.9.1's ``ROIAlign`` leaves the output of a region whose batch index is -1 unwritten,
+and GluonCV's FPN pooling marks the regions of the other pyramid levels exactly that way, so their
+"zeros" are whatever the memory pool held (RCNN losses of 1e30 after a few networks in one process;
+GluonCV's own ResNet detectors too). The networks built here pool every region on every level and
+zero the other levels' results instead (:func:`pyramid_roi_feats`), which is what the GPU kernel gives.
 """
+import types
+
 import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import SyncBatchNorm
@@ -23,7 +31,8 @@ from ..model_zoo import VARIANTS, get_model
 from ..resnest import stage_output_names
 
 __all__ = ['faster_rcnn_fpn', 'custom_faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom_mask_rcnn_fpn',
-           'custom_rcnn_fpn', 'detection_backbone', 'fpn_tap_names', 'DETECTION_DATASETS']
+           'custom_rcnn_fpn', 'detection_backbone', 'fpn_tap_names', 'pyramid_roi_feats',
+           'use_safe_roi_pooling', 'DETECTION_DATASETS']
 
 DETECTION_DATASETS = ('coco', 'voc')
 
@@ -119,6 +128,42 @@ def _box_head(syncbn, num_devices):
     return head
 
 
+def pyramid_roi_feats(self, F, features, rpn_rois, roi_size, strides, roi_mode='align',
+                      roi_canonical_scale=224.0, sampling_ratio=2, eps=1e-6):
+    """FPN region pooling as GluonCV's ``RCNN._pyramid_roi_feats``, without masked regions.
+
+    Each region goes to level ``floor(4 + log2(sqrt(area) / roi_canonical_scale))`` clipped to the
+    pooled levels (P6 excluded), as in GluonCV; every level pools all regions and the results of the
+    other levels are set to zero before the sum, so no output depends on unwritten memory.
+    """
+    max_stage = self._max_stage - 1 if self._max_stage > 5 else self._max_stage
+    _, x1, y1, x2, y2 = F.split(rpn_rois, axis=-1, num_outputs=5)
+    size = F.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))
+    roi_level = F.floor(4 + F.log2(size / roi_canonical_scale + eps))
+    roi_level = F.squeeze(F.clip(roi_level, self._min_stage, max_stage))
+    pooled = []
+    for index, level in enumerate(range(self._min_stage, max_stage + 1)):
+        if roi_mode == 'align':
+            feature = F.contrib.ROIAlign(features[index], rpn_rois, roi_size, 1. / strides[index],
+                                         sample_ratio=sampling_ratio)
+        elif roi_mode == 'pool':
+            feature = F.ROIPooling(features[index], rpn_rois, roi_size, 1. / strides[index])
+        else:
+            raise ValueError('invalid roi_mode %r; valid: align, pool' % (roi_mode,))
+        pooled.append(F.where(roi_level == level, feature, F.zeros_like(feature)))
+    return F.ElementWiseSum(*pooled)
+
+
+def use_safe_roi_pooling(net):
+    """Make a GluonCV FPN R-CNN pool regions with :func:`pyramid_roi_feats`; returns ``net``.
+
+    Parameters and outputs are unchanged (on GPU, and on CPU whenever the memory pool held zeros).
+    """
+    net._pyramid_roi_feats = types.MethodType(pyramid_roi_feats, net)  # pylint: disable=protected-access
+    net._clear_cached_op()  # pylint: disable=protected-access
+    return net
+
+
 def _build(getter, backbone, dataset, classes, syncbn, pretrained, pretrained_base, num_devices,
            recipe, kwargs):
     """Shared body of the Faster- and Mask-RCNN factories."""
@@ -130,11 +175,11 @@ def _build(getter, backbone, dataset, classes, syncbn, pretrained, pretrained_ba
     args.update(recipe)
     args.update(kwargs)
     name = '_'.join(['fpn'] + (['syncbn'] if syncbn else []) + [key])
-    return getter(name=name, dataset=dataset, pretrained=pretrained,
-                  features=_fpn(network, syncbn, num_devices), top_features=None, classes=classes,
-                  box_features=_box_head(syncbn, num_devices),
-                  train_patterns=_SYNCBN_TRAIN_PATTERNS if syncbn else _FROZEN_TRAIN_PATTERNS,
-                  **args)
+    return use_safe_roi_pooling(getter(
+        name=name, dataset=dataset, pretrained=pretrained,
+        features=_fpn(network, syncbn, num_devices), top_features=None, classes=classes,
+        box_features=_box_head(syncbn, num_devices),
+        train_patterns=_SYNCBN_TRAIN_PATTERNS if syncbn else _FROZEN_TRAIN_PATTERNS, **args))
 
 
 def faster_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=True,
