@@ -72,7 +72,8 @@ def _recipe_flags(parser):
 
 def _run_flags(parser):
     group = parser.add_argument_group('devices, checkpoints, logging')
-    group.add_argument('--gpus', default='', help="GPU ids, e.g. '0,1,2,3' (empty: CPU)")
+    group.add_argument('--gpus', default='', help="GPU ids, e.g. '0,1,2,3' (empty: CPU); with horovod any "
+                       "value means one GPU per process, the one of its local rank")
     group.add_argument('--kv-store', default='device', choices=KV_STORES)
     group.add_argument('--save-dir', default='params', help='checkpoints, log, history.json, curve.png')
     group.add_argument('--save-frequency', type=int, default=10, help='checkpoint every N epochs (and last)')

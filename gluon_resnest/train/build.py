@@ -123,6 +123,9 @@ def build_run(args):
     log_path = args.logging_file and os.path.join(args.save_dir, args.logging_file)
     log = setup_logger(log_path, dist.is_root)
     ctx = contexts(args.gpus)
+    if dist.kv_store == 'horovod' and args.gpus:
+        # One GPU per Horovod process, as the official recipe runs: the one of its local rank.
+        ctx = contexts(str(dist.local_rank))
     run = Run(args=args, dist=dist, ctx=ctx, log=log, save_dir=args.save_dir, amp=_amp(args))
     train_set, val_set = load_datasets(args)
     run.classes = _classes(args, train_set)

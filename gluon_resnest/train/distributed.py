@@ -22,13 +22,16 @@ class Distributed(object):
     ----------
     kv_store : str
     rank, num_workers : int
+    local_rank : int
+        Rank among the workers of this machine (Horovod; 0 otherwise): picks this worker's GPU.
     kvstore : mxnet.kvstore.KVStore or None
         The MXNet kvstore (None for Horovod).
     """
 
-    def __init__(self, kv_store, rank, num_workers, kvstore=None, hvd=None):
+    def __init__(self, kv_store, rank, num_workers, kvstore=None, hvd=None, local_rank=0):
         self.kv_store = kv_store
         self.rank = rank
+        self.local_rank = local_rank
         self.num_workers = num_workers
         self.kvstore = kvstore
         self._hvd = hvd
@@ -128,7 +131,7 @@ def setup_distributed(kv_store):
             raise ImportError('--kv-store horovod needs Horovod: run bash scripts/setup.d/50-horovod.sh (%s)'
                               % err) from err
         hvd.init()
-        return Distributed(kv_store, hvd.rank(), hvd.size(), hvd=hvd)
+        return Distributed(kv_store, hvd.rank(), hvd.size(), hvd=hvd, local_rank=hvd.local_rank())
     if not kv_store.startswith('dist'):
         return Distributed(kv_store, 0, 1)
     kvstore = mx.kv.create(kv_store)

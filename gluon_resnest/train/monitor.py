@@ -23,7 +23,7 @@ def setup_logger(log_path=None, is_root=True):
         logger.removeHandler(handler)
         handler.close()
     fmt = logging.Formatter('%(asctime)s %(levelname)s %(message)s')
-    console = logging.StreamHandler(sys.stderr)
+    console = _TqdmHandler(sys.stderr)
     console.setLevel(logging.INFO if is_root else logging.WARNING)
     console.setFormatter(fmt)
     logger.addHandler(console)
@@ -32,6 +32,16 @@ def setup_logger(log_path=None, is_root=True):
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
+
+
+class _TqdmHandler(logging.StreamHandler):
+    # Console lines go through tqdm.write so they print above the progress bar instead of through it.
+    def emit(self, record):
+        try:
+            from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # pylint: disable=broad-except
+            self.handleError(record)  # logging's own policy for failing handlers
 
 
 class ProgressBar(object):
