@@ -66,7 +66,8 @@ def _recipe_flags(parser):
     group.add_argument('--final-drop', type=float, default=None,
                        help="dropout before the classifier (default: the model's)")
     group.add_argument('--dtype', default='float32', choices=('float32', 'float16'),
-                       help='float16: AMP with multi-precision updates (GPU only)')
+                       help='float16: mixed precision with AMP (float32 master weights, dynamic loss '
+                       'scaling; GPU only)')
     group.add_argument('--seed', type=int, default=0)
 
 

@@ -2,17 +2,20 @@
 import json
 import os
 import signal
+import sys
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-import train_imagenet
-from gluon_resnest import get_model
-from gluon_resnest.data import EvalTransform, ImageFolder, make_loader
-from gluon_resnest.evaluation import evaluate
-from gluon_resnest.train import latest_checkpoint, loop
-from test_train_helpers import QUICK, write_tiny_dataset
+# train_imagenet.py is a top-level script: importable from the repository root whatever the runner's cwd.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import train_imagenet  # noqa: E402  pylint: disable=wrong-import-position
+from gluon_resnest import get_model  # noqa: E402
+from gluon_resnest.data import EvalTransform, ImageFolder, make_loader  # noqa: E402
+from gluon_resnest.evaluation import evaluate  # noqa: E402
+from gluon_resnest.train import latest_checkpoint, loop  # noqa: E402
+from test_train_helpers import QUICK, write_tiny_dataset  # noqa: E402
 
 
 @pytest.fixture(scope='module')
@@ -112,7 +115,11 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_mid_epoch_checkpoint_and_resumes(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize('sigint_after, saved_at', [
+    (8, (1, 2, 8)),   # the 2nd batch of the 2nd epoch (6 batches per epoch): a mid-epoch checkpoint
+    (6, (1, 0, 6)),   # the last batch of the 1st epoch: the epoch is finished (validated, logged) first
+])
+def test_ctrl_c_saves_checkpoint_and_resumes(tiny, tmp_path, monkeypatch, sigint_after, saved_at):
     save = str(tmp_path / 'c')
     args = QUICK + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', save, '--save-frequency', '5']
     real = loop._train_step
@@ -121,7 +128,7 @@ def test_ctrl_c_saves_mid_epoch_checkpoint_and_resumes(tiny, tmp_path, monkeypat
     def step_then_sigint(run, epoch, data, label):
         calls.append(epoch)
         loss = real(run, epoch, data, label)
-        if len(calls) == 8:  # the 3rd batch of the 2nd epoch (6 batches per epoch)
+        if len(calls) == sigint_after:
             os.kill(os.getpid(), signal.SIGINT)
         return loss
     monkeypatch.setattr(loop, '_train_step', step_then_sigint)
@@ -129,12 +136,14 @@ def test_ctrl_c_saves_mid_epoch_checkpoint_and_resumes(tiny, tmp_path, monkeypat
         train_imagenet.main(args)
     assert exit_info.value.code == 130
     record = latest_checkpoint(save, 'resnest14')
-    assert (record['epoch'], record['batch'], record['num_update']) == (1, 2, 8)
+    assert (record['epoch'], record['batch'], record['num_update']) == saved_at
+    assert [r['epoch'] for r in _history(save)] == [0]
     monkeypatch.undo()
     run = train_imagenet.main(args + ['--resume'])
-    assert (run.start_epoch, run.start_batch) == (1, 2)
+    assert (run.start_epoch, run.start_batch) == saved_at[:2]
     final = latest_checkpoint(save, 'resnest14')
     assert (final['epoch'], final['batch'], final['num_update']) == (2, 0, 12)
+    assert [r['epoch'] for r in _history(save)] == [0, 1]
 
 
 @pytest.mark.slow

@@ -41,12 +41,11 @@ def _network(args, classes, ctx):
     table = VARIANTS[args.model]
     dropblock = table.get('dropblock_prob', 0.0) if args.dropblock_prob is None else args.dropblock_prob
     final_drop = table.get('final_drop', 0.0) if args.final_drop is None else args.final_drop
-    # The net is built with the final DropBlock probability; the ramp lowers it to 0 and raises it again.
+    # Built with the final DropBlock probability; the ramp sets each epoch's own value before it runs.
     net = get_model(args.model, classes=classes, last_gamma=args.last_gamma, dropblock_prob=dropblock,
                     final_drop=final_drop)
+    # float16 is AMP: weights stay float32 and AMP runs the ops that are safe in float16 (amp.init() ran before this).
     net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
-    if args.dtype == 'float16':
-        net.cast('float16')
     net.hybridize(static_alloc=True)
     return net, dropblock
 
@@ -58,8 +57,6 @@ def _trainer(args, run, iters_per_epoch):
                                    args.warmup_epochs, args.warmup_lr, args.lr_decay,
                                    [int(e) for e in args.lr_decay_epoch.split(',') if e.strip()])
     params = {'wd': args.wd, 'momentum': args.momentum, 'lr_scheduler': scheduler}
-    if args.dtype == 'float16':
-        params['multi_precision'] = True
     if args.no_wd:
         apply_no_wd(run.net)
     trainer = run.dist.make_trainer(run.net, 'nag', params)
@@ -137,7 +134,7 @@ def build_run(args):
     run.dropblock = dropblock_ramp(run.net, dropblock, args.num_epochs)
     source = _resume_source(args, log)
     if source and source['params']:
-        run.net.load_parameters(source['params'], ctx=ctx, cast_dtype=args.dtype == 'float16')
+        run.net.load_parameters(source['params'], ctx=ctx)
     run.trainer, run.scheduler = _trainer(args, run, run.sampler.batches_per_epoch)
     if source:
         _resume_states(run, source)

@@ -68,7 +68,7 @@ def _targets(run, epoch, data, label):
 def _train_step(run, epoch, data, label):
     """One optimizer step on a batch; returns the mean loss (a Python float) and the outputs."""
     data, target, hard = _targets(run, epoch, data, label)
-    datas = gluon.utils.split_and_load(data.astype(run.args.dtype, copy=False), run.ctx, even_split=False)
+    datas = gluon.utils.split_and_load(data, run.ctx, even_split=False)  # float32 also under AMP
     targets = gluon.utils.split_and_load(target, run.ctx, even_split=False)
     loss_fn = run.sparse_loss if target.ndim == 1 else run.dense_loss
     with autograd.record():
@@ -134,6 +134,8 @@ def _train_epoch(run, epoch, start_batch, sigint):
                 run.log.info('epoch %d batch %d/%d: %.1f img/s loss %.4f lr %.5g', epoch + 1, batch + 1,
                              total, speed, loss, run.trainer.learning_rate)
             if _stop_requested(run, sigint):
+                if batch + 1 == total:
+                    break  # the epoch is done: finish it (validation, history) and stop after it
                 _save(run, epoch, batch + 1)
                 raise TrainingInterrupted('interrupted at epoch %d batch %d; checkpoint %s'
                                           % (epoch + 1, batch + 1, run.last_checkpoint))
@@ -168,7 +170,7 @@ def _sync_workers(run):
 
 def _validate(run):
     """Top-1/top-5 on the whole validation set (each worker takes a slice; counts are summed)."""
-    res = evaluate(run.net, run.val_loader, run.ctx, dtype=run.args.dtype)
+    res = evaluate(run.net, run.val_loader, run.ctx)
     n = res['num_images']
     correct1, correct5, total = run.dist.allreduce_sum([res['top1'] * n, res['top5'] * n, n], 'val')
     return correct1 / total, correct5 / total
@@ -193,7 +195,7 @@ def _jsonable(value):
     return value is None or isinstance(value, (bool, int, float, str, list, tuple))
 
 
-def _end_epoch(run, epoch, loss, speed):
+def _end_epoch(run, epoch, loss, speed, force_save=False):
     """Synchronise, validate, record history and checkpoint after ``epoch``."""
     args = run.args
     _sync_workers(run)
@@ -210,7 +212,7 @@ def _end_epoch(run, epoch, loss, speed):
                  '; val: top-1 %.4f top-5 %.4f' % (record['val-top1'], record['val-top5'])
                  if 'val-top1' in record else '')
     run.history.add(record)
-    if last or (epoch + 1) % args.save_frequency == 0:
+    if force_save or last or (epoch + 1) % args.save_frequency == 0:
         _save(run, epoch + 1, 0)
     return record
 
@@ -232,5 +234,9 @@ def train(run):
             if run.dropblock is not None:
                 run.log.info('epoch %d: DropBlock probability %.4f', epoch + 1, run.dropblock(epoch))
             loss, speed = _train_epoch(run, epoch, start_batch, sigint)
-            _end_epoch(run, epoch, loss, speed)
+            stop = _stop_requested(run, sigint)  # Ctrl-C during the last batch: stop at the epoch's end
+            _end_epoch(run, epoch, loss, speed, force_save=stop)
+            if stop:
+                raise TrainingInterrupted('interrupted after epoch %d; checkpoint %s'
+                                          % (epoch + 1, run.last_checkpoint))
     return run
