@@ -98,6 +98,8 @@ def _check(parser, args):
         (bool(bad), '--%s must be >= 1, got %s' % (bad[0].replace('_', '-'), getattr(args, bad[0])) if bad
          else ''),
         (args.lr <= 0, '--lr must be positive'),
+        (not all(e.strip().isdigit() for e in args.lr_decay_epoch.split(',') if e.strip()),
+         '--lr-decay-epoch must be comma-separated epochs, got %r' % args.lr_decay_epoch),
         (args.input_size < 32, '--input-size must be >= 32 (the network downsamples 32x)'),
         (args.num_data_workers < 0, '-j/--num-data-workers must be >= 0'),
         (not 0 < args.min_random_area <= 1, '--min-random-area must be in (0, 1]'),

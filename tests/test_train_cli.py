@@ -170,6 +170,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
     (['--input-size', '16'], '--input-size must be >= 32'),
     (['--label-smoothing', '1.5'], '--label-smoothing must be in'),
     (['--kv-store', 'nccl'], "invalid choice: 'nccl'"),
+    (['--lr-decay-epoch', '30;60'], '--lr-decay-epoch must be comma-separated epochs'),
 ])
 def test_bad_flags_are_one_line_errors(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
