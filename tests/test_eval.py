@@ -64,6 +64,23 @@ def _fit_classifier(net, folder):
     return images
 
 
+def _gluoncv_export_block(*args, **kwargs):
+    """GluonCV's ``export_block``, without its lasting side effect on this process.
+
+    It pops ``box_encode`` from ``mx.sym.contrib`` and never puts it back; GluonCV's R-CNN box encoder
+    then traces a graph without its ``means``/``stds`` constants, and the first training step of any
+    Faster-RCNN built later in the process fails in shape inference.
+    """
+    from gluoncv.utils import export_block  # pylint: disable=import-outside-toplevel
+    saved = mx.sym.contrib.__dict__.get('box_encode')
+    try:
+        export_block(*args, **kwargs)
+    finally:
+        if saved is not None:
+            mx.sym.contrib.box_encode = saved
+    assert 'box_encode' in mx.sym.contrib.__dict__
+
+
 @pytest.fixture(scope='module')
 def assets(tmp_path_factory):
     """Folder, .rec/.idx, checkpoint, and fp32 / folded-preprocessing / INT8 exports of the same net."""
@@ -79,8 +96,7 @@ def assets(tmp_path_factory):
     net.hybridize()
     net(images)
     net.export(str(base / 'r14'))
-    from gluoncv.utils import export_block  # pylint: disable=import-outside-toplevel
-    export_block(str(base / 'r14nhwc'), net, data_shape=(CROP, CROP, 3), preprocess=True)
+    _gluoncv_export_block(str(base / 'r14nhwc'), net, data_shape=(CROP, CROP, 3), preprocess=True)
     from mxnet.contrib.quantization import quantize_net  # pylint: disable=import-outside-toplevel
     qnet = quantize_net(net, quantized_dtype='auto', calib_mode='naive', ctx=mx.cpu(),
                         calib_data=mx.io.NDArrayIter(images, batch_size=len(images)),

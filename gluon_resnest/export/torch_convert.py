@@ -148,7 +148,7 @@ def parse_args(argv=None):
     """Command-line arguments of the converter."""
     parser = argparse.ArgumentParser(
         description='Convert an official PyTorch ResNeSt state dict (.npz, or .pth with torch) to a '
-                    'gluon_resnest .params file.', epilog=__doc__.split('Two routes', 1)[1],
+                    'gluon_resnest .params file.', epilog='Two routes' + __doc__.split('Two routes', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, choices=list_models(), metavar='NAME',
                         help='architecture: %s' % ', '.join(list_models()))
