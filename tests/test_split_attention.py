@@ -5,7 +5,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_resnest.layers import RadixSoftmax, SplitAttentionConv
+from gluon_resnest.layers import RadixSoftmax, SplitAttentionConv, trace_mode
 
 CASES = list(itertools.product([1, 2, 4], [1, 2, 4], [1, 2], [1, 2]))
 
@@ -107,3 +107,35 @@ def test_radix_one_is_sigmoid():
 def test_bad_split_attention_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SplitAttentionConv(in_channels=8, **kwargs)
+
+
+@pytest.mark.parametrize('radix,card', [(1, 1), (2, 1), (4, 2)])
+def test_training_and_inference_graphs_agree_in_values_and_gradients(radix, card):
+    """Graphs that may train pool and weight the splits with other ops than inference graphs (their
+    backward passes are faster); both must compute the reference and the same gradients."""
+    channels, in_channels = 8 * card, 4 * radix * card
+    # Running statistics in both modes, so that only the op choice differs between the two graphs.
+    block = SplitAttentionConv(channels, groups=card, radix=radix, in_channels=in_channels,
+                               norm_kwargs={'use_global_stats': True})
+    block.initialize(mx.init.Xavier())
+    _randomize_bn(block)
+    x = np.random.uniform(-1, 1, (2, in_channels, 9, 9)).astype('float32')
+    head = mx.nd.array(np.random.uniform(-1, 1, (2, channels, 9, 9)))
+    expected = naive_split_attention(x, _params(block), channels, radix, card, 1, 1)
+    forms = {}
+    for training, pooling_op in ((True, '_contrib_AdaptiveAvgPooling2D'), (False, '"Pooling"')):
+        with trace_mode(training):
+            block.hybridize()
+            data = mx.nd.array(x)
+            data.attach_grad()
+            with mx.autograd.record(train_mode=training):
+                out = block(data)
+                loss = (out * head).sum()
+            loss.backward()
+        assert pooling_op in block._cached_graph[1].tojson()
+        np.testing.assert_allclose(out.asnumpy(), expected, rtol=1e-5, atol=1e-5)
+        forms[training] = (data.grad.asnumpy(), block.conv.weight.grad().asnumpy(),
+                           block.fc1.weight.grad().asnumpy())
+    for trained, inferred in zip(forms[True], forms[False]):
+        assert np.abs(trained).max() > 0
+        np.testing.assert_allclose(trained, inferred, rtol=1e-4, atol=1e-5)

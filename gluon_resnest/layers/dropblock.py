@@ -6,7 +6,8 @@ and its mask is sized from a fixed ``input_size``. Here:
 
 - Eagerly (not hybridized) the question is asked on every call, which is then correct.
 - :class:`~gluon_resnest.resnest.ResNeSt` keeps one traced graph per mode and traces each inside
-  :func:`trace_mode`, so its inference graph holds no DropBlock ops at all and its training graph drops.
+  :func:`trace_mode`, so its inference graph holds no DropBlock ops at all and its training graph drops
+  (the mask is a constant to autograd, so backward only rescales).
 - Traced anywhere else (a stage inside another hybridized network, a graph built from symbols) the
   mode is unknown, so the graph decides when it runs: the random seeds come from MXNet's ``Dropout``
   operator applied to a tensor of ones, and ``Dropout`` consults the executor's ``is_train`` flag on every
@@ -31,7 +32,8 @@ from gluoncv.nn.dropblock import DropBlock as _GluonCVDropBlock
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops', 'trace_mode']
+__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops', 'trace_mode',
+           'graph_mode']
 
 _TRACE = threading.local()
 
@@ -45,6 +47,17 @@ def trace_mode(training):
         yield
     finally:
         _TRACE.training = previous
+
+
+def graph_mode(F):
+    """Whether the graph being built runs for training: True, False, or None when it is not known.
+
+    Eagerly (``F`` is ``mx.nd``) this is ``autograd.is_training()`` of the current call; while tracing it
+    is what :func:`trace_mode` declared, None outside it (the graph may run in either mode).
+    """
+    if F is mx.nd:
+        return mx.autograd.is_training()
+    return getattr(_TRACE, 'training', None)
 
 
 class DropBlock(_GluonCVDropBlock):
@@ -70,21 +83,25 @@ class DropBlock(_GluonCVDropBlock):
     def hybrid_forward(self, F, x):
         if self.drop_prob <= 0:
             return x
-        training = mx.autograd.is_training() if F is mx.nd else getattr(_TRACE, 'training', None)
-        if training is False:
+        if graph_mode(F) is False:
             return x
         _check_prob(self.drop_prob)
         gamma = min(self.drop_prob / (self.block_size ** 2), 0.999)
-        # Dropout of ones: 0 at a seed with probability gamma while training; all ones at inference.
-        keep_seeds = F.Dropout(F.ones_like(x), p=gamma, mode='training')
+        # Dropout of ones: 0 at a seed with probability gamma while training, all ones at inference
+        # (decided when the graph runs, so this also serves graphs of unknown mode). Its random stream
+        # follows mx.random.seed exactly, which resumed training relies on.
+        seeds = F.Dropout(F.ones_like(x), p=gamma, mode='training') == 0
         half = self.block_size // 2
-        blocks = F.Pooling(keep_seeds == 0, kernel=(self.block_size, self.block_size),
+        blocks = F.Pooling(seeds, kernel=(self.block_size, self.block_size),
                            stride=(1, 1), pad=(half, half), pool_type='max')
         mask = 1 - blocks
         # Kept fraction per sample; global pooling is far faster than a reduce over (C, H, W).
         kept = F.mean(F.Pooling(mask, kernel=(1, 1), pool_type='avg', global_pool=True), axis=1,
                       keepdims=True)
-        return F.broadcast_div(x * mask, F.maximum(kept, 1e-6))
+        # The mask is data, not a function of x to differentiate: without BlockGrad, autograd would
+        # run the backward of both poolings and of a broadcast division (a slow reduce) every step.
+        scale = F.BlockGrad(F.broadcast_div(mask, F.maximum(kept, 1e-6)))
+        return x * scale
 
     def cast(self, dtype):
         HybridBlock.cast(self, dtype)
@@ -149,10 +166,12 @@ def _clear_cached_graph(block):
 
 @contextmanager
 def without_random_ops(net):
-    """Within this context ``net`` traces to a graph with no DropBlock or Dropout ops at all.
+    """Within this context ``net`` traces to an inference graph with no DropBlock or Dropout ops at all.
 
     Both are already the identity at inference; this removes them from the graph itself, which is what
-    an exported deployment graph should be. Rates are restored (and cached graphs dropped again) on exit.
+    an exported deployment graph should be. Graphs traced inside are declared inference-only
+    (:func:`trace_mode`), also where ``net`` is wrapped in another block, so they take the inference
+    form of every layer. Rates are restored (and cached graphs dropped again) on exit.
 
     Examples
     --------
@@ -174,7 +193,8 @@ def without_random_ops(net):
     net.apply(_zero)
     net.apply(_clear_cached_graph)
     try:
-        yield net
+        with trace_mode(False):
+            yield net
     finally:
         for block, attr, value in saved:
             setattr(block, attr, value)

@@ -9,11 +9,16 @@ weighted sum of the splits.
 Speed: GluonCV sums the splits with a 5-D ``sum`` over the radix axis, which is by far the slowest op of
 the whole network on CPU (REFERENCE: 58% of ResNeSt-50's time). Here the splits are separated with one
 ``split`` along the channel axis and summed with ``add_n``, and the global pooling runs before the radix
-sum (on the small pooled tensor). Both are the same arithmetic as GluonCV's graph up to float rounding.
+sum (on the small pooled tensor). Graphs that may train (see ``dropblock.graph_mode``) pool with
+``AdaptiveAvgPooling2D`` and weight the splits with an elementwise product against the broadcast weights,
+whose backward passes are far cheaper on CPU than those of the global ``Pooling`` and ``broadcast_mul``
+that inference graphs use. All forms are the same arithmetic as GluonCV's graph up to float rounding.
 Only reshape codes 0 and -1 and positive swap axes are used, so the block exports to ONNX.
 """
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
+
+from .dropblock import graph_mode
 
 __all__ = ['RadixSoftmax', 'SplitAttentionConv']
 
@@ -122,7 +127,15 @@ class SplitAttentionConv(HybridBlock):
         if self.use_bn:
             x = self.bn(x)
         x = self.relu(x)
-        gap = F.Pooling(x, kernel=(1, 1), pool_type='avg', global_pool=True)
+        # Two forms of the same arithmetic: MXNet's global Pooling and broadcast_mul are the fastest
+        # forward ops, but their backward passes are slow on CPU (the pooling backward alone took over
+        # half of a ResNeSt-50 training step), so graphs that may train use the adaptive pooling and an
+        # elementwise product with the broadcast weights, whose backward passes are cheap.
+        inference = graph_mode(F) is False
+        if inference:
+            gap = F.Pooling(x, kernel=(1, 1), pool_type='avg', global_pool=True)
+        else:
+            gap = F.contrib.AdaptiveAvgPooling2D(x, output_size=1)
         gap = radix_sum(F, gap, self.radix)
         gap = self.fc1(gap)
         if self.use_bn:
@@ -131,4 +144,6 @@ class SplitAttentionConv(HybridBlock):
         if self.drop is not None:
             atten = self.drop(atten)
         atten = self.rsoftmax(self.fc2(atten))
-        return radix_sum(F, F.broadcast_mul(x, atten), self.radix)
+        if inference:
+            return radix_sum(F, F.broadcast_mul(x, atten), self.radix)
+        return radix_sum(F, x * F.broadcast_like(atten, x), self.radix)
