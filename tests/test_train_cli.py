@@ -267,3 +267,20 @@ def test_resume_params_and_epoch_gluoncv_style(tiny, tmp_path):
     # The schedule continued from update 6 (epoch 1 of 6 batches) without the states file.
     assert (record['epoch'], record['num_update']) == (2, 12)
     assert [r['epoch'] for r in _history(second)] == [1]
+
+
+@pytest.mark.slow
+def test_fresh_start_never_overwrites_an_earlier_run(tiny, tmp_path):
+    save = str(tmp_path / 'run')
+    train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save])
+    before = {name: open(os.path.join(save, name), 'rb').read() for name in os.listdir(save)
+              if name.startswith('resnest14-')}
+    assert 'resnest14-0001.params' in before
+    _expect_error(QUICK + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save],
+                  'already holds checkpoints of resnest14 (resnest14-0001.params): pass --resume')
+    assert {name: open(os.path.join(save, name), 'rb').read() for name in before} == before
+    # --resume of a finished run trains nothing more and leaves its checkpoint the latest.
+    run = train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save,
+                                       '--resume'])
+    assert run.start_epoch == 1 and latest_checkpoint(save, 'resnest14')['epoch'] == 1
+    assert open(os.path.join(save, 'resnest14-0001.params'), 'rb').read() == before['resnest14-0001.params']

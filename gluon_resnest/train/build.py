@@ -1,4 +1,5 @@
 """Assemble a training run from parsed ``train_imagenet.py`` arguments: data, network, trainer, resume."""
+import glob
 import os
 
 import mxnet as mx
@@ -79,6 +80,12 @@ def _resume_source(args, log):
                 raise FileNotFoundError('resume file not found: %s' % path)
         return {'params': args.resume_params, 'states': args.resume_states, 'epoch': args.resume_epoch,
                 'batch': 0, 'json': None}
+    # A fresh start would overwrite an earlier run's checkpoints of the same names.
+    earlier = sorted(glob.glob(os.path.join(glob.escape(args.save_dir), glob.escape(args.model) + '-*.params')))
+    if earlier:
+        raise ValueError('%s already holds checkpoints of %s (%s): pass --resume to continue that run, '
+                         'or choose another --save-dir' % (args.save_dir, args.model,
+                                                            os.path.basename(earlier[-1])))
     return None
 
 
