@@ -45,21 +45,22 @@ def _recipe_flags(parser):
     group = parser.add_argument_group('recipe')
     group.add_argument('--model', default='resnest50', help='one of: ' + ', '.join(list_models()))
     group.add_argument('--batch-size', type=int, default=32, help='batch size per device')
-    group.add_argument('--num-epochs', type=int, default=120)
+    group.add_argument('--num-epochs', type=int, default=120, help='epochs to train')
     group.add_argument('--lr', type=float, default=0.1, help='peak learning rate per device')
-    group.add_argument('--lr-mode', default='cosine', choices=('cosine', 'step', 'poly'))
+    group.add_argument('--lr-mode', default='cosine', choices=('cosine', 'step', 'poly'),
+                       help='learning-rate schedule after warm-up')
     group.add_argument('--lr-decay', type=float, default=0.1, help='step mode decay factor')
     group.add_argument('--lr-decay-epoch', default='40,60', help='step mode epochs, comma separated')
-    group.add_argument('--warmup-epochs', type=int, default=0)
-    group.add_argument('--warmup-lr', type=float, default=0.0)
+    group.add_argument('--warmup-epochs', type=int, default=0, help='linear warm-up epochs')
+    group.add_argument('--warmup-lr', type=float, default=0.0, help='learning rate the warm-up starts from')
     group.add_argument('--momentum', type=float, default=0.9, help='Nesterov momentum')
     group.add_argument('--wd', type=float, default=1e-4, help='weight decay')
     group.add_argument('--no-wd', action='store_true', help='no weight decay on biases and BN gamma/beta')
     group.add_argument('--last-gamma', action='store_true', help="zero-init each block's last BN gamma")
     group.add_argument('--label-smoothing', type=float, nargs='?', const=0.1, default=0.0,
                        help='smoothing eta (flag alone: 0.1, as GluonCV)')
-    group.add_argument('--mixup', action='store_true')
-    group.add_argument('--mixup-alpha', type=float, default=0.2)
+    group.add_argument('--mixup', action='store_true', help='mixup training')
+    group.add_argument('--mixup-alpha', type=float, default=0.2, help='Beta(alpha, alpha) of the mixup ratio')
     group.add_argument('--mixup-off-epoch', type=int, default=0, help='last epochs trained without mixup')
     group.add_argument('--dropblock-prob', type=float, default=None,
                        help="final DropBlock probability, ramped linearly from 0 (default: the model's)")
@@ -68,14 +69,15 @@ def _recipe_flags(parser):
     group.add_argument('--dtype', default='float32', choices=('float32', 'float16'),
                        help='float16: mixed precision with AMP (float32 master weights, dynamic loss '
                        'scaling; GPU only)')
-    group.add_argument('--seed', type=int, default=0)
+    group.add_argument('--seed', type=int, default=0, help='seed of every random stream')
 
 
 def _run_flags(parser):
     group = parser.add_argument_group('devices, checkpoints, logging')
     group.add_argument('--gpus', default='', help="GPU ids, e.g. '0,1,2,3' (empty: CPU); with horovod any "
                        "value means one GPU per process, the one of its local rank")
-    group.add_argument('--kv-store', default='device', choices=KV_STORES)
+    group.add_argument('--kv-store', default='device', choices=KV_STORES,
+                       help='gradient aggregation: one machine (local, device) or many')
     group.add_argument('--save-dir', default='params', help='checkpoints, log, history.json, curve.png')
     group.add_argument('--save-frequency', type=int, default=10, help='checkpoint every N epochs (and last)')
     group.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --save-dir')
@@ -123,10 +125,20 @@ def _check(parser, args):
             parser.error(message)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default once: not where the help already states it, nor for switches or empty values."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if 'default' in text or action.nargs == 0 or action.default in (None, ''):
+            return text
+        return super(_HelpFormatter, self)._get_help_string(action)
+
+
 def parse_args(argv=None):
     """Parse and check the command line (``argv`` None: ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description='Train ResNeSt with the paper\'s ImageNet recipe.',
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=_HelpFormatter)
     _data_flags(parser)
     _recipe_flags(parser)
     _run_flags(parser)
