@@ -1,12 +1,11 @@
 """Assemble a training run from parsed ``train_imagenet.py`` arguments: data, network, trainer, resume."""
-import glob
 import os
 
 import mxnet as mx
 from mxnet import gluon
 
 from ..model_zoo import VARIANTS, get_model
-from .checkpoint import latest_checkpoint
+from .checkpoint import checkpoint_files, latest_checkpoint
 from .data import load_datasets, train_loader, val_loader
 from .distributed import setup_distributed
 from .loop import Run, seed_everything
@@ -81,7 +80,7 @@ def _resume_source(args, log):
         return {'params': args.resume_params, 'states': args.resume_states, 'epoch': args.resume_epoch,
                 'batch': 0, 'json': None}
     # A fresh start would overwrite an earlier run's checkpoints of the same names.
-    earlier = sorted(glob.glob(os.path.join(glob.escape(args.save_dir), glob.escape(args.model) + '-*.params')))
+    earlier = checkpoint_files(args.save_dir, args.model, 'params')
     if earlier:
         raise ValueError('%s already holds checkpoints of %s (%s): pass --resume to continue that run, '
                          'or choose another --save-dir' % (args.save_dir, args.model,

@@ -20,7 +20,8 @@ import json
 import os
 import re
 
-__all__ = ['checkpoint_prefix', 'save_checkpoint', 'latest_checkpoint', 'read_checkpoint', 'atomic_write']
+__all__ = ['checkpoint_prefix', 'checkpoint_files', 'save_checkpoint', 'latest_checkpoint', 'read_checkpoint',
+           'atomic_write']
 
 _NAME = re.compile(r'^-(\d{4,})(?:-b(\d{6,}))?\.json$')
 
@@ -29,6 +30,11 @@ def checkpoint_prefix(save_dir, model, epoch, batch=0):
     """Path prefix of the checkpoint after ``epoch`` complete epochs and ``batch`` batches of the next."""
     name = '%s-%04d' % (model, epoch) if batch == 0 else '%s-%04d-b%06d' % (model, epoch, batch)
     return os.path.join(save_dir, name)
+
+
+def checkpoint_files(save_dir, model, ext):
+    """Paths of every ``{model}-*.{ext}`` checkpoint file in ``save_dir`` (complete or not), sorted."""
+    return sorted(glob.glob(os.path.join(glob.escape(save_dir), '%s-*.%s' % (glob.escape(model), ext))))
 
 
 def atomic_write(path, write):
@@ -116,7 +122,7 @@ def latest_checkpoint(save_dir, model, log=None):
     Incomplete ones (crash mid-write, truncated files) are skipped, with a warning through ``log``.
     """
     found = []
-    for path in glob.glob(os.path.join(glob.escape(save_dir), glob.escape(model) + '-*.json')):
+    for path in checkpoint_files(save_dir, model, 'json'):
         match = _NAME.match(path[len(os.path.join(save_dir, model)):])
         if match:
             found.append((int(match.group(1)), int(match.group(2) or 0), path))
