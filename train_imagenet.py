@@ -9,13 +9,14 @@ recipe, per GPU, on 64 GPUs with Horovod::
         --last-gamma --label-smoothing 0.1 --mixup --auto-aug --dropblock-prob 0.1 --input-size 224
 
 ``--lr`` is per device: the peak rate is ``lr x workers x devices per worker``. See README for the rest.
+This command is a thin wrapper of :func:`gluon_resnest.train.fit` (``TrainConfig`` fields are the flags).
 """
 import argparse
 import sys
 
-from gluon_resnest import list_models
-from gluon_resnest.train import TrainingDiverged, TrainingInterrupted, build_run, train
-from gluon_resnest.train.distributed import KV_STORES
+from gluon_resnest import cli
+from gluon_resnest.config import KV_STORES, TrainConfig
+from gluon_resnest.train import TrainingDiverged, TrainingInterrupted, fit
 
 
 def _data_flags(parser):
@@ -27,11 +28,10 @@ def _data_flags(parser):
     group.add_argument('--rec-val', default='', help='validation RecordIO file')
     group.add_argument('--rec-val-idx', default='', help='its index (default: .rec -> .idx)')
     group.add_argument('--use-rec', action='store_true', help='require the RecordIO flags (GluonCV compat)')
-    group.add_argument('-j', '--num-data-workers', dest='num_data_workers', type=int, default=4,
-                       help='data loading processes per worker (0: in the training process)')
+    cli.add_workers(group)
     group.add_argument('--classes', type=int, default=None,
                        help='number of classes (default: class folders found, or 1000 for RecordIO)')
-    group.add_argument('--input-size', type=int, default=224, help='training and validation crop size')
+    cli.add_input_size(group, 224, 'training and validation crop size')
     group.add_argument('--crop-ratio', type=float, default=None,
                        help='validation crop / resize ratio (default: the eval protocol, 0.875 below 320)')
     group.add_argument('--min-random-area', type=float, default=0.08, help='smallest random crop area')
@@ -43,8 +43,8 @@ def _data_flags(parser):
 
 def _recipe_flags(parser):
     group = parser.add_argument_group('recipe')
-    group.add_argument('--model', default='resnest50', help='one of: ' + ', '.join(list_models()))
-    group.add_argument('--batch-size', type=int, default=32, help='batch size per device')
+    cli.add_model(group, default='resnest50')
+    cli.add_batch_size(group, 32)
     group.add_argument('--num-epochs', type=int, default=120, help='epochs to train')
     group.add_argument('--lr', type=float, default=0.1, help='peak learning rate per device')
     group.add_argument('--lr-mode', default='cosine', choices=('cosine', 'step', 'poly'),
@@ -74,8 +74,7 @@ def _recipe_flags(parser):
 
 def _run_flags(parser):
     group = parser.add_argument_group('devices, checkpoints, logging')
-    group.add_argument('--gpus', default='', help="GPU ids, e.g. '0,1,2,3' (empty: CPU); with horovod any "
-                       "value means one GPU per process, the one of its local rank")
+    cli.add_devices(group, '; with horovod any value means one GPU per process, the one of its local rank')
     group.add_argument('--kv-store', default='device', choices=KV_STORES,
                        help='gradient aggregation: one machine (local, device) or many')
     group.add_argument('--save-dir', default='params', help='checkpoints, log, history.json, curve.png')
@@ -87,78 +86,32 @@ def _run_flags(parser):
     group.add_argument('--log-interval', type=int, default=50, help='log every N batches (0: never)')
     group.add_argument('--logging-file', default='train_imagenet.log', help='log file name in --save-dir')
     group.add_argument('--eval-frequency', type=int, default=1, help='validate every N epochs (and last)')
-    group.add_argument('--no-progress', dest='progress', action='store_false', help='no progress bar')
-
-
-def _check(parser, args):
-    """One-line errors for values and combinations that cannot work."""
-    positive = ('batch_size', 'num_epochs', 'save_frequency', 'eval_frequency')
-    bad = [name for name in positive if getattr(args, name) < 1]
-    rules = [
-        (args.model not in list_models(), 'unknown --model %r (choose from %s)'
-         % (args.model, ', '.join(list_models()))),
-        (bool(bad), '--%s must be >= 1, got %s' % (bad[0].replace('_', '-'), getattr(args, bad[0])) if bad
-         else ''),
-        (args.lr <= 0, '--lr must be positive'),
-        (not all(e.strip().isdigit() for e in args.lr_decay_epoch.split(',') if e.strip()),
-         '--lr-decay-epoch must be comma-separated epochs, got %r' % args.lr_decay_epoch),
-        (args.input_size < 32, '--input-size must be >= 32 (the network downsamples 32x)'),
-        (args.num_data_workers < 0, '-j/--num-data-workers must be >= 0'),
-        (not 0 < args.min_random_area <= 1, '--min-random-area must be in (0, 1]'),
-        (args.jitter_param < 0 or args.lighting_param < 0, '--jitter-param and --lighting-param must be >= 0'),
-        (args.classes is not None and args.classes < 2, '--classes must be >= 2'),
-        (not 0 <= args.label_smoothing < 1, '--label-smoothing must be in [0, 1)'),
-        (args.mixup and args.mixup_alpha <= 0, '--mixup needs --mixup-alpha > 0'),
-        (not 0 <= args.warmup_epochs < args.num_epochs, '--warmup-epochs must be in [0, --num-epochs)'),
-        (args.dropblock_prob is not None and not 0 <= args.dropblock_prob < 1, '--dropblock-prob must be in [0, 1)'),
-        (args.final_drop is not None and not 0 <= args.final_drop < 1, '--final-drop must be in [0, 1)'),
-        (args.dtype == 'float16' and not args.gpus, '--dtype float16 needs --gpus (MXNet has no float16 CPU '
-         'training)'),
-        (args.use_rec and not args.rec_train, '--use-rec needs --rec-train'),
-        (bool(args.rec_train) != bool(args.rec_val), '--rec-train and --rec-val go together'),
-        (args.resume and bool(args.resume_params or args.resume_states),
-         '--resume cannot be combined with --resume-params/--resume-states'),
-        (not 0 <= args.resume_epoch < args.num_epochs, '--resume-epoch must be in [0, --num-epochs)'),
-    ]
-    for failed, message in rules:
-        if failed:
-            parser.error(message)
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default once: not where the help already states it, nor for switches or empty values."""
-
-    def _get_help_string(self, action):
-        text = action.help or ''
-        if 'default' in text or action.nargs == 0 or action.default in (None, ''):
-            return text
-        return super(_HelpFormatter, self)._get_help_string(action)
+    cli.add_progress(group)
 
 
 def parse_args(argv=None):
-    """Parse and check the command line (``argv`` None: ``sys.argv[1:]``)."""
+    """The :class:`~gluon_resnest.config.TrainConfig` of a command line (``argv`` None: ``sys.argv[1:]``).
+
+    Bad values exit with a one-line error naming the flag (status 2).
+    """
     parser = argparse.ArgumentParser(description='Train ResNeSt with the paper\'s ImageNet recipe.',
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     _data_flags(parser)
     _recipe_flags(parser)
     _run_flags(parser)
-    args = parser.parse_args(argv)
-    _check(parser, args)
-    return args
+    return cli.build_config(parser, TrainConfig, parser.parse_args(argv))
 
 
-def main(args=None):
+def main(argv=None):
     """Train; returns the finished run (``run.net``, ``run.history.records``, ``run.last_checkpoint``).
 
-    ``args`` is a Namespace from :func:`parse_args`, a list of command-line strings, or None (sys.argv).
-    Bad input and a diverging loss exit with a one-line ``error: ...``; Ctrl-C exits with status 130
-    after writing a checkpoint.
+    ``argv`` is a list of command-line strings, None (``sys.argv``) or a TrainConfig. Bad input and a
+    diverging loss exit with a one-line ``error: ...`` (status 1); Ctrl-C exits with status 130 after
+    writing a checkpoint.
     """
-    if args is None or isinstance(args, (list, tuple)):
-        args = parse_args(args)
+    config = argv if isinstance(argv, TrainConfig) else parse_args(argv)
     try:
-        run = build_run(args)
-        return train(run)
+        return fit(config)
     except TrainingInterrupted as err:
         print('interrupted: %s' % err, file=sys.stderr)
         sys.exit(130)

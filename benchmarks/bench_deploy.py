@@ -6,7 +6,7 @@ of ``--runs`` timings of ``--iters`` batches after ``--warmup`` batches. Accurac
 an ImageNet-layout folder or .rec held out from the calibration images): fp32 and INT8 top-1, the
 change in points and the fraction of images whose top-1 class agrees.
 
-Targets of issue 6 for resnest50: INT8 >= 2x fp32 images/s, top-1 change <= 0.5 points.
+What deployment asks of resnest50: INT8 >= 2x fp32 images/s, top-1 change <= 0.5 points.
 
 Usage::
 

@@ -1,268 +1,146 @@
-"""Accuracy and speed of a classifier: the measurement both the trainer's validation and eval.py use.
+"""Evaluating a ResNeSt with the paper's protocol: what ``eval.py`` runs, as one call.
 
-Accuracies are returned as **fractions** in [0, 1] (``top1=0.8104`` is 81.04 %); eval.py prints percent.
+::
+
+    import gluon_resnest
+    record = gluon_resnest.evaluate(gluon_resnest.EvalConfig(
+        model='resnest14', params_file='runs/demo/resnest14-0005.params', data_dir='demo_data',
+        input_size=32))
+    print(record['top1'], record['images_per_sec'])
+
+The record is what ``eval.py --json`` writes: accuracies in percent (as printed and as published), the
+crop, parameter count, images/s and the image count. The measuring itself is :mod:`gluon_resnest.metrics`;
+building networks and loading exported graphs is :mod:`gluon_resnest.loading`.
 """
-import contextlib
-import io
-import json
 import os
-import time
-import warnings
 
-import mxnet as mx
-import numpy as np
+from .config import EvalConfig
+from .data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
+from .devices import contexts
+from .fileio import write_json
+from .loading import load_deployed, load_network
+from .metrics import accuracy, benchmark, count_parameters
+from .progress import progress_bar
+from .resnest import check_input_shape
 
-from .model_zoo import get_model
-from .pretrained import load_weights
-
-__all__ = ['evaluate', 'benchmark', 'count_parameters', 'classes_in_params', 'load_network',
-           'load_deployed', 'probe_layout', 'is_quantized']
-
-
-# BN statistics, and the constants of preprocessing folded into exported graphs (GluonCV's export_block
-# names them init_mean/init_scale, gluon_resnest.export preprocess_mean/preprocess_std).
-_NOT_LEARNED = ('running_mean', 'running_var', 'moving_mean', 'moving_var', '_init_mean', '_init_scale',
-                'preprocess_mean', 'preprocess_std')
+__all__ = ['evaluate', 'report']
 
 
-def _as_contexts(ctx):
-    if ctx is None:
-        return [mx.cpu()]
-    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
-
-
-def _metrics(num_classes):
-    """Top-1 and top-k metrics; k = min(5, classes) since top-5 of a <= 5-class problem is trivially 1."""
-    top1 = mx.metric.Accuracy()
-    k = min(5, num_classes)
-    # TopKAccuracy refuses k = 1: with a single class top-k is top-1.
-    topk = mx.metric.TopKAccuracy(top_k=k) if k > 1 else mx.metric.Accuracy()
-    return top1, topk
-
-
-def evaluate(net, loader, ctx=None, dtype='float32', progress=None):
-    """Top-1/top-5 accuracy and throughput of ``net`` over ``loader``.
-
-    Parameters
-    ----------
-    net : Block
-        Any network mapping an (N, C, H, W) batch to (N, classes) scores (Gluon net or SymbolBlock).
-    loader : iterable of (data, label)
-        E.g. :func:`gluon_resnest.data.make_loader` with :class:`~gluon_resnest.data.EvalTransform`.
-    ctx : Context or list of Context, default cpu()
-        Each batch is split across the contexts (uneven splits allowed).
-    dtype : str, default 'float32'
-        Input dtype; the net must already be cast to it (``net.cast('float16')``).
-    progress : callable, optional
-        Called with the number of images of each batch as it is done (e.g. ``tqdm.update``).
-
-    Returns
-    -------
-    dict
-        ``top1``, ``top5`` (fractions in [0, 1]; top-5 is top-min(5, classes)), ``num_images`` and
-        ``images_per_sec`` (end to end, data loading included; see :func:`benchmark` for the net alone).
-    """
-    ctx = _as_contexts(ctx)
-    top1 = topk = None
-    num_images = 0
-    start = time.time()
-    for data, label in loader:
-        # A last batch smaller than the number of devices goes to the first few only.
-        devices = ctx[:data.shape[0]]
-        datas = mx.gluon.utils.split_and_load(data.astype(dtype, copy=False), devices, even_split=False)
-        labels = mx.gluon.utils.split_and_load(label, devices, even_split=False)
-        outputs = [net(x) for x in datas]
-        if top1 is None:
-            top1, topk = _metrics(outputs[0].shape[1])
-        if label.size and label.max().asscalar() >= outputs[0].shape[1]:
-            # RecordIO does not say its class count up front; a label out of range means a wrong model.
-            raise ValueError('the data has label %d but the network outputs %d classes'
-                             % (label.max().asscalar(), outputs[0].shape[1]))
-        outputs = [out.astype('float32', copy=False) for out in outputs]
-        top1.update(labels, outputs)
-        topk.update(labels, outputs)
-        num_images += data.shape[0]
-        if progress is not None:
-            progress(data.shape[0])
-    mx.nd.waitall()
-    elapsed = time.time() - start
-    if not num_images:
-        raise ValueError('the data loader yielded no images')
-    return {'top1': top1.get()[1], 'top5': topk.get()[1], 'num_images': num_images,
-            'images_per_sec': num_images / elapsed if elapsed > 0 else float('inf')}
-
-
-def benchmark(net, batch_size, crop, ctx=None, dtype='float32', warmup=5, iters=20, layout='NCHW'):
-    """Median images/s of ``net`` on synthetic input, after ``warmup`` untimed batches.
-
-    Parameters
-    ----------
-    net : Block
-    batch_size, crop : int
-        Input batch is (batch_size, 3, crop, crop) (or NHWC with ``layout='NHWC'``), uniform noise.
-    ctx : Context, default cpu()
-        Only the first context is used: this measures one device.
-    warmup, iters : int
-        Untimed then timed batches; each timed batch is synchronised (``waitall``) before the clock stops.
-
-    Returns
-    -------
-    dict
-        ``images_per_sec`` (median over the timed batches), ``batch_size``, ``iters``, ``crop``.
-    """
-    if iters < 1 or warmup < 0:
-        raise ValueError('benchmark needs iters >= 1 and warmup >= 0, got %d and %d' % (iters, warmup))
-    ctx = _as_contexts(ctx)[0]
-    shape = (batch_size, 3, crop, crop) if layout == 'NCHW' else (batch_size, crop, crop, 3)
-    data = mx.nd.random.uniform(shape=shape, ctx=ctx).astype(dtype)
-    for _ in range(warmup):
-        net(data).wait_to_read()
-    times = []
-    for _ in range(iters):
-        start = time.time()
-        net(data).wait_to_read()
-        times.append(time.time() - start)
-    return {'images_per_sec': batch_size / float(np.median(times)), 'batch_size': batch_size,
-            'iters': iters, 'crop': crop}
-
-
-def count_parameters(net):
-    """Learned parameters of ``net`` (weights, biases, BN gamma/beta; not BN running statistics).
-
-    This is how the published parameter counts are made (resnest50: 27.48M). The mean/std constants of
-    preprocessing folded into an exported graph (GluonCV's ``export_block``, our exporter) are not counted.
-    """
-    total = 0
-    for name, param in net.collect_params().items():
-        if name.endswith(_NOT_LEARNED):
-            continue
-        shape = param.shape
-        if shape is None or 0 in shape:
-            # SymbolBlock.imports loads the data but leaves the declared shape unset.
-            try:
-                shape = param.list_data()[0].shape
-            except (mx.gluon.parameter.DeferredInitializationError, RuntimeError) as err:
-                raise ValueError('parameter %s has unknown shape %s: run the network once or load '
-                                 'weights before counting' % (name, param.shape)) from err
-        total += int(np.prod(shape))
-    return total
-
-
-def classes_in_params(path):
-    """Number of classes of the classifier saved in a ``.params`` file (None if it has no ``fc``)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError('params file not found: %s' % path)
-    try:
-        loaded = mx.nd.load(path)
-    except mx.base.MXNetError as err:
-        raise ValueError('%s is not an MXNet .params file: %s'
-                         % (path, str(err).strip().splitlines()[-1])) from err
-    if not isinstance(loaded, dict):
-        raise ValueError('%s holds no named parameters' % path)
-    for key, value in loaded.items():
-        # save_parameters() keys by path ('fc.weight'); the older save_params() by name ('..._dense0_weight').
-        if key.split(':', 1)[-1] == 'fc.weight' or key.endswith('dense0_weight'):
-            return int(value.shape[0])
-    return None
-
-
-def load_network(name, params_file=None, pretrained=False, classes=None, root=None, ctx=None):
-    """A published network, with weights from ``params_file`` or the published store, ready to evaluate.
-
-    Parameters
-    ----------
-    name : str
-        One of :func:`gluon_resnest.list_models`.
-    params_file : str, optional
-        A checkpoint (``net.save_parameters``, e.g. from train_imagenet.py).
-    pretrained : bool
-        Load the published ImageNet weights instead.
-    classes : int, optional
-        Classifier size; default: what ``params_file`` holds, else 1000. A different count in the file
-        raises ``ValueError`` naming both.
-    root : str, optional
-        Folder of published weights.
-    ctx : Context or list of Context
-        Where the weights go. Without weights the network is initialised randomly (speed only).
-    """
-    ctx = _as_contexts(ctx)
-    file_classes = classes_in_params(params_file) if params_file else None
-    if classes is not None and file_classes is not None and classes != file_classes:
-        raise ValueError('params file %s has a %d-class classifier but %d classes were asked for '
-                         '(drop --classes or pass --classes %d)'
-                         % (params_file, file_classes, classes, file_classes))
-    classes = classes or file_classes or 1000
-    if pretrained:
-        if classes != 1000:
-            raise ValueError('published weights have 1000 classes, not %d' % classes)
-        net = get_model(name, pretrained=True, root=root, ctx=ctx[0])
-        net.collect_params().reset_ctx(ctx)
-        return net
-    net = get_model(name, classes=classes)
-    if params_file:
-        try:
-            load_weights(net, params_file, ctx=ctx)
-        except ValueError as err:
-            raise ValueError('%s (is it a checkpoint of another model than %s?)' % (err, name)) from err
+def _build(config, ctx):
+    """The network to evaluate and a description: (block, info dict with layout, classes, source ...)."""
+    if config.deploy:
+        net, info = load_deployed(config.model_prefix, config.input_size, config.epoch, ctx)
+        if config.quantized and not info['quantized']:
+            raise ValueError('%s-symbol.json has no INT8 operators: it is not a quantized model '
+                             '(evaluate it with deploy/--deploy)' % config.model_prefix)
+        info['source'] = config.model_prefix
     else:
-        net.initialize(mx.init.Xavier(), ctx=ctx)
-        # Finish deferred initialisation so parameter shapes (and counts) are known.
-        net(mx.nd.zeros((1, 3, net.output_stride, net.output_stride), ctx=ctx[0]))
-    return net
+        net = load_network(config.model, params_file=config.params_file, pretrained=config.pretrained,
+                           classes=config.classes, root=config.model_root, ctx=ctx)
+        check_input_shape((1, 3, config.input_size, config.input_size), net.output_stride)
+        info = {'layout': 'NCHW', 'classes': net.num_classes, 'quantized': False,
+                'source': config.params_file or ('published' if config.pretrained else 'random init')}
+        net.hybridize(static_alloc=True)
+    if config.dtype != 'float32':
+        if info['layout'] == 'NHWC':
+            raise ValueError('dtype %s is not supported for graphs with folded preprocessing (NHWC input)'
+                             % config.dtype)
+        net.cast(config.dtype)
+    return net, info
 
 
-def _stdout_quiet(func, *args, **kwargs):
-    # Symbol.infer_shape prints its arguments to stdout before raising; a failed probe is expected here.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return func(*args, **kwargs)
+def _dataset(config):
+    """The validation dataset named by ``data_dir`` or ``rec_val``."""
+    if config.rec_val:
+        return ImageRecord(config.rec_val, config.rec_val_idx)
+    dataset = ImageFolder(resolve_split_dir(config.data_dir, 'val'), verify=config.verify_images)
+    if dataset.skipped:
+        print('skipped %d undecodable image(s)' % len(dataset.skipped))
+    return dataset
 
 
-def probe_layout(symbol, input_name, crop):
-    """'NCHW' or 'NHWC' (a graph with folded preprocessing) and the number of classes ``symbol`` gives.
-
-    Raises ``ValueError`` when neither (1, 3, crop, crop) nor (1, crop, crop, 3) fits the graph.
-    """
-    errors = []
-    for layout, shape in (('NCHW', (1, 3, crop, crop)), ('NHWC', (1, crop, crop, 3))):
-        try:
-            _, out_shapes, _ = _stdout_quiet(symbol.infer_shape, **{input_name: shape})
-        except mx.base.MXNetError as err:
-            errors.append(str(err).strip().splitlines()[-1])
-            continue
-        if out_shapes and out_shapes[0] and len(out_shapes[0]) == 2:
-            return layout, int(out_shapes[0][1])
-        errors.append('output shape %s is not (N, classes)' % (out_shapes,))
-    raise ValueError('the exported graph takes neither (N, 3, %d, %d) nor (N, %d, %d, 3) input: %s'
-                     % (crop, crop, crop, crop, errors[-1]))
+def _scored(net, config, info, num_classes):
+    """``net``, or its first ``num_classes`` outputs with ``class_subset`` (see :class:`EvalConfig`)."""
+    if num_classes is None or num_classes == info['classes']:
+        return net
+    if num_classes < info['classes'] and config.class_subset:
+        return lambda x: net(x).slice_axis(axis=1, begin=0, end=num_classes)
+    hint = (' If the data\'s labels are the classifier\'s first %d classes, evaluate those outputs only '
+            'with class_subset=True (--class-subset).' % num_classes if num_classes < info['classes'] else '')
+    raise ValueError('the data has %d classes but the network outputs %d.%s'
+                     % (num_classes, info['classes'], hint))
 
 
-def is_quantized(symbol):
-    """Whether a symbol graph contains INT8 (quantized) operators."""
-    nodes = json.loads(symbol.tojson())['nodes']
-    return any('quantize' in node['op'] for node in nodes)
+def _measure_accuracy(config, net, info, ctx):
+    """Top-1/top-5 over the validation data (fractions), images/s and the image counts."""
+    dataset = _dataset(config)
+    net = _scored(net, config, info, getattr(dataset, 'num_classes', None))
+    # A graph with folded preprocessing (NHWC input) takes the cropped 0..255 image as it is.
+    transform = EvalTransform(config.input_size, config.crop_ratio, normalize=info['layout'] == 'NCHW')
+    loader = make_loader(dataset, config.batch_size * len(ctx), transform, num_workers=config.num_data_workers)
+    # A graph with folded preprocessing normalises itself: it gets the 0..255 values as float32.
+    dtype = 'float32' if info['layout'] == 'NHWC' else config.dtype
+    with progress_bar(config.progress, total=len(dataset), unit='img') as bar:
+        result = accuracy(net, loader, ctx=ctx, dtype=dtype, progress=bar.update)
+    result['skipped_images'] = len(getattr(dataset, 'skipped', []))
+    return result
 
 
-def load_deployed(prefix, crop, epoch=0, ctx=None):
-    """Load an exported model (``PREFIX-symbol.json`` + ``PREFIX-%04d.params``) as a SymbolBlock.
+def evaluate(config):
+    """Evaluate as ``config`` says; returns the record (and writes it to ``config.json`` when set).
+
+    Parameters
+    ----------
+    config : EvalConfig
 
     Returns
     -------
-    (SymbolBlock, dict)
-        The block, and ``layout`` ('NCHW', or 'NHWC' for graphs taking raw 0..255 images), ``classes``,
-        ``quantized`` (INT8 operators present).
+    dict
+        ``model``, ``source``, ``params``, ``crop``, ``crop_ratio``, ``dtype``, ``quantized``,
+        ``batch_size``; with data: ``top1``, ``top5``, ``top1_err``, ``top5_err`` (percent; top-5 is
+        top-min(5, classes)), ``num_images``, ``skipped_images``, ``images_per_sec`` (end to end); with
+        ``benchmark``: ``images_per_sec`` (median over ``iters`` batches of synthetic input) and ``iters``.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        Bad weights, data or settings (one line).
     """
-    sym_file, params_file = '%s-symbol.json' % prefix, '%s-%04d.params' % (prefix, epoch)
-    for path in (sym_file, params_file):
-        if not os.path.isfile(path):
-            raise FileNotFoundError('exported model file not found: %s' % path)
-    symbol = mx.sym.load(sym_file)
-    params = {key.split(':', 1)[-1] for key in mx.nd.load(params_file)}
-    inputs = [arg for arg in symbol.list_arguments() if arg not in params]
-    if len(inputs) != 1:
-        raise ValueError('%s must have exactly one input besides its parameters, found %s'
-                         % (sym_file, inputs or 'none'))
-    layout, classes = probe_layout(symbol, inputs[0], crop)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # "input type unknown" until the first call
-        block = mx.gluon.SymbolBlock.imports(sym_file, inputs, params_file, ctx=_as_contexts(ctx))
-    return block, {'layout': layout, 'classes': classes, 'quantized': is_quantized(symbol)}
+    if not isinstance(config, EvalConfig):
+        raise TypeError('evaluate takes an EvalConfig, got %s' % type(config).__name__)
+    ctx = contexts(config.gpus)
+    net, info = _build(config, ctx)
+    result = {'model': config.model or os.path.basename(config.model_prefix), 'source': info['source'],
+              'params': count_parameters(net), 'crop': config.input_size, 'crop_ratio': config.crop_ratio,
+              'dtype': config.dtype, 'quantized': info['quantized'], 'batch_size': config.batch_size}
+    if config.benchmark:
+        result.update(benchmark(net, config.batch_size, config.input_size, ctx=ctx, dtype=config.dtype,
+                                warmup=config.warmup, iters=config.iters, layout=info['layout']))
+    else:
+        measured = _measure_accuracy(config, net, info, ctx)
+        for key in ('top1', 'top5'):
+            result[key] = 100.0 * measured[key]
+            result[key + '_err'] = 100.0 - result[key]
+        result.update({k: measured[k] for k in ('num_images', 'images_per_sec', 'skipped_images')})
+    if config.json:
+        write_json(config.json, result)
+    return result
+
+
+def report(result):
+    """Human-readable lines of an :func:`evaluate` record."""
+    lines = ['model: %s (%s)  params: %.2fM  crop: %d%s  dtype: %s%s'
+             % (result['model'], result['source'], result['params'] / 1e6, result['crop'],
+                '' if result['crop_ratio'] is None else ' ratio %g' % result['crop_ratio'],
+                result['dtype'], '  INT8' if result['quantized'] else '')]
+    if 'top1' in result:
+        lines.append('top-1: %.2f%% (error %.2f%%)  top-5: %.2f%% (error %.2f%%)  images: %d'
+                     % (result['top1'], result['top1_err'], result['top5'], result['top5_err'],
+                        result['num_images']))
+        lines.append('speed: %.1f images/s (end to end, batch %d per device)'
+                     % (result['images_per_sec'], result['batch_size']))
+    else:
+        lines.append('speed: %.1f images/s (median of %d batches of %d, synthetic %dx%d input)'
+                     % (result['images_per_sec'], result['iters'], result['batch_size'],
+                        result['crop'], result['crop']))
+    return lines

@@ -5,7 +5,6 @@ evaluation crop and the published top-1. Files are kept as GluonCV keeps them,
 ``{root}/{name}-{sha1[:8]}.params`` with root ``~/.mxnet/models`` (or ``$MXNET_HOME/models``), so a file
 GluonCV already downloaded is reused and vice versa.
 """
-import hashlib
 import os
 import shutil
 import tempfile
@@ -14,7 +13,10 @@ from collections import namedtuple
 
 import mxnet as mx
 
-__all__ = ['PUBLISHED', 'Published', 'default_root', 'weight_url', 'get_model_file', 'load_weights']
+from .fileio import sha1_of
+
+__all__ = ['PUBLISHED', 'Published', 'eval_crop', 'default_root', 'weight_url', 'get_model_file',
+           'load_weights', 'classes_in_params']
 
 Published = namedtuple('Published', 'sha1 store crop top1')
 
@@ -38,6 +40,12 @@ PUBLISHED = {
 }
 
 
+def eval_crop(name):
+    """Published evaluation crop of model ``name`` (224/224/224/256/320/416 for 14..269, 224 otherwise)."""
+    entry = PUBLISHED.get(str(name).lower())
+    return entry.crop if entry else 224
+
+
 def default_root():
     """``$MXNET_HOME/models`` if set, else ``~/.mxnet/models`` (where GluonCV keeps its files)."""
     return os.path.join(os.environ.get('MXNET_HOME', os.path.join('~', '.mxnet')), 'models')
@@ -58,14 +66,6 @@ def weight_url(name):
     return '%s%s.zip' % (_OFFICIAL_REPO, _short_name(name))
 
 
-def _sha1(path):
-    digest = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def get_model_file(name, root=None):
     """Path of ``name``'s published weights under ``root``, downloading and verifying them if absent.
 
@@ -79,7 +79,7 @@ def get_model_file(name, root=None):
     path = os.path.join(root, _short_name(name) + '.params')
     expected = PUBLISHED[name].sha1
     if os.path.exists(path):
-        actual = _sha1(path)
+        actual = sha1_of(path)
         if actual != expected:
             raise ValueError('weight file %s has sha1 %s, expected %s for %s: delete or move it to '
                              'download the published file' % (path, actual, expected, name))
@@ -103,12 +103,30 @@ def _download(name, path, expected_sha1):
         with zipfile.ZipFile(archive) as zf:
             zf.extractall(workdir)
         extracted = os.path.join(workdir, os.path.basename(path))
-        if not os.path.exists(extracted) or _sha1(extracted) != expected_sha1:
+        if not os.path.exists(extracted) or sha1_of(extracted) != expected_sha1:
             raise RuntimeError('downloaded weights of %s from %s do not match sha1 %s'
                                % (name, url, expected_sha1))
         os.replace(extracted, path)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def classes_in_params(path):
+    """Number of classes of the classifier saved in a ``.params`` file (None if it has no ``fc``)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError('params file not found: %s' % path)
+    try:
+        loaded = mx.nd.load(path)
+    except mx.base.MXNetError as err:
+        raise ValueError('%s is not an MXNet .params file: %s'
+                         % (path, str(err).strip().splitlines()[-1])) from err
+    if not isinstance(loaded, dict):
+        raise ValueError('%s holds no named parameters' % path)
+    for key, value in loaded.items():
+        # save_parameters() keys by path ('fc.weight'); the older save_params() by name ('..._dense0_weight').
+        if key.split(':', 1)[-1] == 'fc.weight' or key.endswith('dense0_weight'):
+            return int(value.shape[0])
+    return None
 
 
 def load_weights(net, path, ctx=None, fresh_imagenet_classifier=False):

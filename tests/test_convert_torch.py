@@ -19,8 +19,8 @@ OFFICIAL_MODELS = ['resnest50', 'resnest101', 'resnest200', 'resnest269', 'resne
 
 
 def to_official_names(params):
-    """Our parameter paths -> the official PyTorch names (REFERENCE.md section 4, written out again
-    independently of the converter): BatchNorm gamma/beta -> weight/bias, conv2.bn -> conv2.bn0, and a
+    """Our parameter paths -> the official PyTorch names (the official state dict's naming, written out
+    again independently of the converter): BatchNorm gamma/beta -> weight/bias, conv2.bn -> conv2.bn0, and a
     num_batches_tracked counter per BatchNorm."""
     official = {}
     for key, value in params.items():

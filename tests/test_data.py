@@ -7,8 +7,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_resnest.data import (MEAN, STD, EvalTransform, ImageFolder, ImageRecord, crop_box, eval_crop,
+from gluon_resnest.data import (MEAN, STD, EvalTransform, ImageFolder, ImageRecord, crop_box,
                                 make_loader, pack_record, resolve_split_dir)
+from gluon_resnest.pretrained import eval_crop
 
 # (height, width) of the images written per class; odd sizes exercise the rounding of the crop offsets.
 SIZES = [(40, 52), (61, 45), (48, 48)]

@@ -7,6 +7,7 @@ that scrambles images, labels, crops or normalisation changes those numbers.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -16,8 +17,10 @@ import pytest
 from mxnet.gluon.data import ArrayDataset, DataLoader
 
 import gluon_resnest
+from gluon_resnest import EvalConfig
 from gluon_resnest.data import EvalTransform, ImageFolder, pack_record
-from gluon_resnest.evaluation import benchmark, count_parameters, evaluate, probe_layout
+from gluon_resnest.loading import probe_layout
+from gluon_resnest.metrics import accuracy as evaluate, benchmark, count_parameters
 
 from test_data import make_image_folder
 
@@ -110,8 +113,16 @@ def assets(tmp_path_factory):
 
 
 def run_eval(*argv):
+    """eval.py's main with a command line (tiny crop and batches, no workers, no bar)."""
     base = ['--crop-size', str(CROP), '--batch-size', '5', '-j', '0', '--no-progress']
-    return eval_script.main(eval_script.parse_args(list(argv) + base))
+    return eval_script.main(list(argv) + base)
+
+
+def api_eval(**fields):
+    """gluon_resnest.evaluate with the same small settings as :func:`run_eval`."""
+    settings = dict(input_size=CROP, batch_size=5, num_data_workers=0, progress=False)
+    settings.update(fields)
+    return gluon_resnest.evaluate(EvalConfig(**settings))
 
 
 # ---- evaluate(): top-1 / top-5 arithmetic on a fake model --------------------------------------------
@@ -154,11 +165,29 @@ def test_count_parameters_matches_published():
     assert count_parameters(net) == 10611688  # 10.61M in the paper's table
 
 
-def test_benchmark_reports_median():
+class _FakeClock(object):
+    """A clock under which the i-th timed call lasts ``durations[i]`` seconds."""
+
+    def __init__(self, durations):
+        self.readings = [t for d in durations for t in (0.0, d)]
+
+    def __call__(self):
+        return self.readings.pop(0)
+
+
+def test_benchmark_reports_median(monkeypatch):
     net = gluon_resnest.get_model('resnest14', classes=4)
     net.initialize()
-    result = benchmark(net, batch_size=2, crop=32, warmup=1, iters=3)
-    assert result['images_per_sec'] > 0 and result['iters'] == 3 and result['batch_size'] == 2
+    seen = []
+
+    def counted(x):
+        seen.append(x.shape)
+        return net(x)
+    monkeypatch.setattr(gluon_resnest.metrics, 'clock', _FakeClock([0.5, 0.1, 0.25]))
+    result = benchmark(counted, batch_size=2, crop=32, warmup=1, iters=3)
+    # 1 warm-up + 3 timed calls on (2, 3, 32, 32); the median batch took 0.25 s: 2 / 0.25 = 8 images/s.
+    assert seen == [(2, 3, 32, 32)] * 4
+    assert result == {'images_per_sec': 8.0, 'iters': 3, 'batch_size': 2, 'crop': 32}
 
 
 # ---- eval.py end to end ---------------------------------------------------------------------------
@@ -183,25 +212,24 @@ def test_record_gives_same_accuracy_as_folder(assets):
 
 
 def test_worker_processes_give_same_result(assets):
-    result = eval_script.main(eval_script.parse_args([
+    result = eval_script.main([
         '--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
-        '--crop-size', str(CROP), '--batch-size', '4', '-j', '2', '--no-progress']))
+        '--crop-size', str(CROP), '--batch-size', '4', '-j', '2', '--no-progress'])
     assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
 
 
 def test_other_crop_changes_the_answer(assets):
     # The classifier was fitted at crop 32: another protocol must not reproduce its numbers.
-    result = eval_script.main(eval_script.parse_args([
+    result = eval_script.main([
         '--model', 'resnest14', '--params-file', assets['params'], '--data-dir', assets['folder'],
-        '--crop-size', str(CROP), '--crop-ratio', '0.5', '-j', '0', '--no-progress']))
+        '--crop-size', str(CROP), '--crop-ratio', '0.5', '-j', '0', '--no-progress'])
     assert result['top1'] != pytest.approx(TOP1) or result['top5'] != pytest.approx(TOP5)
 
 
 def test_float16_needs_gpu(assets):
     # MXNet 1.9 has no float16 GEMM on CPU; the CPU run must say so rather than fail deep inside.
-    with pytest.raises(ValueError, match='float16 needs --gpus'):
-        run_eval('--model', 'resnest14', '--params-file', assets['params'],
-                 '--data-dir', assets['folder'], '--dtype', 'float16')
+    with pytest.raises(ValueError, match='dtype float16 needs gpus'):
+        api_eval(model='resnest14', params_file=assets['params'], data_dir=assets['folder'], dtype='float16')
 
 
 @pytest.mark.parametrize('key, layout', [('prefix', 'NCHW'), ('nhwc', 'NHWC')])
@@ -252,7 +280,7 @@ def test_project_exports(assets, project_exports, name):
 
 def test_quantized_flag_rejects_float_graph(assets):
     with pytest.raises(ValueError, match='has no INT8 operators'):
-        run_eval('--quantized', '--model-prefix', assets['prefix'], '--data-dir', assets['folder'])
+        api_eval(quantized=True, model_prefix=assets['prefix'], data_dir=assets['folder'])
 
 
 def test_json_output(assets, tmp_path, capsys):
@@ -268,53 +296,69 @@ def test_json_output(assets, tmp_path, capsys):
 
 
 def test_benchmark_cli(capsys):
-    result = eval_script.main(eval_script.parse_args([
+    result = eval_script.main([
         '--model', 'resnest14', '--benchmark', '--crop-size', '32', '--batch-size', '2',
-        '--warmup', '1', '--iters', '2']))
+        '--warmup', '1', '--iters', '2'])
     assert result['images_per_sec'] > 0 and result['params'] == 10611688 and 'top1' not in result
     assert 'median of 2 batches of 2' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('key', ['prefix', 'nhwc', 'int8'])
-def test_benchmark_deployed(assets, key):
-    result = eval_script.main(eval_script.parse_args([
+def test_benchmark_deployed(assets, key, monkeypatch):
+    monkeypatch.setattr(gluon_resnest.metrics, 'clock', _FakeClock([0.4, 0.1, 0.2]))
+    result = eval_script.main([
         '--deploy', '--model-prefix', assets[key], '--benchmark', '--crop-size', str(CROP),
-        '--batch-size', '2', '--warmup', '1', '--iters', '2']))
-    assert result['images_per_sec'] > 0 and result['quantized'] == (key == 'int8')
+        '--batch-size', '2', '--warmup', '1', '--iters', '3'])
+    # Median 0.2 s per batch of 2; the deployed graph's parameters are the checkpoint's.
+    assert result['images_per_sec'] == pytest.approx(10.0) and result['quantized'] == (key == 'int8')
+    assert result['source'] == assets[key] and result['crop'] == CROP
+    if key != 'int8':
+        assert result['params'] == count_parameters(
+            gluon_resnest.get_model('resnest14', classes=CLASSES, pretrained=assets['params']))
 
 
 @pytest.mark.parametrize('name, crop', [('resnest14', 224), ('resnest101', 256), ('resnest200', 320),
                                         ('resnest269', 416)])
-def test_default_crop_is_published(monkeypatch, name, crop):
-    seen = {}
-
-    def fake_build(args, ctx, chosen):
-        seen['crop'] = chosen
-        raise ValueError('stop here')
-
-    monkeypatch.setattr(eval_script, 'build', fake_build)
-    with pytest.raises(ValueError, match='stop here'):
-        eval_script.main(eval_script.parse_args(['--model', name, '--benchmark']))
-    assert seen['crop'] == crop
+def test_default_crop_is_published(name, crop):
+    assert EvalConfig(model=name, benchmark=True).input_size == crop
+    assert eval_script.parse_args(['--model', name, '--benchmark']).input_size == crop
+    assert eval_script.parse_args(['--model', name, '--benchmark', '--crop-size', '64']).input_size == 64
 
 
 # ---- bad input ---------------------------------------------------------------------------------
 
 def test_params_of_another_model(assets):
     with pytest.raises(ValueError, match='does not fit this network: missing .*another model than resnest26'):
-        run_eval('--model', 'resnest26', '--params-file', assets['params'], '--data-dir', assets['folder'])
+        api_eval(model='resnest26', params_file=assets['params'], data_dir=assets['folder'])
 
 
 def test_params_with_other_class_count(assets):
     with pytest.raises(ValueError, match='has a 6-class classifier but 1000 classes were asked for'):
-        run_eval('--model', 'resnest14', '--params-file', assets['params'], '--classes', '1000',
-                 '--data-dir', assets['folder'])
+        api_eval(model='resnest14', params_file=assets['params'], classes=1000, data_dir=assets['folder'])
 
 
 def test_data_with_other_class_count(assets, tmp_path):
     other = make_image_folder(tmp_path / 'val', classes=3, sizes=SIZES)
-    with pytest.raises(ValueError, match='the data has 3 classes but the network outputs 6'):
-        run_eval('--model', 'resnest14', '--params-file', assets['params'], '--data-dir', other)
+    with pytest.raises(ValueError, match='the data has 3 classes but the network outputs 6.*class_subset'):
+        api_eval(model='resnest14', params_file=assets['params'], data_dir=other)
+
+
+def test_class_subset_scores_the_first_outputs(assets, tmp_path):
+    # The first 3 classes of the 6-class folder, with their labels: scored on outputs 0-2 only.
+    subset = tmp_path / 'val'
+    subset.mkdir()
+    for synset in sorted(os.listdir(assets['folder']))[:3]:
+        os.symlink(os.path.join(assets['folder'], synset), str(subset / synset))
+    result = api_eval(model='resnest14', params_file=assets['params'], data_dir=str(subset), class_subset=True)
+    # Independent reference: the checkpoint's scores on the same crops, restricted to classes 0-2.
+    net = gluon_resnest.get_model('resnest14', classes=CLASSES, pretrained=assets['params'])
+    folder = ImageFolder(str(subset))
+    images = mx.nd.stack(*[EvalTransform(CROP)(img) for img, _ in folder])
+    scores = net(images)[:, :3].asnumpy()
+    labels = np.array([label for _, label in folder.items])
+    assert result['num_images'] == len(labels)
+    assert result['top1'] == pytest.approx(100.0 * np.mean(scores.argmax(axis=1) == labels))
+    assert result['top5'] == pytest.approx(100.0)  # top-min(5, 3) of 3 classes
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -324,32 +368,30 @@ def test_data_with_other_class_count(assets, tmp_path):
 ])
 def test_missing_data(assets, argv, message):
     argv = [a.format(**assets) for a in argv]
-    with pytest.raises(FileNotFoundError, match=message):
+    with pytest.raises(SystemExit) as exit_info:
         run_eval('--model', 'resnest14', '--params-file', assets['params'], *argv)
+    assert re.match('error: ' + message, str(exit_info.value.code))
 
 
 def test_missing_params_and_exports(assets):
     with pytest.raises(FileNotFoundError, match='params file not found'):
-        run_eval('--model', 'resnest14', '--params-file', assets['dir'] + '/nope.params',
-                 '--data-dir', assets['folder'])
+        api_eval(model='resnest14', params_file=assets['dir'] + '/nope.params', data_dir=assets['folder'])
     with pytest.raises(FileNotFoundError, match='exported model file not found: .*nope-symbol.json'):
-        run_eval('--deploy', '--model-prefix', assets['dir'] + '/nope', '--data-dir', assets['folder'])
+        api_eval(deploy=True, model_prefix=assets['dir'] + '/nope', data_dir=assets['folder'])
 
 
 def test_crop_too_small(assets):
-    with pytest.raises(ValueError, match='16x16 is too small for this network'):
-        eval_script.main(eval_script.parse_args([
-            '--model', 'resnest14', '--params-file', assets['params'], '--data-dir', assets['folder'],
-            '--crop-size', '16', '--no-progress']))
-    with pytest.raises(ValueError, match='crop size 16 is too small'):
-        eval_script.main(eval_script.parse_args([
-            '--deploy', '--model-prefix', assets['prefix'], '--data-dir', assets['folder'],
-            '--crop-size', '16', '--no-progress']))
+    with pytest.raises(ValueError, match='input_size must be >= 32'):
+        EvalConfig(model='resnest14', params_file=assets['params'], data_dir=assets['folder'], input_size=16)
+    with pytest.raises(ValueError, match='input_size must be >= 32'):
+        EvalConfig(deploy=True, model_prefix=assets['prefix'], data_dir=assets['folder'], input_size=16)
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--model', 'resnest15', '--pretrained', '--data-dir', 'x'], "unknown model 'resnest15'"),
-    (['--model', 'resnest14', '--pretrained'], 'exactly one of --data-dir DIR and --rec-val F'),
+    (['--model', 'resnest15', '--pretrained', '--data-dir', 'x'], "unknown --model 'resnest15'"),
+    (['--model', 'resnest14', '--pretrained'], 'exactly one of --data-dir and --rec-val'),
+    (['--model', 'resnest14', '--benchmark', '--gpus', '0,a'], 'comma-separated GPU ids'),
+    (['--model', 'resnest14', '--benchmark', '--crop-size', '16'], '--input-size must be >= 32'),
     (['--model', 'resnest14', '--pretrained', '--data-dir', 'x', '--rec-val', 'y'], 'exactly one of'),
     (['--model', 'resnest14', '--data-dir', 'x'], 'pass --pretrained or --params-file'),
     (['--pretrained', '--data-dir', 'x'], '--model is required'),
@@ -360,9 +402,20 @@ def test_crop_too_small(assets):
     (['--model', 'resnest14', '--pretrained', '--params-file', 'f', '--data-dir', 'x'], 'not allowed'),
 ])
 def test_bad_arguments(capsys, argv, message):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         eval_script.parse_args(argv)
-    assert message in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_flags_map_onto_the_config():
+    config = eval_script.parse_args(['--model', 'ResNeSt50', '--params-file', 'f.params', '--rec-val', 'v.rec',
+                                     '--crop-size', '64', '--crop-ratio', '0.5', '--batch-size', '3', '-j', '2',
+                                     '--num-gpus', '0', '--json', 'r.json', '--no-progress', '--class-subset'])
+    assert config == EvalConfig(model='resnest50', params_file='f.params', rec_val='v.rec', input_size=64,
+                                crop_ratio=0.5, batch_size=3, num_data_workers=2, gpus=(), json='r.json',
+                                progress=False, class_subset=True)
+    assert eval_script.parse_args(['--model', 'resnest14', '--benchmark']).progress is None
 
 
 def test_cli_reports_one_line_error(assets):
@@ -388,9 +441,9 @@ def test_pretrained_uses_published_store(monkeypatch, tmp_path):
         return saved
 
     monkeypatch.setattr(gluon_resnest.model_zoo, 'get_model_file', fake_store)
-    result = eval_script.main(eval_script.parse_args([
+    result = eval_script.main([
         '--model', 'resnest14', '--pretrained', '--model-root', str(tmp_path), '--benchmark',
-        '--crop-size', '32', '--batch-size', '1', '--warmup', '0', '--iters', '1']))
+        '--crop-size', '32', '--batch-size', '1', '--warmup', '0', '--iters', '1'])
     assert calls == [('resnest14', str(tmp_path))]
     assert result['source'] == 'published' and result['params'] == 10611688
 
@@ -398,23 +451,22 @@ def test_pretrained_uses_published_store(monkeypatch, tmp_path):
 def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')
     with pytest.raises(RuntimeError, match='could not download weights of resnest14'):
-        eval_script.main(eval_script.parse_args([
-            '--model', 'resnest14', '--pretrained', '--model-root', str(tmp_path), '--benchmark']))
+        api_eval(model='resnest14', pretrained=True, model_root=str(tmp_path), benchmark=True)
 
 
-@pytest.mark.parametrize('gpus, message', [('99', '--gpus 99: MXNet sees .* GPU'),
-                                            ('0,a', 'comma-separated GPU ids')])
+@pytest.mark.parametrize('gpus, message', [('99', 'gpus 99: MXNet .* sees .* GPU'),
+                                            ('0,a', 'gpus takes comma-separated GPU ids')])
 def test_bad_gpus_are_a_clear_error(gpus, message):
     with pytest.raises(ValueError, match=message):
-        eval_script.main(eval_script.parse_args(['--model', 'resnest14', '--benchmark', '--gpus', gpus]))
+        api_eval(model='resnest14', benchmark=True, gpus=gpus)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('name', gluon_resnest.list_models())
 def test_every_model_runs(name):
-    result = eval_script.main(eval_script.parse_args([
+    result = eval_script.main([
         '--model', name, '--benchmark', '--crop-size', '32', '--batch-size', '1', '--warmup', '0',
-        '--iters', '1']))
+        '--iters', '1'])
     assert result['images_per_sec'] > 0
     # The published parameter counts, to the digits published (0.01M, 0.1M for the fast models).
     digits = 1 if 'fast' in name else 2

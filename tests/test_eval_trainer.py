@@ -1,6 +1,6 @@
 """eval.py on checkpoints of train_imagenet.py reproduces the validation accuracy the trainer logged.
 
-Both use gluon_resnest.data (datasets, EvalTransform) and gluon_resnest.evaluation.evaluate, so this
+Both use gluon_resnest.data (datasets, EvalTransform) and gluon_resnest.metrics.accuracy, so this
 checks the wiring end to end: the checkpoint files, the crop, the class order and the metric agree.
 """
 import os

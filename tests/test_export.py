@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from gluon_resnest import get_model
-from gluon_resnest.export import ExportCheckError, export_int8, export_mxnet, export_onnx
+from gluon_resnest.export import ExportCheckError, ExportConfig, export, export_int8, export_mxnet, export_onnx
 from gluon_resnest.export import __main__ as cli
 from gluon_resnest.export import mxnet_export, onnx_export
 from gluon_resnest.export.int8_export import calibration_images
+from gluon_resnest.export.mxnet_export import MXNET_ATOL
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64
@@ -277,13 +278,35 @@ def test_cli_runs_as_module(tmp_path):
 @pytest.mark.parametrize('argv, message', [
     (['--format', 'int8'], '--format int8 needs --calib-data'),
     (['--dynamic-batch'], 'apply to --format onnx only'),
-    (['--batch-size', '0'], 'must be positive'),
+    (['--batch-size', '0'], '--batch-size must be >= 1, got 0'),
+    (['--input-size', '0'], '--input-size must be >= 1, got 0'),
+    (['--model', 'resnest7'], "unknown --model 'resnest7'"),
 ])
 def test_cli_rejects_bad_combinations(r14_params, tmp_path, capsys, argv, message):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         cli.parse_args(['--model', 'resnest14', '--params-file', r14_params, '--out', str(tmp_path)]
                        + argv)
-    assert message in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_cli_flags_map_onto_the_config(tmp_path):
+    config = cli.parse_args(['--model', 'resnest14', '--pretrained', '--out', str(tmp_path), '--format', 'int8',
+                             '--calib-data', 'cal', '--crop-size', '64', '--batch-size', '4'])
+    assert config == ExportConfig(model='resnest14', pretrained=True, out=str(tmp_path), format='int8',
+                                  calib_data='cal', input_size=64, batch_size=4)
+    assert config.prefix == 'resnest14-int8'
+    assert cli.parse_args(['--model', 'resnest101', '--pretrained', '--out', 'o']).input_size == 256
+
+
+def test_export_api_writes_and_checks(tmp_path, r14_params):
+    result = export(ExportConfig(model='resnest14', params_file=r14_params, out=str(tmp_path), input_size=SIZE,
+                                 prefix='api'))
+    assert result['symbol'] == str(tmp_path / 'api-symbol.json') and result['max_abs_diff'] <= MXNET_ATOL
+    deployed = _imports(str(tmp_path / 'api'))
+    x = mx.nd.array(np.random.RandomState(1).standard_normal((2, 3, SIZE, SIZE)))
+    expected = get_model('resnest14', pretrained=r14_params)(x)
+    np.testing.assert_allclose(deployed(x).asnumpy(), expected.asnumpy(), atol=1e-4)
 
 
 def test_missing_onnxruntime_is_a_clear_error(tmp_path, monkeypatch):

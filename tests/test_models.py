@@ -1,10 +1,13 @@
 """Every published network: size, shapes, gradients, hybridization, strides, bad input."""
+import re
+
 import mxnet as mx
 import numpy as np
 import pytest
 
 import gluon_resnest
 from gluon_resnest import model_zoo
+from gluon_resnest.pretrained import PUBLISHED
 from gluon_resnest.resnest import ResNeSt
 from gluon_resnest.summary import count_macs, count_params
 
@@ -12,7 +15,7 @@ ALL = gluon_resnest.list_models()
 BIG = {'resnest101', 'resnest200', 'resnest269'}
 MODELS = [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in ALL]
 
-# REFERENCE.md §2: published parameter counts (M) and, for the fast models, GFLOPs at 224.
+# The paper's parameter counts (M) and, for the fast models, GFLOPs at 224.
 PUBLISHED_PARAMS = {
     'resnest14': 10.61, 'resnest26': 17.07, 'resnest50': 27.48, 'resnest101': 48.28,
     'resnest200': 70.20, 'resnest269': 110.93,
@@ -31,9 +34,18 @@ def _initialized(name, **kwargs):
     return net
 
 
-def test_thirteen_published_models():
-    assert len(ALL) == 13
-    assert ALL[:6] == ['resnest14', 'resnest26', 'resnest50', 'resnest101', 'resnest200', 'resnest269']
+def test_names_state_the_architecture():
+    # The zoo and the weights table list the same networks; each name says what is built: the depth
+    # (3 layers per bottleneck + stem + classifier) and, for the fast models, radix s, cardinality x width d.
+    assert ALL == list(PUBLISHED) and len(ALL) == 13
+    for name in ALL:
+        net = gluon_resnest.get_model(name)
+        blocks = [len(getattr(net, 'layer%d' % i)) for i in range(1, 5)]
+        assert 3 * sum(blocks) + 2 == int(re.match(r'resnest(\d+)', name).group(1)), name
+        fast = re.match(r'resnest50_fast_(\d)s(\d)x(\d+)d$', name)
+        block = net._block_args  # pylint: disable=protected-access
+        expected = tuple(int(g) for g in fast.groups()) if fast else (2, 1, 64)
+        assert (block['radix'], block['cardinality'], block['bottleneck_width']) == expected, name
 
 
 @pytest.mark.parametrize('name', ALL)

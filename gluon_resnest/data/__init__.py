@@ -2,15 +2,16 @@
 
 - :mod:`.datasets`: ImageNet folder and RecordIO datasets returning (HWC uint8 image, int label), and
   :func:`make_loader` (a ``gluon.data.DataLoader`` with ``-j`` workers).
-- :mod:`.eval_protocol`: the ResNeSt evaluation protocol (:class:`EvalTransform`, :func:`eval_crop`) and
+- :mod:`.eval_protocol`: the ResNeSt evaluation protocol (:class:`EvalTransform`; each model's crop is
+  :func:`gluon_resnest.pretrained.eval_crop`) and
   the ImageNet :data:`MEAN`/:data:`STD` the training transforms normalise with too.
 """
 from .datasets import (IMAGE_EXTENSIONS, ImageFolder, ImageRecord, make_loader, pack_record,
                        resolve_split_dir)
 from .eval_protocol import (BICUBIC_FROM, DEFAULT_CROP, DEFAULT_CROP_RATIO, MEAN, STD, EvalTransform,
-                            crop_box, eval_crop, normalize)
+                            crop_box, normalize)
 
 __all__ = ['ImageFolder', 'ImageRecord', 'make_loader', 'pack_record', 'resolve_split_dir',
            'IMAGE_EXTENSIONS',
            'MEAN', 'STD', 'DEFAULT_CROP', 'DEFAULT_CROP_RATIO', 'BICUBIC_FROM', 'EvalTransform',
-           'crop_box', 'eval_crop', 'normalize']
+           'crop_box', 'normalize']

@@ -16,9 +16,7 @@ import math
 import mxnet as mx
 from mxnet.gluon.data.vision import transforms
 
-from ..pretrained import PUBLISHED
-
-__all__ = ['MEAN', 'STD', 'DEFAULT_CROP', 'DEFAULT_CROP_RATIO', 'BICUBIC_FROM', 'eval_crop',
+__all__ = ['MEAN', 'STD', 'DEFAULT_CROP', 'DEFAULT_CROP_RATIO', 'BICUBIC_FROM',
            'EvalTransform', 'crop_box', 'normalize']
 
 MEAN = (0.485, 0.456, 0.406)
@@ -28,12 +26,6 @@ DEFAULT_CROP_RATIO = 0.875
 BICUBIC_FROM = 320  # crops of this size and above use the crop-then-bicubic rule
 
 _BILINEAR, _BICUBIC = 1, 2  # OpenCV interpolation codes used by mx.image
-
-
-def eval_crop(name):
-    """Published evaluation crop of model ``name`` (224/224/224/256/320/416 for 14..269, 224 otherwise)."""
-    entry = PUBLISHED.get(str(name).lower())
-    return entry.crop if entry else DEFAULT_CROP
 
 
 def crop_box(height, width, crop, crop_ratio=None):
@@ -76,7 +68,7 @@ class EvalTransform(object):
     Parameters
     ----------
     crop : int, default 224
-        Output side. Use :func:`eval_crop` for a model's published protocol.
+        Output side. Use :func:`gluon_resnest.pretrained.eval_crop` for a model's published protocol.
     crop_ratio : float, optional
         None (default) is the published rule. For crop < 320 the short side is first resized to
         ``ceil(crop / crop_ratio)`` (default 0.875); for crop >= 320 the square cropped from the original has
@@ -86,7 +78,7 @@ class EvalTransform(object):
 
     Examples
     --------
-    >>> transform = EvalTransform(eval_crop('resnest200'))     # 320: crop, then bicubic
+    >>> transform = EvalTransform(pretrained.eval_crop('resnest200'))     # 320: crop, then bicubic
     >>> loader = make_loader(ImageFolder('val'), 32, transform)
     """
 

@@ -28,9 +28,9 @@ def train_transform(input_size=224, auto_aug=False, min_random_area=0.08, random
         Brightness/contrast/saturation jitter and AlexNet-style lighting noise (0 disables).
     """
     if input_size < 1:
-        raise ValueError('--input-size must be positive, got %r' % (input_size,))
+        raise ValueError('input_size must be positive, got %r' % (input_size,))
     if not 0 < min_random_area <= 1:
-        raise ValueError('--min-random-area must be in (0, 1], got %r' % (min_random_area,))
+        raise ValueError('min_random_area must be in (0, 1], got %r' % (min_random_area,))
     steps = [transforms.RandomResizedCrop(input_size, scale=(min_random_area, 1.0))]
     if random_mirror:
         steps.append(transforms.RandomFlipLeftRight())

@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from contextlib import contextmanager
 
 import mxnet as mx
@@ -12,16 +11,15 @@ import numpy as np
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from ..model_zoo import get_model, list_models
-from ..pretrained import PUBLISHED, load_weights
+from ..data.eval_protocol import MEAN, STD
+from ..loading import import_graph, load_network
 
 __all__ = ['ExportCheckError', 'Preprocess', 'build_network', 'deploy_block', 'output_dir',
-           'random_input', 'input_shape', 'compare_outputs', 'load_symbol_block',
-           'default_input_size', 'random_ops_in']
+           'random_input', 'input_shape', 'compare_outputs', 'load_symbol_block', 'random_ops_in']
 
-# GluonCV's ImageNet statistics (gluoncv.utils.export_block uses the same numbers), in 0..255 units.
-MEAN_RGB = (123.675, 116.28, 103.53)
-STD_RGB = (58.395, 57.12, 57.375)
+# The ImageNet statistics of training and evaluation (GluonCV's export_block folds the same), in 0..255 units.
+MEAN_RGB = tuple(255 * m for m in MEAN)
+STD_RGB = tuple(255 * s for s in STD)
 
 
 class ExportCheckError(RuntimeError):
@@ -60,46 +58,15 @@ def deploy_block(net, preprocess=False):
     return wrapper
 
 
-def default_input_size(model):
-    """The published evaluation crop of ``model`` (224 for names without published weights)."""
-    entry = PUBLISHED.get(model)
-    return entry.crop if entry else 224
-
-
 def build_network(model, pretrained=False, params_file=None, ctx=None):
     """A published architecture with weights: the published ones, or a local ``.params`` file.
 
     The number of classes is read from the file's classifier, so fine-tuned networks load too; the
     file must otherwise fit ``model`` exactly (one-line ValueError naming the mismatch).
     """
-    ctx = ctx or mx.cpu()
-    if model not in list_models():
-        raise ValueError('unknown model %r; valid names: %s' % (model, ', '.join(list_models())))
     if bool(pretrained) == bool(params_file):
         raise ValueError('give exactly one of pretrained=True or params_file')
-    if pretrained:
-        return get_model(model, pretrained=True, ctx=ctx)
-    if not os.path.isfile(params_file):
-        raise FileNotFoundError('params file not found: %s' % params_file)
-    net = get_model(model, classes=_classes_in(params_file))
-    load_weights(net, params_file, ctx=ctx)
-    return net
-
-
-def _classes_in(params_file):
-    try:
-        loaded = mx.nd.load(params_file)
-    except mx.base.MXNetError as err:
-        raise ValueError('%s is not an MXNet .params file: %s'
-                         % (params_file, str(err).strip().splitlines()[0])) from err
-    if not isinstance(loaded, dict):
-        raise ValueError('%s holds no named parameters' % params_file)
-    for key, value in loaded.items():
-        key = key.split(':', 1)[-1]
-        # Attribute-path files name it fc.weight; files of the older save_params() by symbol name.
-        if key == 'fc.weight' or (key.endswith('_dense0_weight') and len(value.shape) == 2):
-            return value.shape[0]
-    return 1000
+    return load_network(model, params_file=params_file, pretrained=pretrained, ctx=ctx or mx.cpu())
 
 
 @contextmanager
@@ -172,12 +139,8 @@ def compare_outputs(expected, actual, atol, what):
 
 
 def load_symbol_block(prefix, ctx=None):
-    """Load ``PREFIX-symbol.json`` + ``PREFIX-0000.params`` as eval.py does (input name ``data``)."""
-    with warnings.catch_warnings():
-        # SymbolBlock.imports warns that the input's type is unknown before the first call.
-        warnings.simplefilter('ignore')
-        return mx.gluon.SymbolBlock.imports(prefix + '-symbol.json', ['data'],
-                                            prefix + '-0000.params', ctx=ctx or mx.cpu())
+    """Load ``PREFIX-symbol.json`` + ``PREFIX-0000.params`` as eval.py does."""
+    return import_graph(prefix, ctx=ctx)[0]
 
 
 def random_ops_in(symbol_json):

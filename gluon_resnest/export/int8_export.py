@@ -11,15 +11,13 @@ from contextlib import contextmanager
 import mxnet as mx
 import numpy as np
 
+from ..config import CALIB_MODES, GRANULARITIES
 from ..data import EvalTransform, ImageFolder, ImageRecord
 from ..layers import without_random_ops
 from .common import ExportCheckError, compare_outputs, deploy_block, load_symbol_block, output_dir
 from .mxnet_export import MXNET_ATOL, trace_clean
 
 __all__ = ['CALIB_MODES', 'GRANULARITIES', 'calibration_images', 'quantize', 'export_int8']
-
-CALIB_MODES = ('naive', 'entropy')
-GRANULARITIES = ('tensor-wise', 'channel-wise')
 
 
 def _open_dataset(path):

@@ -23,7 +23,7 @@ from . import detection, segmentation
 __all__ = ['register', 'unregister', 'is_registered', 'registered_names', 'zoo_entries',
            'classifier']
 
-# Published transfer results exist for these (REFERENCE.md section 2); GluonCV uses the same names.
+# The paper publishes transfer results for these backbones; GluonCV uses the same names.
 DEEPLAB_BACKBONES = ('resnest50', 'resnest101', 'resnest200', 'resnest269')
 FASTER_RCNN_BACKBONES = ('resnest50', 'resnest101', 'resnest269')
 MASK_RCNN_BACKBONES = ('resnest50', 'resnest101')

@@ -7,7 +7,7 @@ split and channel (softmax over the radix axis; sigmoid when radix is 1). The ou
 weighted sum of the splits.
 
 Speed: GluonCV sums the splits with a 5-D ``sum`` over the radix axis, which is by far the slowest op of
-the whole network on CPU (REFERENCE: 58% of ResNeSt-50's time). Here the splits are separated with one
+the whole network on CPU (58% of ResNeSt-50's time in MXNet's profiler). Here the splits are separated with one
 ``split`` along the channel axis and summed with ``add_n``, and the global pooling runs before the radix
 sum (on the small pooled tensor). Graphs that may train (see ``dropblock.graph_mode``) pool with
 ``AdaptiveAvgPooling2D`` and weight the splits with an elementwise product against the broadcast weights,

@@ -1,48 +1,36 @@
-"""Assemble a training run from parsed ``train_imagenet.py`` arguments: data, network, trainer, resume."""
+"""Assemble a training run from a :class:`~gluon_resnest.config.TrainConfig`: data, network, trainer, resume."""
 import os
 
 import mxnet as mx
 from mxnet import gluon
 
+from ..config import TrainConfig
+from ..devices import contexts
+from ..metrics import topk_metrics
 from ..model_zoo import VARIANTS, get_model
 from .checkpoint import checkpoint_files, latest_checkpoint
 from .data import load_datasets, train_loader, val_loader
 from .distributed import setup_distributed
-from .loop import Run, seed_everything
+from .loop import Run, seed_everything, train
 from .monitor import History, setup_logger
 from .recipe import apply_no_wd, build_lr_scheduler, dropblock_ramp
 
-__all__ = ['build_run', 'contexts']
+__all__ = ['fit', 'build_run', 'contexts']
 
 
-def contexts(gpus):
-    """``--gpus '0,1'`` -> [gpu(0), gpu(1)]; empty -> [cpu()]."""
-    ids = [g.strip() for g in (gpus or '').split(',') if g.strip()]
-    if not ids:
-        return [mx.cpu()]
-    try:
-        ctx = [mx.gpu(int(i)) for i in ids]
-    except ValueError as err:
-        raise ValueError('--gpus must be comma-separated integers, got %r' % (gpus,)) from err
-    if max(int(i) for i in ids) >= mx.context.num_gpus():
-        raise ValueError('--gpus %s asks for GPUs this machine (MXNet %s) does not have (%d found)'
-                         % (gpus, mx.__version__, mx.context.num_gpus()))
-    return ctx
-
-
-def _classes(args, train_set):
+def _classes(config, train_set):
     found = getattr(train_set, 'num_classes', None)
-    if args.classes and found and args.classes != found:
-        raise ValueError('--classes %d but %s has %d class folders' % (args.classes, args.data_dir, found))
-    return args.classes or found or 1000
+    if config.classes and found and config.classes != found:
+        raise ValueError('classes %d but %s has %d class folders' % (config.classes, config.data_dir, found))
+    return config.classes or found or 1000
 
 
-def _network(args, classes, ctx):
-    table = VARIANTS[args.model]
-    dropblock = table.get('dropblock_prob', 0.0) if args.dropblock_prob is None else args.dropblock_prob
-    final_drop = table.get('final_drop', 0.0) if args.final_drop is None else args.final_drop
+def _network(config, classes, ctx):
+    table = VARIANTS[config.model]
+    dropblock = table.get('dropblock_prob', 0.0) if config.dropblock_prob is None else config.dropblock_prob
+    final_drop = table.get('final_drop', 0.0) if config.final_drop is None else config.final_drop
     # Built with the final DropBlock probability; the ramp sets each epoch's own value before it runs.
-    net = get_model(args.model, classes=classes, last_gamma=args.last_gamma, dropblock_prob=dropblock,
+    net = get_model(config.model, classes=classes, last_gamma=config.last_gamma, dropblock_prob=dropblock,
                     final_drop=final_drop)
     # float16 is AMP: weights stay float32 and AMP runs the ops that are safe in float16 (amp.init() ran before this).
     net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
@@ -50,14 +38,14 @@ def _network(args, classes, ctx):
     return net, dropblock
 
 
-def _trainer(args, run, iters_per_epoch):
+def _trainer(config, run, iters_per_epoch):
     devices = run.dist.num_workers * len(run.ctx)
-    # --lr is per device (as the recipe's per-GPU table): the peak rate scales with the device count.
-    scheduler = build_lr_scheduler(args.lr_mode, args.lr * devices, args.num_epochs, iters_per_epoch,
-                                   args.warmup_epochs, args.warmup_lr, args.lr_decay,
-                                   [int(e) for e in args.lr_decay_epoch.split(',') if e.strip()])
-    params = {'wd': args.wd, 'momentum': args.momentum, 'lr_scheduler': scheduler}
-    if args.no_wd:
+    # lr is per device (as the recipe's per-GPU table): the peak rate scales with the device count.
+    scheduler = build_lr_scheduler(config.lr_mode, config.lr * devices, config.num_epochs, iters_per_epoch,
+                                   config.warmup_epochs, config.warmup_lr, config.lr_decay,
+                                   list(config.lr_decay_epoch))
+    params = {'wd': config.wd, 'momentum': config.momentum, 'lr_scheduler': scheduler}
+    if config.no_wd:
         apply_no_wd(run.net)
     trainer = run.dist.make_trainer(run.net, 'nag', params)
     if run.amp is not None:
@@ -65,25 +53,25 @@ def _trainer(args, run, iters_per_epoch):
     return trainer, scheduler
 
 
-def _resume_source(args, log):
+def _resume_source(config, log):
     """What to resume from: a dict with params, states (paths or ''), epoch, batch, json; None: fresh start."""
-    if args.resume:
-        record = latest_checkpoint(args.save_dir, args.model, log)
+    if config.resume:
+        record = latest_checkpoint(config.save_dir, config.model, log)
         if record is None:
-            log.warning('--resume: no complete checkpoint of %s in %s; starting from scratch',
-                        args.model, args.save_dir)
+            log.warning('resume: no complete checkpoint of %s in %s; starting from scratch',
+                        config.model, config.save_dir)
         return record
-    if args.resume_params or args.resume_states:
-        for path in (args.resume_params, args.resume_states):
+    if config.resume_params or config.resume_states:
+        for path in (config.resume_params, config.resume_states):
             if path and not os.path.isfile(path):
                 raise FileNotFoundError('resume file not found: %s' % path)
-        return {'params': args.resume_params, 'states': args.resume_states, 'epoch': args.resume_epoch,
+        return {'params': config.resume_params, 'states': config.resume_states, 'epoch': config.resume_epoch,
                 'batch': 0, 'json': None}
     # A fresh start would overwrite an earlier run's checkpoints of the same names.
-    earlier = checkpoint_files(args.save_dir, args.model, 'params')
+    earlier = checkpoint_files(config.save_dir, config.model, 'params')
     if earlier:
-        raise ValueError('%s already holds checkpoints of %s (%s): pass --resume to continue that run, '
-                         'or choose another --save-dir' % (args.save_dir, args.model,
+        raise ValueError('%s already holds checkpoints of %s (%s): resume (--resume) continues that run, '
+                         'or choose another save_dir' % (config.save_dir, config.model,
                                                             os.path.basename(earlier[-1])))
     return None
 
@@ -107,59 +95,77 @@ def _resume_states(run, source):
                  optimizer.num_update, run.trainer.learning_rate)
 
 
-def _amp(args):
-    if args.dtype != 'float16':
+def _amp(config):
+    if config.dtype != 'float16':
         return None
     from mxnet.contrib import amp  # pylint: disable=import-outside-toplevel
     amp.init()  # must run before the network is built
     return amp
 
 
-def build_run(args):
-    """Everything :func:`gluon_resnest.train.train` needs, from parsed arguments.
+def build_run(config):
+    """Everything :func:`gluon_resnest.train.train` needs, from a :class:`~gluon_resnest.config.TrainConfig`.
 
-    Raises one-line ``ValueError``/``FileNotFoundError``/``ImportError`` for bad data, flags or setup.
+    Raises one-line ``ValueError``/``FileNotFoundError``/``ImportError`` for bad data, settings or setup.
     """
-    dist = setup_distributed(args.kv_store)
+    if not isinstance(config, TrainConfig):
+        raise TypeError('build_run takes a TrainConfig, got %s' % type(config).__name__)
+    dist = setup_distributed(config.kv_store)
     if dist.is_root:
-        os.makedirs(args.save_dir, exist_ok=True)
-    log_path = args.logging_file and os.path.join(args.save_dir, args.logging_file)
+        os.makedirs(config.save_dir, exist_ok=True)
+    log_path = config.logging_file and os.path.join(config.save_dir, config.logging_file)
     log = setup_logger(log_path, dist.is_root)
-    ctx = contexts(args.gpus)
-    if dist.kv_store == 'horovod' and args.gpus:
+    ctx = contexts(config.gpus)
+    if dist.kv_store == 'horovod' and config.gpus:
         # One GPU per Horovod process, as the official recipe runs: the one of its local rank.
-        ctx = contexts(str(dist.local_rank))
-    run = Run(args=args, dist=dist, ctx=ctx, log=log, save_dir=args.save_dir, amp=_amp(args))
-    train_set, val_set = load_datasets(args)
-    run.classes = _classes(args, train_set)
-    per_worker = argparse_copy(args, batch_size=args.batch_size * len(ctx))
-    run.loader, run.sampler = train_loader(train_set, per_worker, dist)
-    run.val_loader = val_loader(val_set, per_worker, dist) if val_set is not None else None
-    seed_everything(args.seed, 0, 0, 0)  # the same initial weights on every rank and every run
-    run.net, dropblock = _network(args, run.classes, ctx)
-    run.dropblock = dropblock_ramp(run.net, dropblock, args.num_epochs)
-    source = _resume_source(args, log)
+        ctx = contexts([dist.local_rank])
+    run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=config.save_dir, amp=_amp(config))
+    train_set, val_set = load_datasets(config)
+    run.classes = _classes(config, train_set)
+    per_worker = config.batch_size * len(ctx)
+    run.loader, run.sampler = train_loader(train_set, config, dist, per_worker)
+    run.val_loader = val_loader(val_set, config, dist, per_worker) if val_set is not None else None
+    seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
+    run.net, dropblock = _network(config, run.classes, ctx)
+    run.dropblock = dropblock_ramp(run.net, dropblock, config.num_epochs)
+    source = _resume_source(config, log)
     if source and source['params']:
         run.net.load_parameters(source['params'], ctx=ctx)
-    run.trainer, run.scheduler = _trainer(args, run, run.sampler.batches_per_epoch)
+    run.trainer, run.scheduler = _trainer(config, run, run.sampler.batches_per_epoch)
     if source:
         _resume_states(run, source)
     run.sparse_loss = gluon.loss.SoftmaxCrossEntropyLoss()
     run.dense_loss = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
-    top_k = min(5, run.classes)  # as evaluate(): top-5 of a <= 5-class problem is top-"all"
-    run.metrics = mx.metric.CompositeEvalMetric(
-        [mx.metric.Accuracy(), mx.metric.TopKAccuracy(top_k) if top_k > 1 else mx.metric.Accuracy()])
-    run.history = History(args.save_dir, enabled=dist.is_root)
+    run.metrics = mx.metric.CompositeEvalMetric(list(topk_metrics(run.classes)))
+    run.history = History(config.save_dir, enabled=dist.is_root)
     run.history.load(run.start_epoch)
     log.info('%s: %d train / %s val images, %d classes, %d worker(s) x %d device(s), %d batches per epoch',
-             args.model, len(train_set), len(val_set) if val_set is not None else 'no', run.classes,
+             config.model, len(train_set), len(val_set) if val_set is not None else 'no', run.classes,
              dist.num_workers, len(ctx), run.sampler.batches_per_epoch)
     return run
 
 
-def argparse_copy(args, **changes):
-    """A copy of an argparse Namespace with some values changed."""
-    copy = type(args)(**vars(args))
-    for key, value in changes.items():
-        setattr(copy, key, value)
-    return copy
+
+def fit(config):
+    """Train as ``config`` says; returns the finished run.
+
+    Parameters
+    ----------
+    config : TrainConfig
+
+    Returns
+    -------
+    Run
+        ``run.net`` (the trained network), ``run.history.records`` (one dict per epoch: loss, lr,
+        train/val top-1/top-5 as fractions, images/s), ``run.last_checkpoint`` (its ``.json`` record).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, ImportError
+        Bad data or setup (one line).
+    TrainingDiverged
+        NaN/inf loss; the previous checkpoint stays the latest.
+    TrainingInterrupted
+        Ctrl-C, after a checkpoint of the position reached was written.
+    """
+    return train(build_run(config))

@@ -15,10 +15,11 @@ parses and whose two files match the recorded size and SHA-1, so a crash mid-wri
 is never picked and the previous checkpoint stays the one resumed from.
 """
 import glob
-import hashlib
 import json
 import os
 import re
+
+from ..fileio import atomic_write, sha1_of
 
 __all__ = ['checkpoint_prefix', 'checkpoint_files', 'save_checkpoint', 'latest_checkpoint', 'read_checkpoint',
            'atomic_write']
@@ -37,25 +38,8 @@ def checkpoint_files(save_dir, model, ext):
     return sorted(glob.glob(os.path.join(glob.escape(save_dir), '%s-*.%s' % (glob.escape(model), ext))))
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` then move the result onto ``path``: readers see the old or the new file."""
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    try:
-        write(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _digest(path):
-    sha1 = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            sha1.update(chunk)
-    return {'size': os.path.getsize(path), 'sha1': sha1.hexdigest()}
+    return {'size': os.path.getsize(path), 'sha1': sha1_of(path)}
 
 
 def save_checkpoint(prefix, net, trainer, meta):

@@ -1,4 +1,4 @@
-"""Training and validation loaders for train_imagenet.py, from an ImageNet folder or RecordIO files.
+"""Training and validation loaders of a training run, from an ImageNet folder or RecordIO files.
 
 Both splits use the project's datasets (``gluon_resnest.data``); validation uses ``EvalTransform`` so that
 the val top-1 logged here is what ``eval.py`` measures on the saved checkpoint. The training order is a
@@ -60,39 +60,41 @@ class ShardedShuffleSampler(Sampler):
         return (self.batches_per_epoch - self.start_batch) * self.batch_size
 
 
-def load_datasets(args):
-    """The (train, val) datasets named by ``--data-dir`` or ``--rec-train``/``--rec-val`` (one-line errors)."""
-    if args.rec_train:
-        return (ImageRecord(args.rec_train, args.rec_train_idx or None),
-                ImageRecord(args.rec_val, args.rec_val_idx or None) if args.rec_val else None)
-    train_dir = resolve_split_dir(args.data_dir, 'train')
-    val_dir = resolve_split_dir(args.data_dir, 'val')
+def load_datasets(config):
+    """The (train, val) datasets named by ``config.data_dir`` or ``rec_train``/``rec_val`` (one-line errors)."""
+    if config.rec_train:
+        return (ImageRecord(config.rec_train, config.rec_train_idx or None),
+                ImageRecord(config.rec_val, config.rec_val_idx or None) if config.rec_val else None)
+    train_dir = resolve_split_dir(config.data_dir, 'train')
+    val_dir = resolve_split_dir(config.data_dir, 'val')
     if val_dir == train_dir:
-        raise FileNotFoundError('--data-dir %s needs train/ and val/ sub-folders' % args.data_dir)
+        raise FileNotFoundError('data_dir %s needs train/ and val/ sub-folders' % config.data_dir)
     train, val = ImageFolder(train_dir), ImageFolder(val_dir)
     if train.synsets != val.synsets:
         raise ValueError('train/ and val/ of %s have different class folders (%d vs %d)'
-                         % (args.data_dir, len(train.synsets), len(val.synsets)))
+                         % (config.data_dir, len(train.synsets), len(val.synsets)))
     return train, val
 
 
-def train_loader(dataset, args, dist):
+def train_loader(dataset, config, dist, batch_size):
     """A DataLoader over this worker's shard of ``dataset`` with the recipe's training transform.
+
+    ``config`` (a TrainConfig) gives the augmentation, seed and workers; ``batch_size`` is per worker.
 
     Returns
     -------
     (DataLoader, ShardedShuffleSampler)
         Call ``sampler.set_epoch(epoch, start_batch)`` before iterating the loader.
     """
-    transform = train_transform(args.input_size, auto_aug=args.auto_aug, min_random_area=args.min_random_area,
-                                random_mirror=bool(args.random_mirror), jitter=args.jitter_param,
-                                lighting=args.lighting_param)
-    sampler = ShardedShuffleSampler(len(dataset), args.batch_size, dist.num_workers, dist.rank, args.seed)
+    transform = train_transform(config.input_size, auto_aug=config.auto_aug,
+                                min_random_area=config.min_random_area, random_mirror=bool(config.random_mirror),
+                                jitter=config.jitter_param, lighting=config.lighting_param)
+    sampler = ShardedShuffleSampler(len(dataset), batch_size, dist.num_workers, dist.rank, config.seed)
     if sampler.batches_per_epoch < 1:
         raise ValueError('%d training images are fewer than one batch of %d on each of %d worker(s)'
-                         % (len(dataset), args.batch_size, dist.num_workers))
-    loader = DataLoader(dataset.transform_first(transform), batch_size=args.batch_size, sampler=sampler,
-                        num_workers=args.num_data_workers, last_batch='discard')
+                         % (len(dataset), batch_size, dist.num_workers))
+    loader = DataLoader(dataset.transform_first(transform), batch_size=batch_size, sampler=sampler,
+                        num_workers=config.num_data_workers, last_batch='discard')
     return loader, sampler
 
 
@@ -110,8 +112,8 @@ class _Shard(Dataset):
         return len(self.indices)
 
 
-def val_loader(dataset, args, dist):
+def val_loader(dataset, config, dist, batch_size):
     """This worker's slice of the validation set with the evaluation protocol's transform."""
-    transform = EvalTransform(args.input_size, args.crop_ratio)
+    transform = EvalTransform(config.input_size, config.crop_ratio)
     shard = _Shard(dataset, dist.num_workers, dist.rank) if dist.num_workers > 1 else dataset
-    return make_loader(shard, args.batch_size, transform, num_workers=args.num_data_workers)
+    return make_loader(shard, batch_size, transform, num_workers=config.num_data_workers)

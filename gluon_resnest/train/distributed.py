@@ -9,7 +9,7 @@ from mxnet import gluon
 
 __all__ = ['KV_STORES', 'setup_distributed', 'Distributed']
 
-KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
+from ..config import KV_STORES
 
 # Keys for our own reductions on a dist kvstore; gluon.Trainer uses 0..num_params-1.
 _REDUCE_KEY_BASE = 1 << 24

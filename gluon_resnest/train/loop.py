@@ -3,6 +3,7 @@
 A :class:`Run` holds everything one training run needs (built by :func:`gluon_resnest.train.build_run`);
 :func:`train` drives it from its start position to ``num_epochs``.
 """
+import dataclasses
 import math
 import signal
 import time
@@ -11,7 +12,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..evaluation import evaluate
+from ..metrics import accuracy
 from .checkpoint import checkpoint_prefix, save_checkpoint
 from .monitor import ProgressBar
 from .recipe import mixup_active, mixup_batch, smooth_labels
@@ -55,13 +56,13 @@ def seed_everything(seed, epoch, start_batch, rank):
 
 def _targets(run, epoch, data, label):
     """(input batch, loss target, hard label for the train metric) under the recipe's switches."""
-    args = run.args
-    if mixup_active(epoch, args.num_epochs, args.mixup, args.mixup_off_epoch):
-        data, target, lam = mixup_batch(data, label, run.classes, args.mixup_alpha, args.label_smoothing)
+    config = run.config
+    if mixup_active(epoch, config.num_epochs, config.mixup, config.mixup_off_epoch):
+        data, target, lam = mixup_batch(data, label, run.classes, config.mixup_alpha, config.label_smoothing)
         # The metric counts the label that dominates the mix.
         return data, target, label if lam >= 0.5 else label[::-1]
-    if args.label_smoothing > 0:
-        return data, smooth_labels(label, run.classes, args.label_smoothing), label
+    if config.label_smoothing > 0:
+        return data, smooth_labels(label, run.classes, config.label_smoothing), label
     return data, label, label
 
 
@@ -120,8 +121,8 @@ def _train_epoch(run, epoch, start_batch, sigint):
     run.sampler.set_epoch(epoch, start_batch)
     run.metrics.reset()
     total = run.sampler.batches_per_epoch
-    bar = ProgressBar(total, epoch, run.args.num_epochs, enabled=run.dist.is_root and run.args.progress,
-                      initial=start_batch)
+    bar = ProgressBar(total, epoch, run.config.num_epochs, enabled=run.config.progress if run.dist.is_root
+                      else False, initial=start_batch)
     loss_sum, seen, tic = 0.0, 0, time.time()
     try:
         for batch, (data, label) in enumerate(run.loader, start=start_batch):
@@ -130,7 +131,7 @@ def _train_epoch(run, epoch, start_batch, sigint):
             loss_sum, seen = loss_sum + loss, seen + data.shape[0]
             speed = seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
             bar.update(speed, loss, run.trainer.learning_rate)
-            if run.args.log_interval and (batch + 1) % run.args.log_interval == 0:
+            if run.config.log_interval and (batch + 1) % run.config.log_interval == 0:
                 run.log.info('epoch %d batch %d/%d: %.1f img/s loss %.4f lr %.5g', epoch + 1, batch + 1,
                              total, speed, loss, run.trainer.learning_rate)
             if _stop_requested(run, sigint):
@@ -170,7 +171,7 @@ def _sync_workers(run):
 
 def _validate(run):
     """Top-1/top-5 on the whole validation set (each worker takes a slice; counts are summed)."""
-    res = evaluate(run.net, run.val_loader, run.ctx)
+    res = accuracy(run.net, run.val_loader, run.ctx)
     n = res['num_images']
     correct1, correct5, total = run.dist.allreduce_sum([res['top1'] * n, res['top5'] * n, n], 'val')
     return correct1 / total, correct5 / total
@@ -179,12 +180,12 @@ def _validate(run):
 def _save(run, epoch, batch):
     """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait)."""
     if run.dist.is_root:
-        meta = {'model': run.args.model, 'classes': run.classes, 'epoch': epoch, 'batch': batch,
+        meta = {'model': run.config.model, 'classes': run.classes, 'epoch': epoch, 'batch': batch,
                 'num_update': int(run.trainer.optimizer.num_update),
-                'learning_rate': float(run.trainer.learning_rate), 'seed': run.args.seed,
+                'learning_rate': float(run.trainer.learning_rate), 'seed': run.config.seed,
                 'iters_per_epoch': run.sampler.batches_per_epoch, 'num_workers': run.dist.num_workers,
-                'args': {k: v for k, v in vars(run.args).items() if _jsonable(v)}}
-        prefix = checkpoint_prefix(run.save_dir, run.args.model, epoch, batch)
+                'config': {k: v for k, v in dataclasses.asdict(run.config).items() if _jsonable(v)}}
+        prefix = checkpoint_prefix(run.save_dir, run.config.model, epoch, batch)
         save_checkpoint(prefix, run.net, run.trainer, meta)
         run.last_checkpoint = prefix + '.json'
         run.log.info('saved checkpoint %s', run.last_checkpoint)
@@ -197,28 +198,28 @@ def _jsonable(value):
 
 def _end_epoch(run, epoch, loss, speed, force_save=False):
     """Synchronise, validate, record history and checkpoint after ``epoch``."""
-    args = run.args
+    config = run.config
     _sync_workers(run)
     top1, top5 = (float(v) for v in run.dist.allreduce_sum(
         [float(run.metrics.get()[1][0]), float(run.metrics.get()[1][1])], 'train_metrics'))
     record = {'epoch': epoch, 'loss': loss, 'lr': float(run.trainer.learning_rate),
               'train-top1': top1 / run.dist.num_workers, 'train-top5': top5 / run.dist.num_workers,
               'images_per_sec': speed}
-    last = epoch + 1 == args.num_epochs
-    if run.val_loader is not None and (last or (epoch + 1) % args.eval_frequency == 0):
+    last = epoch + 1 == config.num_epochs
+    if run.val_loader is not None and (last or (epoch + 1) % config.eval_frequency == 0):
         record['val-top1'], record['val-top5'] = _validate(run)
     run.log.info('[Epoch %d] train: loss %.4f top-1 %.4f top-5 %.4f, %.1f img/s, lr %.5g%s', epoch + 1, loss,
                  record['train-top1'], record['train-top5'], speed, record['lr'],
                  '; val: top-1 %.4f top-5 %.4f' % (record['val-top1'], record['val-top5'])
                  if 'val-top1' in record else '')
     run.history.add(record)
-    if force_save or last or (epoch + 1) % args.save_frequency == 0:
+    if force_save or last or (epoch + 1) % config.save_frequency == 0:
         _save(run, epoch + 1, 0)
     return record
 
 
 def train(run):
-    """Train from ``run.start_epoch``/``run.start_batch`` to ``run.args.num_epochs``.
+    """Train from ``run.start_epoch``/``run.start_batch`` to ``run.config.num_epochs``.
 
     Raises
     ------
@@ -228,9 +229,9 @@ def train(run):
         Ctrl-C; a checkpoint of the position reached was written first.
     """
     with _SigintFlag() as sigint:
-        for epoch in range(run.start_epoch, run.args.num_epochs):
+        for epoch in range(run.start_epoch, run.config.num_epochs):
             start_batch = run.start_batch if epoch == run.start_epoch else 0
-            seed_everything(run.args.seed, epoch, start_batch, run.dist.rank)
+            seed_everything(run.config.seed, epoch, start_batch, run.dist.rank)
             if run.dropblock is not None:
                 run.log.info('epoch %d: DropBlock probability %.4f', epoch + 1, run.dropblock(epoch))
             loss, speed = _train_epoch(run, epoch, start_batch, sigint)

@@ -9,6 +9,7 @@ import sys
 
 from gluoncv.utils import TrainingHistory
 
+from ..progress import progress_bar
 from .checkpoint import atomic_write
 
 __all__ = ['setup_logger', 'ProgressBar', 'History']
@@ -45,14 +46,17 @@ class _TqdmHandler(logging.StreamHandler):
 
 
 class ProgressBar(object):
-    """A per-epoch tqdm bar (rank 0 only) showing throughput, loss and learning rate."""
+    """A per-epoch tqdm bar (rank 0 only) showing throughput, loss and learning rate.
 
-    def __init__(self, total, epoch, num_epochs, enabled=True, initial=0):
+    ``enabled`` None shows it only when stderr is a terminal, so redirected logs hold no bar frames.
+    """
+
+    def __init__(self, total, epoch, num_epochs, enabled=None, initial=0):
         self._bar = None
-        if enabled:
-            from tqdm import tqdm  # pylint: disable=import-outside-toplevel
-            self._bar = tqdm(total=total, initial=initial, unit='batch', dynamic_ncols=True, leave=True,
-                             desc='epoch %d/%d' % (epoch + 1, num_epochs), file=sys.stderr)
+        if enabled is not False:
+            bar = progress_bar(enabled, total=total, initial=initial, unit='batch', dynamic_ncols=True,
+                               leave=True, desc='epoch %d/%d' % (epoch + 1, num_epochs))
+            self._bar = None if bar.disable else bar
 
     def update(self, samples_per_sec, loss, lr):
         """Advance one batch and refresh the displayed numbers."""

@@ -1,0 +1,345 @@
+"""Typed settings of the three jobs: training, evaluation and export, each checked in one place.
+
+A config is a dataclass whose fields are the command-line options of the job's command (``batch_size`` is
+``--batch-size``); building one validates it, and a bad value raises :class:`ConfigError` (a
+``ValueError``) naming the field, so a program gets the same one-line message the command prints::
+
+    from gluon_resnest.train import TrainConfig, fit
+    run = fit(TrainConfig(model='resnest14', data_dir='demo_data', input_size=32, batch_size=16))
+
+``batch_size`` is per device in every job; ``input_size`` is the square image side the network sees.
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from .model_zoo import list_models
+from .pretrained import eval_crop
+
+__all__ = ['ConfigError', 'TrainConfig', 'EvalConfig', 'ExportConfig', 'parse_devices',
+           'KV_STORES', 'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES']
+
+KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
+EXPORT_FORMATS = ('mxnet', 'onnx', 'int8')
+CALIB_MODES = ('naive', 'entropy')
+GRANULARITIES = ('tensor-wise', 'channel-wise')
+# ResNeSt downsamples 32x; a deployed graph of unknown stride is held to the same minimum.
+MIN_INPUT_SIZE = 32
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work. ``str(err)`` names fields; :meth:`render` names them otherwise.
+
+    Parameters
+    ----------
+    template : str
+        The message with ``{}`` where each field name goes.
+    *fields : str
+        Field names, in the order of the ``{}``.
+    """
+
+    def __init__(self, template, *fields):
+        self.template, self.fields = template, fields
+        super(ConfigError, self).__init__(template.format(*fields))
+
+    @property
+    def field(self):
+        """The field the error is about (the first one named)."""
+        return self.fields[0] if self.fields else None
+
+    def render(self, name_of):
+        """The message with each field spelled as ``name_of(field)`` (e.g. its command-line flag)."""
+        return self.template.format(*(name_of(f) for f in self.fields))
+
+
+def parse_devices(gpus):
+    """GPU ids as a tuple of ints from ``'0,1'``, ``[0, 1]``, ``''`` or None (empty: CPU)."""
+    if gpus is None:
+        return ()
+    if isinstance(gpus, int):
+        gpus = [gpus]
+    items = gpus.split(',') if isinstance(gpus, str) else list(gpus)
+    try:
+        ids = tuple(int(str(i).strip()) for i in items if str(i).strip())
+    except ValueError:
+        raise ConfigError('{} takes comma-separated GPU ids such as "0,1", got %r' % (gpus,), 'gpus') from None
+    if any(i < 0 for i in ids):
+        raise ConfigError('{} ids must be >= 0, got %r' % (gpus,), 'gpus')
+    return ids
+
+
+def _check(rules):
+    """Raise the first failing rule: ``(failed, template, *fields)``."""
+    for failed, template, *fields in rules:
+        if failed:
+            raise ConfigError(template, *fields)
+
+
+def _check_model(model, optional=False):
+    if model is None and optional:
+        return None
+    name = str(model).lower()
+    if name not in list_models():
+        raise ConfigError('unknown {} %r (choose from %s)' % (model, ', '.join(list_models())), 'model')
+    return name
+
+
+def _at_least(config, minimum, *names):
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise ConfigError('{} must be >= %d, got %s' % (minimum, value), name)
+
+
+def _epochs(value):
+    """``'40,60'`` or ``[40, 60]`` -> (40, 60)."""
+    items = value.split(',') if isinstance(value, str) else list(value)
+    items = [str(e).strip() for e in items if str(e).strip()]
+    if not all(e.isdigit() for e in items):
+        raise ConfigError('{} must be comma-separated epochs, got %r' % (value,), 'lr_decay_epoch')
+    return tuple(int(e) for e in items)
+
+
+@dataclass
+class TrainConfig:  # pylint: disable=too-many-instance-attributes
+    """Everything one training run needs (``train_imagenet.py``'s options; ``--help`` says what each does).
+
+    ``batch_size`` and ``lr`` are per device: the peak rate is ``lr x workers x devices per worker``.
+    ``gpus`` takes ``'0,1'`` or ``[0, 1]`` (empty: CPU) and ``lr_decay_epoch`` ``'40,60'`` or ``[40, 60]``;
+    both are stored as tuples of ints. ``dropblock_prob``/``final_drop`` None keep the model's own values.
+    """
+    model: str = 'resnest50'
+    data_dir: str = '~/.mxnet/datasets/imagenet'
+    rec_train: str = ''
+    rec_train_idx: str = ''
+    rec_val: str = ''
+    rec_val_idx: str = ''
+    use_rec: bool = False
+    num_data_workers: int = 4
+    classes: Optional[int] = None
+    input_size: int = 224
+    crop_ratio: Optional[float] = None
+    min_random_area: float = 0.08
+    random_mirror: bool = True
+    jitter_param: float = 0.4
+    lighting_param: float = 0.1
+    auto_aug: bool = False
+    batch_size: int = 32
+    num_epochs: int = 120
+    lr: float = 0.1
+    lr_mode: str = 'cosine'
+    lr_decay: float = 0.1
+    lr_decay_epoch: Tuple[int, ...] = (40, 60)
+    warmup_epochs: int = 0
+    warmup_lr: float = 0.0
+    momentum: float = 0.9
+    wd: float = 1e-4
+    no_wd: bool = False
+    last_gamma: bool = False
+    label_smoothing: float = 0.0
+    mixup: bool = False
+    mixup_alpha: float = 0.2
+    mixup_off_epoch: int = 0
+    dropblock_prob: Optional[float] = None
+    final_drop: Optional[float] = None
+    dtype: str = 'float32'
+    seed: int = 0
+    gpus: Tuple[int, ...] = ()
+    kv_store: str = 'device'
+    save_dir: str = 'params'
+    save_frequency: int = 10
+    resume: bool = False
+    resume_epoch: int = 0
+    resume_params: str = ''
+    resume_states: str = ''
+    log_interval: int = 50
+    logging_file: str = 'train_imagenet.log'
+    eval_frequency: int = 1
+    progress: Optional[bool] = None
+
+    def __post_init__(self):
+        self.model = _check_model(self.model)
+        self.gpus = parse_devices(self.gpus)
+        self.lr_decay_epoch = _epochs(self.lr_decay_epoch)
+        self.random_mirror = bool(self.random_mirror)
+        _at_least(self, 1, 'num_epochs', 'save_frequency', 'eval_frequency')
+        # BatchNorm inside split attention normalises one pooled value per channel and image: with one
+        # image on a device its variance is 0, its output the constant beta, and nothing trains.
+        _check([(self.batch_size < 2, '{} must be >= 2 per device (BatchNorm in split attention needs '
+                 'two images on each device), got %d' % self.batch_size, 'batch_size')])
+        _at_least(self, 0, 'num_data_workers', 'log_interval', 'mixup_off_epoch')
+        _at_least(self, 2, 'classes')
+        self._check_recipe()
+        self._check_data()
+        self._check_run()
+
+    def _check_recipe(self):
+        _check([
+            (self.lr <= 0, '{} must be positive, got %s' % self.lr, 'lr'),
+            (self.lr_mode not in ('cosine', 'step', 'poly'), '{} must be cosine, step or poly, got %r'
+             % (self.lr_mode,), 'lr_mode'),
+            (not 0 <= self.label_smoothing < 1, '{} must be in [0, 1), got %s' % self.label_smoothing,
+             'label_smoothing'),
+            (self.mixup and self.mixup_alpha <= 0, '{} needs {} > 0', 'mixup', 'mixup_alpha'),
+            (not 0 <= self.warmup_epochs < self.num_epochs, '{} must be in [0, {})', 'warmup_epochs',
+             'num_epochs'),
+            (self.dropblock_prob is not None and not 0 <= self.dropblock_prob < 1, '{} must be in [0, 1)',
+             'dropblock_prob'),
+            (self.final_drop is not None and not 0 <= self.final_drop < 1, '{} must be in [0, 1)',
+             'final_drop'),
+            (self.dtype not in ('float32', 'float16'), '{} must be float32 or float16, got %r' % (self.dtype,),
+             'dtype'),
+            (self.dtype == 'float16' and not self.gpus, '{} float16 needs {} (MXNet has no float16 CPU '
+             'training)', 'dtype', 'gpus'),
+        ])
+
+    def _check_data(self):
+        _check([
+            (self.input_size < MIN_INPUT_SIZE, '{} must be >= %d (the network downsamples 32x), got %d'
+             % (MIN_INPUT_SIZE, self.input_size), 'input_size'),
+            (not 0 < self.min_random_area <= 1, '{} must be in (0, 1], got %s' % self.min_random_area,
+             'min_random_area'),
+            (self.jitter_param < 0 or self.lighting_param < 0, '{} and {} must be >= 0', 'jitter_param',
+             'lighting_param'),
+            (self.crop_ratio is not None and not 0 < self.crop_ratio <= 1, '{} must be in (0, 1]',
+             'crop_ratio'),
+            (self.use_rec and not self.rec_train, '{} needs {}', 'use_rec', 'rec_train'),
+            (bool(self.rec_train) != bool(self.rec_val), '{} and {} go together', 'rec_train', 'rec_val'),
+        ])
+
+    def _check_run(self):
+        _check([
+            (self.kv_store not in KV_STORES, '{} must be one of %s, got %r' % (', '.join(KV_STORES),
+                                                                              self.kv_store), 'kv_store'),
+            (self.resume and bool(self.resume_params or self.resume_states),
+             '{} cannot be combined with {}/{}', 'resume', 'resume_params', 'resume_states'),
+            (not 0 <= self.resume_epoch < self.num_epochs, '{} must be in [0, {})', 'resume_epoch',
+             'num_epochs'),
+        ])
+
+
+@dataclass
+class EvalConfig:  # pylint: disable=too-many-instance-attributes
+    """What ``gluon_resnest.evaluate`` measures (``eval.py``'s options).
+
+    The network is ``model`` with ``pretrained`` or ``params_file`` weights (random weights for
+    ``benchmark`` only), or an exported graph ``model_prefix`` with ``deploy``/``quantized``. Data is an
+    ImageNet folder ``data_dir`` or a RecordIO file ``rec_val``. ``input_size`` None is the model's published
+    evaluation crop; ``batch_size`` is per device. ``class_subset`` scores only the first N outputs of a
+    classifier larger than the data's N classes (for data whose labels are the classifier's first N).
+    """
+    model: Optional[str] = None
+    pretrained: bool = False
+    params_file: Optional[str] = None
+    classes: Optional[int] = None
+    model_root: Optional[str] = None
+    deploy: bool = False
+    quantized: bool = False
+    model_prefix: Optional[str] = None
+    epoch: int = 0
+    data_dir: Optional[str] = None
+    rec_val: Optional[str] = None
+    rec_val_idx: Optional[str] = None
+    verify_images: bool = False
+    input_size: Optional[int] = None
+    crop_ratio: Optional[float] = None
+    class_subset: bool = False
+    batch_size: int = 32
+    num_data_workers: int = 4
+    gpus: Tuple[int, ...] = ()
+    dtype: str = 'float32'
+    benchmark: bool = False
+    warmup: int = 5
+    iters: int = 20
+    json: Optional[str] = None
+    progress: Optional[bool] = None
+
+    def __post_init__(self):
+        self.model = _check_model(self.model, optional=True)
+        self.gpus = parse_devices(self.gpus)
+        self.deploy = self.deploy or self.quantized
+        if self.input_size is None:
+            self.input_size = eval_crop(self.model or '')
+        _at_least(self, 1, 'batch_size', 'classes', 'iters')
+        _at_least(self, 0, 'num_data_workers', 'warmup', 'epoch')
+        self._check_network()
+        _check([
+            (self.input_size < MIN_INPUT_SIZE, '{} must be >= %d (the network downsamples 32x), got %d'
+             % (MIN_INPUT_SIZE, self.input_size), 'input_size'),
+            (self.crop_ratio is not None and not 0 < self.crop_ratio <= 1, '{} must be in (0, 1]',
+             'crop_ratio'),
+            (not self.benchmark and bool(self.data_dir) == bool(self.rec_val),
+             'pass exactly one of {} and {}', 'data_dir', 'rec_val'),
+            (bool(self.rec_val_idx) and not self.rec_val, '{} needs {}', 'rec_val_idx', 'rec_val'),
+            (self.dtype not in ('float32', 'float16'), '{} must be float32 or float16, got %r' % (self.dtype,),
+             'dtype'),
+            (self.quantized and self.dtype != 'float32', 'an INT8 model takes float32 input: drop {} %s'
+             % self.dtype, 'dtype'),
+            (self.dtype == 'float16' and not self.gpus, '{} float16 needs {}: MXNet has no float16 matrix '
+             'multiply on CPU', 'dtype', 'gpus'),
+        ])
+
+    def _check_network(self):
+        if self.deploy:
+            _check([(not self.model_prefix, '{}/{} need {}', 'deploy', 'quantized', 'model_prefix'),
+                    (self.pretrained or bool(self.params_file) or bool(self.classes),
+                     '{} evaluates the exported files; drop {}/{}/{}', 'deploy', 'pretrained', 'params_file',
+                     'classes')])
+            return
+        _check([(self.model is None, '{} is required (or {} with {})', 'model', 'deploy', 'model_prefix'),
+                (self.pretrained and bool(self.params_file), 'give one of {} and {}', 'pretrained',
+                 'params_file'),
+                (not (self.benchmark or self.pretrained or self.params_file),
+                 'pass {} or {} to evaluate accuracy (or {})', 'pretrained', 'params_file', 'benchmark')])
+
+
+@dataclass
+class ExportConfig:  # pylint: disable=too-many-instance-attributes
+    """What ``gluon_resnest.export.export`` writes (``python -m gluon_resnest.export``'s options).
+
+    ``input_size`` None is the model's published evaluation crop; ``prefix`` None is the model name
+    (+ ``-int8`` for INT8). ``batch_size`` is the exported graph's batch (and the calibration batch).
+    """
+    model: str
+    out: str
+    pretrained: bool = False
+    params_file: Optional[str] = None
+    prefix: Optional[str] = None
+    format: str = 'mxnet'
+    input_size: Optional[int] = None
+    batch_size: int = 1
+    preprocess: bool = False
+    dynamic_batch: bool = False
+    no_runtime_check: bool = False
+    calib_data: Optional[str] = None
+    num_calib_batches: int = 10
+    calib_mode: str = 'naive'
+    granularity: str = 'tensor-wise'
+    min_agreement: float = 0.8
+
+    def __post_init__(self):
+        self.model = _check_model(self.model)
+        if self.input_size is None:
+            self.input_size = eval_crop(self.model)
+        if self.prefix is None:
+            self.prefix = self.model + ('-int8' if self.format == 'int8' else '')
+        _at_least(self, 1, 'batch_size', 'num_calib_batches', 'input_size')
+        _check([
+            (bool(self.pretrained) == bool(self.params_file), 'give exactly one of {} and {}', 'pretrained',
+             'params_file'),
+            (self.format not in EXPORT_FORMATS, '{} must be one of %s, got %r'
+             % (', '.join(EXPORT_FORMATS), self.format), 'format'),
+            (self.format == 'int8' and not self.calib_data, '{} int8 needs {} (an image folder or .rec file)',
+             'format', 'calib_data'),
+            (self.format != 'onnx' and (self.dynamic_batch or self.no_runtime_check),
+             '{} and {} apply to {} onnx only', 'dynamic_batch', 'no_runtime_check', 'format'),
+            (self.calib_mode not in CALIB_MODES, '{} must be one of %s' % ', '.join(CALIB_MODES), 'calib_mode'),
+            (self.granularity not in GRANULARITIES, '{} must be one of %s' % ', '.join(GRANULARITIES),
+             'granularity'),
+            (not 0 <= self.min_agreement <= 1, '{} must be in [0, 1]', 'min_agreement'),
+        ])
+
+
+def config_fields(cls):
+    """Names of the fields of a config class."""
+    return [f.name for f in dataclasses.fields(cls)]

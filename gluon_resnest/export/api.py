@@ -1,0 +1,69 @@
+"""One call per deployment artifact: what ``python -m gluon_resnest.export`` runs.
+
+::
+
+    from gluon_resnest.export import ExportConfig, export
+    result = export(ExportConfig(model='resnest50', pretrained=True, out='deploy', format='onnx'))
+    result['onnx'], result['max_abs_diff']
+"""
+from ..config import ExportConfig
+from .common import build_network
+from .int8_export import calibration_images, export_int8
+from .mxnet_export import MXNET_ATOL, export_mxnet
+from .onnx_export import ONNX_ATOL, ONNX_OPSET, export_onnx
+
+__all__ = ['export', 'report']
+
+
+def export(config):
+    """Build the network and export it as ``config`` says, then check the written files.
+
+    Parameters
+    ----------
+    config : ExportConfig
+
+    Returns
+    -------
+    dict
+        The exporter's record: the written paths (``symbol`` + ``params``, or ``onnx``) and
+        ``max_abs_diff`` between the reloaded artifact and the network (None when the onnxruntime
+        comparison is skipped); INT8 adds ``agreement`` (top-1 agreement with fp32 on the calibration
+        images).
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        Bad weights or settings; ``ExportCheckError`` when the artifact does not compute what the
+        network does (no files are left then).
+    """
+    if not isinstance(config, ExportConfig):
+        raise TypeError('export takes an ExportConfig, got %s' % type(config).__name__)
+    net = build_network(config.model, pretrained=config.pretrained, params_file=config.params_file)
+    common = dict(input_size=config.input_size, batch_size=config.batch_size, preprocess=config.preprocess)
+    if config.format == 'mxnet':
+        return export_mxnet(net, config.out, config.prefix, **common)
+    if config.format == 'onnx':
+        return export_onnx(net, config.out, config.prefix, dynamic=config.dynamic_batch,
+                           runtime_check=not config.no_runtime_check, **common)
+    images = calibration_images(config.calib_data, config.input_size,
+                                config.num_calib_batches * config.batch_size, config.preprocess)
+    return export_int8(net, config.out, config.prefix, images, batch_size=config.batch_size,
+                       preprocess=config.preprocess, calib_mode=config.calib_mode,
+                       granularity=config.granularity, min_agreement=config.min_agreement)
+
+
+def report(config, result):
+    """Human-readable lines: where the files are and what the self-check found."""
+    lines = ['wrote %s' % result[key] for key in ('symbol', 'params', 'onnx') if key in result]
+    shape = ('(N, %d, %d, 3) uint8/float 0..255' if config.preprocess else '(N, 3, %d, %d) normalised')
+    lines.append('input "data": %s' % (shape % (config.input_size, config.input_size)))
+    if config.format == 'int8':
+        lines.append('self-check: INT8 agrees with fp32 top-1 on %.1f%% of the calibration images; reloaded '
+                     'files reproduce it (max |diff| %.3g)' % (100 * result['agreement'], result['max_abs_diff']))
+    elif result['max_abs_diff'] is None:
+        lines.append('self-check: onnx.checker passed at opset %d (onnxruntime comparison skipped)' % ONNX_OPSET)
+    else:
+        tol = ONNX_ATOL if config.format == 'onnx' else MXNET_ATOL
+        lines.append('self-check: reloaded %s output equals the network\'s (max |diff| %.3g < %g)'
+                     % (config.format, result['max_abs_diff'], tol))
+    return lines
