@@ -21,11 +21,12 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 
 import mxnet as mx
 import numpy as np
 
+from ..cli import add_model, model_flag
+from ..fileio import atomic_write
 from ..model_zoo import get_model, list_models
 from ..pretrained import load_weights
 
@@ -128,19 +129,14 @@ def convert_file(src, dst, model):
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise FileNotFoundError('output folder not found: %s' % folder)
-    try:
-        handle, tmp = tempfile.mkstemp(suffix='.params', prefix='.convert-', dir=folder)
-    except OSError as err:
-        raise ValueError('cannot write to %s: %s' % (folder, err.strerror)) from err
-    os.close(handle)
-    try:
+
+    def _write_checked(tmp):
         mx.nd.save(tmp, {key: mx.nd.array(value) for key, value in params.items()})
-        net = get_model(model, classes=int(params['fc.weight'].shape[0]))
-        load_weights(net, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        load_weights(get_model(model, classes=int(params['fc.weight'].shape[0])), tmp)
+    try:
+        atomic_write(dst, _write_checked)
+    except PermissionError as err:
+        raise ValueError('cannot write to %s: %s' % (folder, err.strerror)) from err
     return len(params)
 
 
@@ -150,11 +146,12 @@ def parse_args(argv=None):
         description='Convert an official PyTorch ResNeSt state dict (.npz, or .pth with torch) to a '
                     'gluon_resnest .params file.', epilog='Two routes' + __doc__.split('Two routes', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', required=True, choices=list_models(), metavar='NAME',
-                        help='architecture: %s' % ', '.join(list_models()))
+    add_model(parser, required=True)
     parser.add_argument('--input', required=True, help='state dict: .npz (numpy) or .pth/.pt (torch)')
     parser.add_argument('--output', required=True, help='.params file to write')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.model = model_flag(parser, args.model)
+    return args
 
 
 def main(args=None):
