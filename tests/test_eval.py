@@ -284,9 +284,10 @@ def test_quantized_flag_rejects_float_graph(assets):
 
 def test_json_output(assets, tmp_path, capsys):
     out = tmp_path / 'sub' / 'result.json'
-    run_eval('--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
-             '--json', str(out))
+    result = run_eval('--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
+                      '--json', str(out))
     saved = json.loads(out.read_text())
+    assert saved == result  # the record gluon_resnest.evaluate returns is the file
     assert saved['top1'] == pytest.approx(TOP1) and saved['top5_err'] == pytest.approx(100 - TOP5)
     assert saved['model'] == 'resnest14' and saved['crop'] == CROP and saved['num_images'] == 12
     assert os.listdir(str(out.parent)) == ['result.json']
