@@ -16,7 +16,7 @@ import mxnet as mx
 from .fileio import sha1_of
 
 __all__ = ['PUBLISHED', 'Published', 'eval_crop', 'default_root', 'weight_url', 'get_model_file',
-           'load_weights', 'read_params', 'classes_in_params']
+           'load_weights', 'read_params', 'classes_in_params', 'check_fits']
 
 Published = namedtuple('Published', 'sha1 store crop top1')
 
@@ -153,19 +153,33 @@ def load_weights(net, path, ctx=None, fresh_imagenet_classifier=False):
     if skip_classifier:
         loaded = {k: v for k, v in loaded.items() if not k.startswith('fc.')}
         expected = {k: v for k, v in expected.items() if not k.startswith('fc.')}
-    missing = sorted(set(expected) - set(loaded))
-    extra = sorted(set(loaded) - set(expected))
-    if missing or extra:
-        raise ValueError('%s does not fit this network: missing %s; unexpected %s'
-                         % (path, _few(missing), _few(extra)))
-    for key, param in expected.items():
-        if param.shape and tuple(param.shape) != tuple(loaded[key].shape) and 0 not in param.shape:
-            raise ValueError('%s does not fit this network: %s has shape %s in the file, %s in the '
-                             'network' % (path, key, loaded[key].shape, param.shape))
+    check_fits(expected, loaded, path)
     for key, param in expected.items():
         param._load_init(loaded[key], ctx)  # pylint: disable=protected-access
     if skip_classifier:
         net.fc.initialize(ctx=ctx, force_reinit=True)
+
+
+def check_fits(expected, arrays, what, target='this network'):
+    """Raise a one-line ValueError unless ``arrays`` has exactly the keys and shapes of ``expected``.
+
+    Parameters
+    ----------
+    expected : dict of str to Parameter
+        ``net._collect_params_with_prefix()`` (shapes not yet inferred are not compared).
+    arrays : dict of str to array
+        What is to be loaded, keyed by the same paths.
+    what, target : str
+        Named in the message: ``'<what> does not fit <target>: ...'``.
+    """
+    missing = sorted(set(expected) - set(arrays))
+    extra = sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise ValueError('%s does not fit %s: missing %s; unexpected %s' % (what, target, _few(missing), _few(extra)))
+    for key, param in expected.items():
+        if param.shape and 0 not in param.shape and tuple(param.shape) != tuple(arrays[key].shape):
+            raise ValueError('%s does not fit %s: %s has shape %s in the file, %s in the network'
+                             % (what, target, key, tuple(arrays[key].shape), tuple(param.shape)))
 
 
 def _few(keys, limit=5):

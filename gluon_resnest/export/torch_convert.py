@@ -28,7 +28,7 @@ import numpy as np
 from ..cli import add_model, model_flag
 from ..fileio import atomic_write
 from ..model_zoo import get_model, list_models
-from ..pretrained import load_weights
+from ..pretrained import check_fits, load_weights
 
 __all__ = ['read_state_dict', 'official_to_gluon', 'convert_state_dict', 'convert_file', 'parse_args',
            'main']
@@ -83,26 +83,6 @@ def official_to_gluon(state_dict):
     return renamed
 
 
-def _check_fits(params, net, model):
-    params_of_net = net._collect_params_with_prefix()  # pylint: disable=protected-access
-    expected = {key: tuple(param.shape) for key, param in params_of_net.items()}
-    missing = sorted(set(expected) - set(params))
-    extra = sorted(set(params) - set(expected))
-    if missing or extra:
-        raise ValueError('state dict does not fit %s: missing %s; unexpected %s'
-                         % (model, _few(missing), _few(extra)))
-    for key, shape in expected.items():
-        if tuple(params[key].shape) != shape:
-            raise ValueError('state dict does not fit %s: %s has shape %s, the network %s'
-                             % (model, key, tuple(params[key].shape), shape))
-
-
-def _few(keys, limit=4):
-    if not keys:
-        return 'none'
-    return ', '.join(keys[:limit]) + (' and %d more' % (len(keys) - limit) if len(keys) > limit else '')
-
-
 def convert_state_dict(state_dict, model):
     """Official state dict (name -> array) -> ``{path: float32 array}`` that fits ``get_model(model)``.
 
@@ -115,7 +95,7 @@ def convert_state_dict(state_dict, model):
     if 'fc.weight' not in params:
         raise ValueError('state dict has no fc.weight: not a ResNeSt classification checkpoint')
     net = get_model(model, classes=int(params['fc.weight'].shape[0]))
-    _check_fits(params, net, model)
+    check_fits(net._collect_params_with_prefix(), params, 'state dict', model)  # pylint: disable=protected-access
     return {key: np.asarray(value, dtype=np.float32) for key, value in params.items()}
 
 
