@@ -16,35 +16,32 @@ Usage::
     OMP_NUM_THREADS=2 python benchmarks/bench_deploy.py --model resnest50
 """
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
 import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
 import numpy as np  # noqa: E402
 
-from gluon_resnest import get_model  # noqa: E402
-from gluon_resnest.data import EvalTransform, ImageFolder, ImageRecord, make_loader  # noqa: E402
+from gluon_resnest import cli, get_model  # noqa: E402
+from gluon_resnest.data import EvalTransform, make_loader, open_dataset  # noqa: E402
 from gluon_resnest.export import build_network, calibration_images, export_int8, export_mxnet  # noqa: E402
 from gluon_resnest.export.common import load_symbol_block  # noqa: E402
+from gluon_resnest.fileio import write_json  # noqa: E402
+from gluon_resnest.metrics import median_rate  # noqa: E402
 
 
 def parse_args(argv=None):
     """Command-line arguments of the benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.split('Usage', 1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', default='resnest50')
-    weights = parser.add_mutually_exclusive_group()
-    weights.add_argument('--pretrained', action='store_true')
-    weights.add_argument('--params-file')
-    parser.add_argument('--input-size', type=int, default=224)
-    parser.add_argument('--batch-size', type=int, default=8)
+    cli.add_model(parser, default='resnest50')
+    cli.add_weights(parser)
+    cli.add_input_size(parser, 224, 'image side')
+    cli.add_batch_size(parser, 8)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--iters', type=int, default=5, help='batches per timed run')
@@ -56,6 +53,7 @@ def parse_args(argv=None):
     parser.add_argument('--num-val-images', type=int, default=0, help='0: all of --val-data')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args(argv)
+    args.model = cli.model_flag(parser, args.model)
     if args.val_data and not (args.pretrained or args.params_file):
         parser.error('--val-data measures accuracy: give --pretrained or --params-file')
     return args
@@ -92,17 +90,7 @@ def export_both(args, folder):
 
 def images_per_second(block, batch, warmup, runs, iters):
     """Median images/s of ``block`` on ``batch`` over ``runs`` timings of ``iters`` calls."""
-    for _ in range(warmup):
-        block(batch)
-    mx.nd.waitall()
-    rates = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(iters):
-            block(batch)
-        mx.nd.waitall()
-        rates.append(iters * batch.shape[0] / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return median_rate(lambda: block(batch), batch.shape[0], warmup, runs, iters)
 
 
 class _Indices(mx.gluon.data.Sampler):
@@ -120,8 +108,7 @@ class _Indices(mx.gluon.data.Sampler):
 
 def top1(blocks, args):
     """Top-1 (%) of each block on ``--val-data`` and the fraction of images where they agree."""
-    path = os.path.expanduser(args.val_data)
-    dataset = ImageRecord(path) if path.endswith('.rec') else ImageFolder(path)
+    dataset = open_dataset(args.val_data, '--val-data')
     if 0 < args.num_val_images < len(dataset):
         # Evenly spaced, so a class-by-class folder contributes every class, not the first few.
         picks = np.linspace(0, len(dataset) - 1, args.num_val_images).round().astype(int).tolist()
@@ -162,8 +149,7 @@ def main(args=None):
     for key, value in results.items():
         print('%-18s %s' % (key, '%.4g' % value if isinstance(value, float) else value))
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=2)
+        write_json(args.json, results)
     return results
 
 

@@ -12,12 +12,9 @@ Usage::
     python benchmarks/bench_resnest50.py --runs 5 --fuse --json bench.json
 """
 import argparse
-import json
 import os
 import platform
-import statistics
 import sys
-import time
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
@@ -26,6 +23,8 @@ from gluoncv.model_zoo import resnest as gluoncv_resnest  # noqa: E402
 from gluoncv.model_zoo.resnetv1b import resnet50_v1b  # noqa: E402
 
 import gluon_resnest  # noqa: E402
+from gluon_resnest.fileio import write_json  # noqa: E402
+from gluon_resnest.metrics import median_rate  # noqa: E402
 
 
 def build(impl, name, fuse=False, batch=1, size=224):
@@ -47,24 +46,9 @@ def build(impl, name, fuse=False, batch=1, size=224):
     return net
 
 
-def time_runs(step, batch, warmup, runs, iters):
-    """Median images/s over ``runs`` timings of ``iters`` calls each, after ``warmup`` calls."""
-    for _ in range(warmup):
-        step()
-    mx.nd.waitall()
-    rates = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(iters):
-            step()
-        mx.nd.waitall()
-        rates.append(batch * iters / (time.perf_counter() - start))
-    return statistics.median(rates)
-
-
 def inference_rate(net, batch, size, args):
     x = mx.nd.random.uniform(shape=(batch, 3, size, size))
-    return time_runs(lambda: net(x).wait_to_read(), batch, args.warmup, args.runs, args.iters)
+    return median_rate(lambda: net(x).wait_to_read(), batch, args.warmup, args.runs, args.iters)
 
 
 def training_rate(net, batch, size, args):
@@ -78,7 +62,7 @@ def training_rate(net, batch, size, args):
             loss = loss_fn(net(x), y)
         loss.backward()
         trainer.step(batch)
-    return time_runs(step, batch, args.warmup, args.runs, args.iters)
+    return median_rate(step, batch, args.warmup, args.runs, args.iters)
 
 
 def measure(args):
@@ -105,7 +89,7 @@ def measure(args):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default='resnest50', help='a name both zoos know (resnest14..269)')
-    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--input-size', '--size', dest='size', type=int, default=224, help='image side')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--iters', type=int, default=3, help='calls per timed run')
@@ -121,10 +105,7 @@ def main(args):
              os.environ['OMP_NUM_THREADS'], mx.__version__, sys.version.split()[0]))
     rows = measure(args)
     if args.json:
-        tmp = args.json + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump({'omp_num_threads': os.environ['OMP_NUM_THREADS'], 'rows': rows}, f, indent=1)
-        os.replace(tmp, args.json)
+        write_json(args.json, {'omp_num_threads': os.environ['OMP_NUM_THREADS'], 'rows': rows})
 
 
 if __name__ == '__main__':

@@ -10,10 +10,10 @@ network sees; ``--crop-size`` is the same flag), ``--gpus 0,1`` or GluonCV's ``-
 import argparse
 import dataclasses
 
-from .config import ConfigError
+from .config import ConfigError, check_model
 from .model_zoo import list_models
 
-__all__ = ['add_model', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
+__all__ = ['add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
            'add_progress', 'build_config', 'flag_name', 'HelpFormatter']
 
 # Fields whose flag is not simply --field-name.
@@ -39,6 +39,15 @@ def add_model(group, required=False, default=None):
     """``--model NAME``: one of the published architectures (checked by the config)."""
     group.add_argument('--model', required=required, default=default, metavar='NAME',
                        help='one of: ' + ', '.join(list_models()))
+
+
+def model_flag(parser, name):
+    """``name`` checked as :func:`add_model` promises (lower-cased); a one-line ``parser.error`` if unknown."""
+    try:
+        return check_model(name)
+    except ConfigError as err:
+        parser.error(err.render(flag_name))
+    return None  # not reached: parser.error exits
 
 
 def add_weights(group, required=False):

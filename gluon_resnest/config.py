@@ -9,14 +9,13 @@ A config is a dataclass whose fields are the command-line options of the job's c
 
 ``batch_size`` is per device in every job; ``input_size`` is the square image side the network sees.
 """
-import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from .model_zoo import list_models
 from .pretrained import eval_crop
 
-__all__ = ['ConfigError', 'TrainConfig', 'EvalConfig', 'ExportConfig', 'parse_devices',
+__all__ = ['ConfigError', 'TrainConfig', 'EvalConfig', 'ExportConfig', 'parse_devices', 'check_model',
            'KV_STORES', 'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES']
 
 KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
@@ -75,7 +74,8 @@ def _check(rules):
             raise ConfigError(template, *fields)
 
 
-def _check_model(model, optional=False):
+def check_model(model, optional=False):
+    """The lower-case name of a published architecture; :class:`ConfigError` (field ``model``) otherwise."""
     if model is None and optional:
         return None
     name = str(model).lower()
@@ -158,7 +158,7 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
     progress: Optional[bool] = None
 
     def __post_init__(self):
-        self.model = _check_model(self.model)
+        self.model = check_model(self.model)
         self.gpus = parse_devices(self.gpus)
         self.lr_decay_epoch = _epochs(self.lr_decay_epoch)
         self.random_mirror = bool(self.random_mirror)
@@ -255,7 +255,7 @@ class EvalConfig:  # pylint: disable=too-many-instance-attributes
     progress: Optional[bool] = None
 
     def __post_init__(self):
-        self.model = _check_model(self.model, optional=True)
+        self.model = check_model(self.model, optional=True)
         self.gpus = parse_devices(self.gpus)
         self.deploy = self.deploy or self.quantized
         if self.input_size is None:
@@ -318,7 +318,7 @@ class ExportConfig:  # pylint: disable=too-many-instance-attributes
     min_agreement: float = 0.8
 
     def __post_init__(self):
-        self.model = _check_model(self.model)
+        self.model = check_model(self.model)
         if self.input_size is None:
             self.input_size = eval_crop(self.model)
         if self.prefix is None:
@@ -338,8 +338,3 @@ class ExportConfig:  # pylint: disable=too-many-instance-attributes
              'granularity'),
             (not 0 <= self.min_agreement <= 1, '{} must be in [0, 1]', 'min_agreement'),
         ])
-
-
-def config_fields(cls):
-    """Names of the fields of a config class."""
-    return [f.name for f in dataclasses.fields(cls)]

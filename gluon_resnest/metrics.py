@@ -10,7 +10,7 @@ import numpy as np
 
 from .devices import as_contexts
 
-__all__ = ['accuracy', 'topk_metrics', 'benchmark', 'time_calls', 'count_parameters']
+__all__ = ['accuracy', 'topk_metrics', 'benchmark', 'time_calls', 'median_rate', 'count_parameters']
 
 clock = time.perf_counter  # pylint: disable=invalid-name
 
@@ -124,6 +124,23 @@ def time_calls(func, warmup, iters):
         func()
         times.append(clock() - start)
     return times
+
+
+def median_rate(step, items, warmup, runs, iters):
+    """Median items/s of ``step()`` over ``runs`` timings of ``iters`` calls each, after ``warmup`` calls.
+
+    Each timing ends with ``mx.nd.waitall()``, so asynchronous work is counted; ``items`` is what one
+    call processes (its batch size).
+    """
+    for _ in range(warmup):
+        step()
+    mx.nd.waitall()
+
+    def run():
+        for _ in range(iters):
+            step()
+        mx.nd.waitall()
+    return float(np.median([items * iters / t for t in time_calls(run, 0, runs)]))
 
 
 def count_parameters(net):

@@ -16,7 +16,7 @@ import mxnet as mx
 from .fileio import sha1_of
 
 __all__ = ['PUBLISHED', 'Published', 'eval_crop', 'default_root', 'weight_url', 'get_model_file',
-           'load_weights', 'classes_in_params']
+           'load_weights', 'read_params', 'classes_in_params', 'check_fits']
 
 Published = namedtuple('Published', 'sha1 store crop top1')
 
@@ -111,20 +111,25 @@ def _download(name, path, expected_sha1):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def classes_in_params(path):
-    """Number of classes of the classifier saved in a ``.params`` file (None if it has no ``fc``)."""
+def read_params(path):
+    """The named arrays of a ``.params`` file, keys without their ``arg:``/``aux:`` prefix (one-line errors)."""
     if not os.path.isfile(path):
         raise FileNotFoundError('params file not found: %s' % path)
     try:
         loaded = mx.nd.load(path)
     except mx.base.MXNetError as err:
         raise ValueError('%s is not an MXNet .params file: %s'
-                         % (path, str(err).strip().splitlines()[-1])) from err
-    if not isinstance(loaded, dict):
+                         % (path, str(err).strip().splitlines()[0])) from err
+    if not isinstance(loaded, dict) or not loaded:
         raise ValueError('%s holds no named parameters' % path)
-    for key, value in loaded.items():
+    return {k.split(':', 1)[-1]: v for k, v in loaded.items()}
+
+
+def classes_in_params(path):
+    """Number of classes of the classifier saved in a ``.params`` file (None if it has no ``fc``)."""
+    for key, value in read_params(path).items():
         # save_parameters() keys by path ('fc.weight'); the older save_params() by name ('..._dense0_weight').
-        if key.split(':', 1)[-1] == 'fc.weight' or key.endswith('dense0_weight'):
+        if key == 'fc.weight' or (key.endswith('dense0_weight') and len(value.shape) == 2):
             return int(value.shape[0])
     return None
 
@@ -137,16 +142,7 @@ def load_weights(net, path, ctx=None, fresh_imagenet_classifier=False):
     (fine-tuning). A classifier of any other size must match the network's.
     """
     ctx = ctx or mx.cpu()
-    if not os.path.isfile(path):
-        raise FileNotFoundError('weight file not found: %s' % path)
-    try:
-        loaded = mx.nd.load(path)
-    except mx.base.MXNetError as err:
-        raise ValueError('%s is not an MXNet .params file: %s'
-                         % (path, str(err).strip().splitlines()[0])) from err
-    if not isinstance(loaded, dict) or not loaded:
-        raise ValueError('%s holds no named parameters' % path)
-    loaded = {k.split(':', 1)[-1]: v for k, v in loaded.items()}
+    loaded = read_params(path)
     expected = net._collect_params_with_prefix()  # pylint: disable=protected-access
     if not any('.' in key for key in loaded):
         # Files written by the older save_params() key parameters by symbol name, not path.
@@ -157,19 +153,33 @@ def load_weights(net, path, ctx=None, fresh_imagenet_classifier=False):
     if skip_classifier:
         loaded = {k: v for k, v in loaded.items() if not k.startswith('fc.')}
         expected = {k: v for k, v in expected.items() if not k.startswith('fc.')}
-    missing = sorted(set(expected) - set(loaded))
-    extra = sorted(set(loaded) - set(expected))
-    if missing or extra:
-        raise ValueError('%s does not fit this network: missing %s; unexpected %s'
-                         % (path, _few(missing), _few(extra)))
-    for key, param in expected.items():
-        if param.shape and tuple(param.shape) != tuple(loaded[key].shape) and 0 not in param.shape:
-            raise ValueError('%s does not fit this network: %s has shape %s in the file, %s in the '
-                             'network' % (path, key, loaded[key].shape, param.shape))
+    check_fits(expected, loaded, path)
     for key, param in expected.items():
         param._load_init(loaded[key], ctx)  # pylint: disable=protected-access
     if skip_classifier:
         net.fc.initialize(ctx=ctx, force_reinit=True)
+
+
+def check_fits(expected, arrays, what, target='this network'):
+    """Raise a one-line ValueError unless ``arrays`` has exactly the keys and shapes of ``expected``.
+
+    Parameters
+    ----------
+    expected : dict of str to Parameter
+        ``net._collect_params_with_prefix()`` (shapes not yet inferred are not compared).
+    arrays : dict of str to array
+        What is to be loaded, keyed by the same paths.
+    what, target : str
+        Named in the message: ``'<what> does not fit <target>: ...'``.
+    """
+    missing = sorted(set(expected) - set(arrays))
+    extra = sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise ValueError('%s does not fit %s: missing %s; unexpected %s' % (what, target, _few(missing), _few(extra)))
+    for key, param in expected.items():
+        if param.shape and 0 not in param.shape and tuple(param.shape) != tuple(arrays[key].shape):
+            raise ValueError('%s does not fit %s: %s has shape %s in the file, %s in the network'
+                             % (what, target, key, tuple(arrays[key].shape), tuple(param.shape)))
 
 
 def _few(keys, limit=5):

@@ -16,20 +16,11 @@ os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
 import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
 
+from .metrics import count_parameters as count_params  # noqa: E402  (as papers count: no BN statistics)
 from .model_zoo import get_model, list_models  # noqa: E402
 from .pretrained import PUBLISHED  # noqa: E402
 
 __all__ = ['count_params', 'count_macs', 'summarize', 'main']
-
-
-def count_params(net):
-    """Trainable-model size as papers report it: weights, biases and norm gamma/beta (no running stats)."""
-    total = 0
-    for name, param in net.collect_params().items():
-        if name.endswith(('running_mean', 'running_var')):
-            continue
-        total += _prod(param.shape)
-    return total
 
 
 def count_macs(net, size):

@@ -11,25 +11,9 @@ from gluon_resnest.data import (MEAN, STD, EvalTransform, ImageFolder, ImageReco
                                 make_loader, pack_record, resolve_split_dir)
 from gluon_resnest.pretrained import eval_crop
 
-# (height, width) of the images written per class; odd sizes exercise the rounding of the crop offsets.
-SIZES = [(40, 52), (61, 45), (48, 48)]
-
-
-def make_image_folder(root, classes=3, sizes=SIZES, seed=0):
-    """Write an ImageNet-layout folder of PNGs (lossless, so decoded pixels are known) and return it."""
-    rng = np.random.RandomState(seed)
-    for c in range(classes):
-        folder = os.path.join(str(root), 'n%08d' % c)
-        os.makedirs(folder)
-        for i, (h, w) in enumerate(sizes):
-            img = rng.randint(0, 256, (h, w, 3)).astype(np.uint8)
-            cv2.imwrite(os.path.join(folder, 'img%d.png' % i), img)
-    return str(root)
-
-
 @pytest.fixture
-def folder(tmp_path):
-    return make_image_folder(tmp_path / 'val')
+def folder(tmp_path, image_folder):
+    return image_folder(tmp_path / 'val')
 
 
 @pytest.fixture
@@ -88,14 +72,14 @@ def test_resolve_split_dir(folder, tmp_path):
         resolve_split_dir(str(tmp_path / 'nope'), 'val')
 
 
-def test_folder_errors(tmp_path):
+def test_folder_errors(tmp_path, image_folder):
     with pytest.raises(FileNotFoundError, match='image folder not found: .*missing'):
         ImageFolder(str(tmp_path / 'missing'))
     (tmp_path / 'flat').mkdir()
     (tmp_path / 'flat' / 'a.jpg').write_bytes(b'x')
     with pytest.raises(ValueError, match='no class folders in'):
         ImageFolder(str(tmp_path / 'flat'))
-    make_image_folder(tmp_path / 'one', classes=1)
+    image_folder(tmp_path / 'one', classes=1)
     (tmp_path / 'one' / 'n_empty').mkdir()
     with pytest.raises(ValueError, match='class folder n_empty has no images'):
         ImageFolder(str(tmp_path / 'one'))

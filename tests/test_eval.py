@@ -22,7 +22,6 @@ from gluon_resnest.data import EvalTransform, ImageFolder, pack_record
 from gluon_resnest.loading import probe_layout
 from gluon_resnest.metrics import accuracy as evaluate, benchmark, count_parameters
 
-from test_data import make_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -85,10 +84,10 @@ def _gluoncv_export_block(*args, **kwargs):
 
 
 @pytest.fixture(scope='module')
-def assets(tmp_path_factory):
+def assets(tmp_path_factory, image_folder):
     """Folder, .rec/.idx, checkpoint, and fp32 / folded-preprocessing / INT8 exports of the same net."""
     base = tmp_path_factory.mktemp('eval')
-    folder = make_image_folder(base / 'val', classes=CLASSES, sizes=SIZES)
+    folder = image_folder(base / 'val', classes=CLASSES, sizes=SIZES)
     dataset = ImageFolder(folder)
     pack_record(dataset, str(base / 'val.rec'))
     mx.random.seed(0)
@@ -285,9 +284,10 @@ def test_quantized_flag_rejects_float_graph(assets):
 
 def test_json_output(assets, tmp_path, capsys):
     out = tmp_path / 'sub' / 'result.json'
-    run_eval('--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
-             '--json', str(out))
+    result = run_eval('--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
+                      '--json', str(out))
     saved = json.loads(out.read_text())
+    assert saved == result  # the record gluon_resnest.evaluate returns is the file
     assert saved['top1'] == pytest.approx(TOP1) and saved['top5_err'] == pytest.approx(100 - TOP5)
     assert saved['model'] == 'resnest14' and saved['crop'] == CROP and saved['num_images'] == 12
     assert os.listdir(str(out.parent)) == ['result.json']
@@ -337,8 +337,8 @@ def test_params_with_other_class_count(assets):
         api_eval(model='resnest14', params_file=assets['params'], classes=1000, data_dir=assets['folder'])
 
 
-def test_data_with_other_class_count(assets, tmp_path):
-    other = make_image_folder(tmp_path / 'val', classes=3, sizes=SIZES)
+def test_data_with_other_class_count(assets, tmp_path, image_folder):
+    other = image_folder(tmp_path / 'val', classes=3, sizes=SIZES)
     with pytest.raises(ValueError, match='the data has 3 classes but the network outputs 6.*class_subset'):
         api_eval(model='resnest14', params_file=assets['params'], data_dir=other)
 

@@ -3,6 +3,7 @@ import json
 import math
 import os
 import signal
+import subprocess
 import sys
 
 import mxnet as mx
@@ -10,18 +11,20 @@ import numpy as np
 import pytest
 
 # train_imagenet.py is a top-level script: importable from the repository root whatever the runner's cwd.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 import train_imagenet  # noqa: E402  pylint: disable=wrong-import-position
 from gluon_resnest import get_model  # noqa: E402
 from gluon_resnest.data import EvalTransform, ImageFolder, ImageRecord, make_loader  # noqa: E402
 from gluon_resnest.metrics import accuracy as evaluate  # noqa: E402
 from gluon_resnest.train import TrainConfig, fit, latest_checkpoint, loop  # noqa: E402
-from test_train_helpers import QUICK, write_tiny_dataset  # noqa: E402
 
 
-@pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    return write_tiny_dataset(str(tmp_path_factory.mktemp('tiny')))
+def test_tiny_dataset_layout(tiny):
+    train = ImageFolder(os.path.join(tiny, 'train'))
+    assert train.synsets == ['class0', 'class1', 'class2']
+    assert len(train) == 48
+    assert sorted(os.listdir(tiny)) == ['train', 'train.idx', 'train.rec', 'val', 'val.idx', 'val.rec']
 
 
 def _history(save_dir):
@@ -43,9 +46,9 @@ def _train_split_loss(params, root):
 
 
 @pytest.mark.slow
-def test_folder_run_writes_outputs_and_learns(tiny, tmp_path):
+def test_folder_run_writes_outputs_and_learns(quick, tiny, tmp_path):
     save = str(tmp_path / 'run')
-    run = train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1',
+    run = train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1',
                                        '--warmup-epochs', '1', '--save-dir', save])
     files = sorted(os.listdir(save))
     assert files == ['curve.png', 'history.json'] + ['resnest14-000%d.%s' % (e, ext) for e in (1, 2, 3)
@@ -89,6 +92,21 @@ def test_recordio_run(tiny, tmp_path):
     assert os.path.getsize(os.path.join(save, 'curve.png')) > 1000
 
 
+@pytest.mark.slow
+def test_redirected_log_has_no_bar_frames(quick, tiny, tmp_path):
+    # Without --no-progress, but stderr goes to a file (as in CI or `> log 2>&1`): log lines only.
+    flags = [f for f in quick if f != '--no-progress'] + ['--data-dir', tiny, '--num-epochs', '1',
+                                                          '--log-interval', '2', '--save-dir', str(tmp_path / 's')]
+    with open(str(tmp_path / 'log'), 'w') as log:
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, 'train_imagenet.py')] + flags, stdout=log,
+                              stderr=subprocess.STDOUT, timeout=300, check=False,
+                              env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT))
+    text = open(str(tmp_path / 'log')).read()
+    assert proc.returncode == 0, text
+    assert '\r' not in text and 'batch/s' not in text and 'epoch 1/1:' not in text
+    assert text.count('epoch 1 batch ') == 3 and '[Epoch 1]' in text  # 6 batches, logged every 2
+
+
 def _crash_at_epoch(monkeypatch, crash_epoch):
     real = loop._train_epoch
 
@@ -100,8 +118,8 @@ def _crash_at_epoch(monkeypatch, crash_epoch):
 
 
 @pytest.mark.slow
-def test_resume_after_crash_matches_uninterrupted_run(tiny, tmp_path, monkeypatch):
-    args = QUICK + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1', '--warmup-epochs', '1',
+def test_resume_after_crash_matches_uninterrupted_run(quick, tiny, tmp_path, monkeypatch):
+    args = quick + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1', '--warmup-epochs', '1',
                     '--dropblock-prob', '0.1']
     straight = train_imagenet.main(args + ['--save-dir', str(tmp_path / 'a')])
     _crash_at_epoch(monkeypatch, 2)
@@ -128,9 +146,9 @@ def test_resume_after_crash_matches_uninterrupted_run(tiny, tmp_path, monkeypatc
     (8, (1, 2, 8)),   # the 2nd batch of the 2nd epoch (6 batches per epoch): a mid-epoch checkpoint
     (6, (1, 0, 6)),   # the last batch of the 1st epoch: the epoch is finished (validated, logged) first
 ])
-def test_ctrl_c_saves_checkpoint_and_resumes(tiny, tmp_path, monkeypatch, sigint_after, saved_at):
+def test_ctrl_c_saves_checkpoint_and_resumes(quick, tiny, tmp_path, monkeypatch, sigint_after, saved_at):
     save = str(tmp_path / 'c')
-    args = QUICK + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', save, '--save-frequency', '5']
+    args = quick + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', save, '--save-frequency', '5']
     real = loop._train_step
     calls = []
 
@@ -156,9 +174,9 @@ def test_ctrl_c_saves_checkpoint_and_resumes(tiny, tmp_path, monkeypatch, sigint
 
 
 @pytest.mark.slow
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny, tmp_path):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(quick, tiny, tmp_path):
     save = str(tmp_path / 'nan')
-    args = QUICK + ['--data-dir', tiny, '--save-dir', save]
+    args = quick + ['--data-dir', tiny, '--save-dir', save]
     train_imagenet.main(args + ['--num-epochs', '1'])
     with pytest.raises(SystemExit, match=r'error: loss is (nan|inf) at epoch 2 batch .*'
                                          r'last good checkpoint: .*resnest14-0001.json'):
@@ -197,79 +215,79 @@ def _expect_error(argv, message):
     assert text.startswith('error: ') and '\n' not in text and message in text, text
 
 
-def test_missing_data_dir(tmp_path):
-    _expect_error(QUICK + ['--data-dir', str(tmp_path / 'nope'), '--save-dir', str(tmp_path / 's')],
+def test_missing_data_dir(quick, tmp_path):
+    _expect_error(quick + ['--data-dir', str(tmp_path / 'nope'), '--save-dir', str(tmp_path / 's')],
                   'data folder not found')
 
 
-def test_data_dir_without_splits(tmp_path):
+def test_data_dir_without_splits(quick, tmp_path):
     (tmp_path / 'd' / 'cat').mkdir(parents=True)
-    _expect_error(QUICK + ['--data-dir', str(tmp_path / 'd'), '--save-dir', str(tmp_path / 's')],
+    _expect_error(quick + ['--data-dir', str(tmp_path / 'd'), '--save-dir', str(tmp_path / 's')],
                   'needs train/ and val/ sub-folders')
 
 
-def test_empty_class_folder(tiny, tmp_path):
+def test_empty_class_folder(quick, tiny, tmp_path):
     import shutil
     root = tmp_path / 'd'
     shutil.copytree(tiny, str(root))
     (root / 'train' / 'class9').mkdir()
-    _expect_error(QUICK + ['--data-dir', str(root), '--save-dir', str(tmp_path / 's')],
+    _expect_error(quick + ['--data-dir', str(root), '--save-dir', str(tmp_path / 's')],
                   'class folder class9 has no images')
 
 
-def test_corrupt_jpeg_is_a_clear_error(tiny, tmp_path):
+def test_corrupt_jpeg_is_a_clear_error(quick, tiny, tmp_path):
     import shutil
     root = tmp_path / 'd'
     shutil.copytree(tiny, str(root))
     for name in os.listdir(str(root / 'train' / 'class1')):
         (root / 'train' / 'class1' / name).write_bytes(b'\xff\xd8 not really a jpeg')
-    _expect_error(QUICK + ['--data-dir', str(root), '--save-dir', str(tmp_path / 's'), '--num-epochs', '1'],
+    _expect_error(quick + ['--data-dir', str(root), '--save-dir', str(tmp_path / 's'), '--num-epochs', '1'],
                   'cannot decode image')
 
 
-def test_truncated_rec(tiny, tmp_path):
+def test_truncated_rec(quick, tiny, tmp_path):
     data = open(os.path.join(tiny, 'train.rec'), 'rb').read()
     (tmp_path / 't.rec').write_bytes(data[:len(data) // 2])
-    _expect_error(QUICK + ['--rec-train', str(tmp_path / 't.rec'), '--rec-train-idx',
+    _expect_error(quick + ['--rec-train', str(tmp_path / 't.rec'), '--rec-train-idx',
                            os.path.join(tiny, 'train.idx'), '--rec-val', os.path.join(tiny, 'val.rec'),
                            '--save-dir', str(tmp_path / 's')], 'truncated .rec')
 
 
-def test_classes_disagreeing_with_folders(tiny, tmp_path):
-    _expect_error(QUICK + ['--data-dir', tiny, '--classes', '5', '--save-dir', str(tmp_path / 's')],
+def test_classes_disagreeing_with_folders(quick, tiny, tmp_path):
+    _expect_error(quick + ['--data-dir', tiny, '--classes', '5', '--save-dir', str(tmp_path / 's')],
                   'classes 5 but')
 
 
-def test_batch_larger_than_dataset(tiny, tmp_path):
-    _expect_error(QUICK + ['--data-dir', tiny, '--batch-size', '64', '--save-dir', str(tmp_path / 's')],
+def test_batch_larger_than_dataset(quick, tiny, tmp_path):
+    _expect_error(quick + ['--data-dir', tiny, '--batch-size', '64', '--save-dir', str(tmp_path / 's')],
                   'fewer than one batch')
 
 
-def test_missing_resume_file(tiny, tmp_path):
-    _expect_error(QUICK + ['--data-dir', tiny, '--resume-params', str(tmp_path / 'x.params'),
+def test_missing_resume_file(quick, tiny, tmp_path):
+    _expect_error(quick + ['--data-dir', tiny, '--resume-params', str(tmp_path / 'x.params'),
                            '--save-dir', str(tmp_path / 's')], 'resume file not found')
 
 
-def test_horovod_missing_is_a_clear_error(tiny, tmp_path, monkeypatch):
+def test_horovod_missing_is_a_clear_error(quick, tiny, tmp_path, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, 'horovod.mxnet', None)  # import fails as if not installed
-    _expect_error(QUICK + ['--data-dir', tiny, '--kv-store', 'horovod', '--save-dir', str(tmp_path / 's')],
+    _expect_error(quick + ['--data-dir', tiny, '--kv-store', 'horovod', '--save-dir', str(tmp_path / 's')],
                   'needs Horovod: run bash scripts/setup.d/50-horovod.sh')
 
 
-def test_gpus_this_machine_lacks(tiny, tmp_path):
+def test_gpus_this_machine_lacks(quick, tiny, tmp_path):
     if mx.context.num_gpus() > 8:
         pytest.skip('machine has more than 8 GPUs')
-    _expect_error(QUICK + ['--data-dir', tiny, '--gpus', '8', '--save-dir', str(tmp_path / 's')],
+    _expect_error(quick + ['--data-dir', tiny, '--gpus', '8', '--save-dir', str(tmp_path / 's')],
                   'so there is no GPU 8')
 
 
 @pytest.mark.slow
-def test_resume_params_and_epoch_gluoncv_style(tiny, tmp_path):
+def test_resume_params_and_epoch_gluoncv_style(quick, tiny, tmp_path):
     first = str(tmp_path / 'first')
-    train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', first])
+    train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', first])
     second = str(tmp_path / 'second')
-    run = train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', second,
+    run = train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', second,
                                        '--resume-params', os.path.join(first, 'resnest14-0001.params'),
                                        '--resume-epoch', '1'])
     assert run.start_epoch == 1
@@ -280,17 +298,17 @@ def test_resume_params_and_epoch_gluoncv_style(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_fresh_start_never_overwrites_an_earlier_run(tiny, tmp_path):
+def test_fresh_start_never_overwrites_an_earlier_run(quick, tiny, tmp_path):
     save = str(tmp_path / 'run')
-    train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save])
+    train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save])
     before = {name: open(os.path.join(save, name), 'rb').read() for name in os.listdir(save)
               if name.startswith('resnest14-')}
     assert 'resnest14-0001.params' in before
-    _expect_error(QUICK + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save],
+    _expect_error(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save],
                   'already holds checkpoints of resnest14 (resnest14-0001.params): resume (--resume) continues')
     assert {name: open(os.path.join(save, name), 'rb').read() for name in before} == before
     # --resume of a finished run trains nothing more and leaves its checkpoint the latest.
-    run = train_imagenet.main(QUICK + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save,
+    run = train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save,
                                        '--resume'])
     assert run.start_epoch == 1 and latest_checkpoint(save, 'resnest14')['epoch'] == 1
     assert open(os.path.join(save, 'resnest14-0001.params'), 'rb').read() == before['resnest14-0001.params']

@@ -14,7 +14,6 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from test_train_helpers import QUICK, write_tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 300
@@ -43,14 +42,14 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-def _setup(tmp_path):
-    data = write_tiny_dataset(str(tmp_path / 'data'))
+def _setup(tmp_path, tiny_dataset, quick):
+    data = tiny_dataset(str(tmp_path / 'data'))
     out = tmp_path / 'out'
     out.mkdir()
     script = tmp_path / 'worker.py'
     script.write_text(WORKER.format(root=ROOT, out=str(out)))
     # 48 images / (2 workers x batch 8) = 3 batches per worker and epoch.
-    args = QUICK + ['--data-dir', data, '--num-epochs', '2', '--save-dir', str(tmp_path / 'save'),
+    args = quick + ['--data-dir', data, '--num-epochs', '2', '--save-dir', str(tmp_path / 'save'),
                     '--warmup-epochs', '1', '--dropblock-prob', '0.05']
     return script, out, args
 
@@ -67,9 +66,9 @@ def _check_same_params(out, save_dir):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec('horovod') is None,
                     reason='Horovod is not installed (bash scripts/setup.d/50-horovod.sh builds it)')
-def test_horovod_two_ranks_end_identical(tmp_path):
+def test_horovod_two_ranks_end_identical(tmp_path, tiny_dataset, quick):
     pytest.importorskip('horovod.mxnet', reason='horovod is installed without its MXNet extension')
-    script, out, args = _setup(tmp_path)
+    script, out, args = _setup(tmp_path, tiny_dataset, quick)
     horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
     cmd = [horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', '--network-interface', 'lo',
            sys.executable, str(script)] + args + ['--kv-store', 'horovod']
@@ -81,8 +80,8 @@ def test_horovod_two_ranks_end_identical(tmp_path):
 
 
 @pytest.mark.slow
-def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path):
-    script, out, args = _setup(tmp_path)
+def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path, tiny_dataset, quick):
+    script, out, args = _setup(tmp_path, tiny_dataset, quick)
     base = dict(_env(), DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(_free_port()), DMLC_NUM_SERVER='1',
                 DMLC_NUM_WORKER='2', DMLC_INTERFACE='lo', DMLC_NODE_HOST='127.0.0.1')
     procs = []

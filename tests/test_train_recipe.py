@@ -41,8 +41,8 @@ def test_poly_mode_is_quadratic():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(lr_mode='exp'), 'unknown --lr-mode'),
-    (dict(warmup_epochs=10), '--warmup-epochs'),
+    (dict(lr_mode='exp'), 'unknown lr_mode'),
+    (dict(warmup_epochs=10), r'warmup_epochs must be in \[0, num_epochs\)'),
     (dict(iters_per_epoch=0), 'at least one batch'),
 ])
 def test_lr_scheduler_rejects(kwargs, message):

@@ -6,12 +6,12 @@
   :func:`gluon_resnest.pretrained.eval_crop`) and
   the ImageNet :data:`MEAN`/:data:`STD` the training transforms normalise with too.
 """
-from .datasets import (IMAGE_EXTENSIONS, ImageFolder, ImageRecord, make_loader, pack_record,
+from .datasets import (IMAGE_EXTENSIONS, ImageFolder, ImageRecord, make_loader, open_dataset, pack_record,
                        resolve_split_dir)
 from .eval_protocol import (BICUBIC_FROM, DEFAULT_CROP, DEFAULT_CROP_RATIO, MEAN, STD, EvalTransform,
                             crop_box, normalize)
 
-__all__ = ['ImageFolder', 'ImageRecord', 'make_loader', 'pack_record', 'resolve_split_dir',
+__all__ = ['ImageFolder', 'ImageRecord', 'open_dataset', 'make_loader', 'pack_record', 'resolve_split_dir',
            'IMAGE_EXTENSIONS',
            'MEAN', 'STD', 'DEFAULT_CROP', 'DEFAULT_CROP_RATIO', 'BICUBIC_FROM', 'EvalTransform',
            'crop_box', 'normalize']

@@ -20,7 +20,7 @@ import mxnet as mx
 from mxnet.gluon.data import DataLoader, Dataset
 from mxnet.gluon.data.vision import ImageFolderDataset
 
-__all__ = ['ImageFolder', 'ImageRecord', 'resolve_split_dir', 'make_loader', 'pack_record',
+__all__ = ['ImageFolder', 'ImageRecord', 'open_dataset', 'resolve_split_dir', 'make_loader', 'pack_record',
            'IMAGE_EXTENSIONS']
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -49,6 +49,19 @@ def resolve_split_dir(root, split):
         raise FileNotFoundError('data folder not found: %s' % root)
     candidate = os.path.join(root, split)
     return candidate if os.path.isdir(candidate) else root
+
+
+def open_dataset(path, what='data'):
+    """An :class:`ImageRecord` for a ``.rec`` file, else an :class:`ImageFolder` (``root/<class>/<image>``).
+
+    ``what`` names the data in the one-line ``FileNotFoundError`` when ``path`` is neither.
+    """
+    path = os.path.expanduser(path)
+    if path.endswith('.rec'):
+        return ImageRecord(path)
+    if os.path.isdir(path):
+        return ImageFolder(path)
+    raise FileNotFoundError('%s not found (need an image folder or a .rec file): %s' % (what, path))
 
 
 class ImageFolder(Dataset):

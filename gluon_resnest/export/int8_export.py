@@ -12,22 +12,12 @@ import mxnet as mx
 import numpy as np
 
 from ..config import CALIB_MODES, GRANULARITIES
-from ..data import EvalTransform, ImageFolder, ImageRecord
+from ..data import EvalTransform, open_dataset
 from ..layers import without_random_ops
 from .common import ExportCheckError, compare_outputs, deploy_block, load_symbol_block, output_dir
 from .mxnet_export import MXNET_ATOL, trace_clean
 
 __all__ = ['CALIB_MODES', 'GRANULARITIES', 'calibration_images', 'quantize', 'export_int8']
-
-
-def _open_dataset(path):
-    path = os.path.expanduser(path)
-    if path.endswith('.rec'):
-        return ImageRecord(path)
-    if os.path.isdir(path):
-        return ImageFolder(path)
-    raise FileNotFoundError('calibration data not found (need an image folder or a .rec file): %s'
-                            % path)
 
 
 def calibration_images(path, input_size, num_images, preprocess=False):
@@ -37,7 +27,7 @@ def calibration_images(path, input_size, num_images, preprocess=False):
     evaluation transform: normalised (N, 3, S, S) float32, or (N, S, S, 3) uint8 crops with
     ``preprocess`` (the graph normalises). Returns an NDArray.
     """
-    dataset = _open_dataset(path)
+    dataset = open_dataset(path, 'calibration data')
     if num_images < 1:
         raise ValueError('need at least one calibration image, got %d' % num_images)
     if len(dataset) < num_images:

@@ -21,13 +21,14 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 
 import mxnet as mx
 import numpy as np
 
+from ..cli import add_model, model_flag
+from ..fileio import atomic_write
 from ..model_zoo import get_model, list_models
-from ..pretrained import load_weights
+from ..pretrained import check_fits, load_weights
 
 __all__ = ['read_state_dict', 'official_to_gluon', 'convert_state_dict', 'convert_file', 'parse_args',
            'main']
@@ -82,26 +83,6 @@ def official_to_gluon(state_dict):
     return renamed
 
 
-def _check_fits(params, net, model):
-    params_of_net = net._collect_params_with_prefix()  # pylint: disable=protected-access
-    expected = {key: tuple(param.shape) for key, param in params_of_net.items()}
-    missing = sorted(set(expected) - set(params))
-    extra = sorted(set(params) - set(expected))
-    if missing or extra:
-        raise ValueError('state dict does not fit %s: missing %s; unexpected %s'
-                         % (model, _few(missing), _few(extra)))
-    for key, shape in expected.items():
-        if tuple(params[key].shape) != shape:
-            raise ValueError('state dict does not fit %s: %s has shape %s, the network %s'
-                             % (model, key, tuple(params[key].shape), shape))
-
-
-def _few(keys, limit=4):
-    if not keys:
-        return 'none'
-    return ', '.join(keys[:limit]) + (' and %d more' % (len(keys) - limit) if len(keys) > limit else '')
-
-
 def convert_state_dict(state_dict, model):
     """Official state dict (name -> array) -> ``{path: float32 array}`` that fits ``get_model(model)``.
 
@@ -114,7 +95,7 @@ def convert_state_dict(state_dict, model):
     if 'fc.weight' not in params:
         raise ValueError('state dict has no fc.weight: not a ResNeSt classification checkpoint')
     net = get_model(model, classes=int(params['fc.weight'].shape[0]))
-    _check_fits(params, net, model)
+    check_fits(net._collect_params_with_prefix(), params, 'state dict', model)  # pylint: disable=protected-access
     return {key: np.asarray(value, dtype=np.float32) for key, value in params.items()}
 
 
@@ -128,19 +109,14 @@ def convert_file(src, dst, model):
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise FileNotFoundError('output folder not found: %s' % folder)
-    try:
-        handle, tmp = tempfile.mkstemp(suffix='.params', prefix='.convert-', dir=folder)
-    except OSError as err:
-        raise ValueError('cannot write to %s: %s' % (folder, err.strerror)) from err
-    os.close(handle)
-    try:
+
+    def _write_checked(tmp):
         mx.nd.save(tmp, {key: mx.nd.array(value) for key, value in params.items()})
-        net = get_model(model, classes=int(params['fc.weight'].shape[0]))
-        load_weights(net, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        load_weights(get_model(model, classes=int(params['fc.weight'].shape[0])), tmp)
+    try:
+        atomic_write(dst, _write_checked)
+    except PermissionError as err:
+        raise ValueError('cannot write to %s: %s' % (folder, err.strerror)) from err
     return len(params)
 
 
@@ -150,11 +126,12 @@ def parse_args(argv=None):
         description='Convert an official PyTorch ResNeSt state dict (.npz, or .pth with torch) to a '
                     'gluon_resnest .params file.', epilog='Two routes' + __doc__.split('Two routes', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', required=True, choices=list_models(), metavar='NAME',
-                        help='architecture: %s' % ', '.join(list_models()))
+    add_model(parser, required=True)
     parser.add_argument('--input', required=True, help='state dict: .npz (numpy) or .pth/.pt (torch)')
     parser.add_argument('--output', required=True, help='.params file to write')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.model = model_flag(parser, args.model)
+    return args
 
 
 def main(args=None):

@@ -41,11 +41,11 @@ def build_lr_scheduler(lr_mode, base_lr, num_epochs, iters_per_epoch, warmup_epo
     gluoncv.utils.LRSequential
     """
     if lr_mode not in ('cosine', 'step', 'poly'):
-        raise ValueError('unknown --lr-mode %r (choose cosine, step or poly)' % (lr_mode,))
+        raise ValueError('unknown lr_mode %r (choose cosine, step or poly)' % (lr_mode,))
     if iters_per_epoch < 1:
         raise ValueError('an epoch must have at least one batch, got iters_per_epoch=%r' % (iters_per_epoch,))
     if not 0 <= warmup_epochs < num_epochs:
-        raise ValueError('--warmup-epochs must be in [0, --num-epochs), got %r with %r epochs'
+        raise ValueError('warmup_epochs must be in [0, num_epochs), got %r with %r epochs'
                          % (warmup_epochs, num_epochs))
     steps = [e - warmup_epochs for e in lr_decay_epoch if e > warmup_epochs]
     # GluonCV's LRSequential needs a non-empty warmup segment; a 0-epoch warmup gets 0 iterations
