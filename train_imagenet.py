@@ -78,6 +78,11 @@ def _run_flags(parser):
                        "value means one GPU per process, the one of its local rank")
     group.add_argument('--kv-store', default='device', choices=KV_STORES,
                        help='gradient aggregation: one machine (local, device) or many')
+    group.add_argument('--step-timeout', type=float, default=30.0,
+                       help='dist_sync/dist_device_sync: stop a worker (exit status 124) after this many '
+                       'seconds without progress, as a peer or server is then gone; 10x the median time of '
+                       'the same kind of work if longer, 10x this value for the first training batch, '
+                       'validation batch and checkpoint; 0: never (default: %(default)s)')
     group.add_argument('--save-dir', default='params', help='checkpoints, log, history.json, curve.png')
     group.add_argument('--save-frequency', type=int, default=10, help='checkpoint every N epochs (and last)')
     group.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --save-dir')
@@ -119,6 +124,7 @@ def _check(parser, args):
         (args.resume and bool(args.resume_params or args.resume_states),
          '--resume cannot be combined with --resume-params/--resume-states'),
         (not 0 <= args.resume_epoch < args.num_epochs, '--resume-epoch must be in [0, --num-epochs)'),
+        (args.step_timeout < 0, '--step-timeout must be >= 0 seconds (0: no limit)'),
     ]
     for failed, message in rules:
         if failed:

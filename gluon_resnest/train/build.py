@@ -65,10 +65,11 @@ def _trainer(args, run, iters_per_epoch):
     return trainer, scheduler
 
 
-def _resume_source(args, log):
+def _resume_source(args, log, is_root):
     """What to resume from: a dict with params, states (paths or ''), epoch, batch, json; None: fresh start."""
     if args.resume:
-        record = latest_checkpoint(args.save_dir, args.model, log)
+        # Only the writer (rank 0) clears interrupted writes: other workers may share the folder.
+        record = latest_checkpoint(args.save_dir, args.model, log, clean=is_root)
         if record is None:
             log.warning('--resume: no complete checkpoint of %s in %s; starting from scratch',
                         args.model, args.save_dir)
@@ -138,7 +139,7 @@ def build_run(args):
     seed_everything(args.seed, 0, 0, 0)  # the same initial weights on every rank and every run
     run.net, dropblock = _network(args, run.classes, ctx)
     run.dropblock = dropblock_ramp(run.net, dropblock, args.num_epochs)
-    source = _resume_source(args, log)
+    source = _resume_source(args, log, dist.is_root)
     if source and source['params']:
         run.net.load_parameters(source['params'], ctx=ctx)
     run.trainer, run.scheduler = _trainer(args, run, run.sampler.batches_per_epoch)
