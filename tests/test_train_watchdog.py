@@ -42,7 +42,7 @@ def test_check_names_the_stall_in_one_line_only_past_the_bound():
     assert watch.check() is None
     clock.now += 0.5
     message = watch.check()
-    assert message == ('no progress for 8.5 s in a validation batch (bound 8 s): a peer worker or the parameter '
+    assert message == ('no progress for 8.5 s (validation batch, bound 8 s): a peer worker or the parameter '
                        'server is probably gone; stopping; last checkpoint: runs/m-0001.json')
     watch.beat('validation batch')
     assert watch.check() is None
@@ -51,7 +51,8 @@ def test_check_names_the_stall_in_one_line_only_past_the_bound():
 def test_thread_fires_once_without_beats_and_never_with_them():
     fired = []
     watch = Watchdog(0.4, first_factor=1, on_timeout=fired.append)
-    with watch.start('training batch'):
+    with watch.start():
+        watch.beat('training batch')
         for _ in range(15):  # 1.5 s of steady progress, each beat well inside the bound
             time.sleep(0.1)
             watch.beat('training batch')
@@ -62,7 +63,7 @@ def test_thread_fires_once_without_beats_and_never_with_them():
 
 
 def test_disabled_watchdog_starts_no_thread():
-    watch = Watchdog(0).start('training batch')
+    watch = Watchdog(0).start()
     assert not watch.enabled and watch._thread is None  # pylint: disable=protected-access
     watch.stop()
     with pytest.raises(ValueError, match='must be >= 0'):
@@ -75,7 +76,8 @@ import logging, sys, threading
 from gluon_resnest.train.watchdog import Watchdog
 log = logging.getLogger('gluon_resnest.train')
 log.addHandler(logging.StreamHandler(sys.stderr))
-Watchdog(0.5, first_factor=1, log=log, context=lambda: 'last checkpoint: none').start('training batch')
+watch = Watchdog(0.5, first_factor=1, log=log, context=lambda: 'last checkpoint: none').start()
+watch.beat('training batch')
 threading.Event().wait()
 '''
 
@@ -88,5 +90,5 @@ def test_blocked_process_ends_with_status_and_one_line():
     assert time.time() - tic < 30
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert re.match(r'no progress for [\d.]+ s in a training batch \(bound 0\.5 s\)', lines[0]), lines[0]
+    assert re.match(r'no progress for [\d.]+ s \(training batch, bound 0\.5 s\)', lines[0]), lines[0]
     assert lines[0].endswith('probably gone; stopping; last checkpoint: none')

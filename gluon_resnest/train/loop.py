@@ -183,17 +183,17 @@ def _validate(run):
 def _save(run, epoch, batch):
     """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait)."""
     run.watchdog.beat('checkpoint')
+    prefix = checkpoint_prefix(run.save_dir, run.args.model, epoch, batch)
     if run.dist.is_root:
         meta = {'model': run.args.model, 'classes': run.classes, 'epoch': epoch, 'batch': batch,
                 'num_update': int(run.trainer.optimizer.num_update),
                 'learning_rate': float(run.trainer.learning_rate), 'seed': run.args.seed,
                 'iters_per_epoch': run.sampler.batches_per_epoch, 'num_workers': run.dist.num_workers,
                 'args': {k: v for k, v in vars(run.args).items() if _jsonable(v)}}
-        prefix = checkpoint_prefix(run.save_dir, run.args.model, epoch, batch)
         save_checkpoint(prefix, run.net, run.trainer, meta)
-        run.last_checkpoint = prefix + '.json'
-        run.log.info('saved checkpoint %s', run.last_checkpoint)
+        run.log.info('saved checkpoint %s.json', prefix)
     run.dist.barrier()
+    run.last_checkpoint = prefix + '.json'  # on every rank: its messages name the run's checkpoint
 
 
 def _jsonable(value):
@@ -241,7 +241,7 @@ def train(run):
         Ctrl-C; a checkpoint of the position reached was written first.
     """
     run.watchdog = _watchdog(run)
-    with _SigintFlag() as sigint, run.watchdog.start('training batch'):
+    with _SigintFlag() as sigint, run.watchdog.start():
         for epoch in range(run.start_epoch, run.args.num_epochs):
             start_batch = run.start_batch if epoch == run.start_epoch else 0
             seed_everything(run.args.seed, epoch, start_batch, run.dist.rank)

@@ -100,12 +100,11 @@ class Watchdog(object):
         if elapsed <= bound:
             return None
         extra = self._context() if self._context is not None else ''
-        return ('no progress for %.3g s in a %s (bound %.3g s): a peer worker or the parameter server is '
+        return ('no progress for %.3g s (%s, bound %.3g s): a peer worker or the parameter server is '
                 'probably gone; stopping%s' % (elapsed, kind, bound, '; ' + extra if extra else ''))
 
-    def start(self, kind):
-        """Start watching, with a unit of ``kind`` under way (no-op when disabled)."""
-        self.beat(kind)
+    def start(self):
+        """Start watching from the next :meth:`beat` on (no-op when disabled)."""
         if self.enabled and self._thread is None:
             self._stopped.clear()
             self._thread = threading.Thread(target=self._run, name='gluon_resnest-watchdog', daemon=True)
