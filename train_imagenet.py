@@ -77,6 +77,11 @@ def _run_flags(parser):
     cli.add_devices(group, '; with horovod any value means one GPU per process, the one of its local rank')
     group.add_argument('--kv-store', default='device', choices=KV_STORES,
                        help='gradient aggregation: one machine (local, device) or many')
+    group.add_argument('--step-timeout', type=float, default=30.0,
+                       help='dist_sync/dist_device_sync: stop a worker (exit status 124) after this many '
+                       'seconds without progress, as a peer or server is then gone; 10x the median time of '
+                       'the same kind of work if longer, 10x this value for the first training batch, '
+                       'validation batch and checkpoint; 0: never (default: %(default)s)')
     group.add_argument('--save-dir', default='params', help='checkpoints, log, history.json, curve.png')
     group.add_argument('--save-frequency', type=int, default=10, help='checkpoint every N epochs (and last)')
     group.add_argument('--resume', action='store_true', help='continue from the latest checkpoint in --save-dir')

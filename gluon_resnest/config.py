@@ -146,6 +146,7 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
     seed: int = 0
     gpus: Tuple[int, ...] = ()
     kv_store: str = 'device'
+    step_timeout: float = 30.0
     save_dir: str = 'params'
     save_frequency: int = 10
     resume: bool = False
@@ -215,6 +216,8 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
              '{} cannot be combined with {}/{}', 'resume', 'resume_params', 'resume_states'),
             (not 0 <= self.resume_epoch < self.num_epochs, '{} must be in [0, {})', 'resume_epoch',
              'num_epochs'),
+            (self.step_timeout < 0, '{} must be >= 0 seconds (0: no limit), got %s' % self.step_timeout,
+             'step_timeout'),
         ])
 
 

@@ -1,5 +1,6 @@
 """Shared test fixtures and data writers for gluon_resnest (test modules never import each other)."""
 import os
+import socket
 
 import cv2
 import mxnet as mx
@@ -7,6 +8,10 @@ import numpy as np
 import pytest
 
 from gluon_resnest.data import ImageFolder, pack_record
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Bound on every training subprocess a test starts (scheduler, server, workers, horovodrun).
+SUBPROCESS_TIMEOUT = 300
 
 # (height, width) of the images make_image_folder writes per class; odd sizes exercise crop rounding.
 SIZES = [(40, 52), (61, 45), (48, 48)]
@@ -89,3 +94,24 @@ def tiny(tmp_path_factory):
 def quick():
     """train_imagenet.py flags of a quick run on :func:`tiny` (resnest14 at 32 px, batch 8, no workers)."""
     return list(QUICK_FLAGS)
+
+
+@pytest.fixture
+def subprocess_env():
+    """Environment of a training subprocess: this checkout on PYTHONPATH, one OpenMP thread, no DMLC role."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
+    env.pop('DMLC_ROLE', None)
+    return env
+
+
+@pytest.fixture
+def ps_lite_env(subprocess_env):
+    """``ps_lite_env()``: ``subprocess_env`` plus ps-lite's variables for a scheduler, one server and two
+    workers on loopback, on a port free at the time of the call (each job gets its own)."""
+    def make():
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        return dict(subprocess_env, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(port),
+                    DMLC_NUM_SERVER='1', DMLC_NUM_WORKER='2', DMLC_INTERFACE='lo', DMLC_NODE_HOST='127.0.0.1')
+    return make

@@ -1,12 +1,18 @@
 """Checkpoints are atomic and only complete ones are resumed from."""
+import errno
 import json
+import logging
 import os
+import re
+import shutil
+import subprocess
+import sys
 
 import mxnet as mx
 import pytest
 
 from gluon_resnest.train.checkpoint import (atomic_write, checkpoint_prefix, latest_checkpoint,
-                                            read_checkpoint, save_checkpoint)
+                                            read_checkpoint, remove_incomplete, save_checkpoint)
 
 
 def _net_and_trainer():
@@ -87,3 +93,80 @@ def test_states_restore_update_count(saved):
     trainer = mx.gluon.Trainer(net.collect_params(), 'nag', {'learning_rate': 0.1, 'momentum': 0.9})
     trainer.load_states(latest_checkpoint(str(saved), 'm')['states'])
     assert trainer.optimizer.num_update == 1
+
+
+def _dead_pid():
+    proc = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True,
+                          text=True, check=True)
+    return int(proc.stdout)
+
+
+def test_interrupted_writes_are_removed_and_nothing_else(saved):
+    shutil.copy(str(saved / 'm-0002-b000005.params'), str(saved / 'm-0003.params'))  # full disk: no .states
+    dead, live = _dead_pid(), os.getpid()
+    keep = ['m-0001.params.bak', 'mm-0004.params', 'm-0004.txt', 'notes.json', 'm-0003.states.tmp-%d' % live]
+    for name in keep + ['m-0004-b000002.states.tmp-%d' % dead, 'm-0005.json.tmp-%d' % dead]:
+        (saved / name).write_bytes(b'x')
+    os.remove(str(saved / 'm-0001.json'))  # m-0001's files are leftovers now
+    before = set(os.listdir(str(saved)))
+    assert latest_checkpoint(str(saved), 'm')['json'].endswith('m-0002-b000005.json')  # never picked
+    removed = remove_incomplete(str(saved), 'm')
+    assert [os.path.basename(p) for p in removed] == [
+        'm-0001.params', 'm-0001.states', 'm-0003.params', 'm-0004-b000002.states.tmp-%d' % dead,
+        'm-0005.json.tmp-%d' % dead]
+    assert set(os.listdir(str(saved))) == before - {os.path.basename(p) for p in removed}
+    for name in ('m-0002', 'm-0002-b000005'):  # complete sets untouched and still valid
+        read_checkpoint(str(saved / (name + '.json')))
+    assert remove_incomplete(str(saved), 'm') == []
+
+
+def test_resume_lookup_cleans_and_says_so(saved, caplog):
+    (saved / 'm-0003.params').write_bytes(b'x')
+    log = logging.getLogger('test_checkpoint_clean')
+    with caplog.at_level(logging.WARNING, logger='test_checkpoint_clean'):
+        record = latest_checkpoint(str(saved), 'm', log, clean=True)
+    assert (record['epoch'], record['batch']) == (2, 5)
+    assert not (saved / 'm-0003.params').exists()
+    assert [r.getMessage() for r in caplog.records] == [
+        'removed 1 file(s) of incomplete checkpoints (interrupted write or full disk): m-0003.params']
+
+
+def test_failed_write_removes_its_own_files(saved):
+    net, trainer = _net_and_trainer()
+
+    def full_disk(path):
+        open(path, 'wb').write(b'partial')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    trainer.save_states = full_disk
+    before = sorted(os.listdir(str(saved)))
+    with pytest.raises(OSError, match='No space left'):
+        save_checkpoint(checkpoint_prefix(str(saved), 'm', 3), net, trainer, {'epoch': 3, 'batch': 0})
+    assert sorted(os.listdir(str(saved))) == before
+    assert latest_checkpoint(str(saved), 'm')['json'].endswith('m-0002-b000005.json')
+
+
+# A writer killed between its .params and its .json (as the no-progress watchdog's os._exit would).
+KILLED_WRITER = '''
+import os, sys
+sys.path.insert(0, {tests!r})
+from test_train_checkpoint import _net_and_trainer
+from gluon_resnest.train.checkpoint import checkpoint_prefix, save_checkpoint
+net, trainer = _net_and_trainer()
+real = trainer.save_states
+def killed(path):
+    real(path)
+    os._exit(124)
+trainer.save_states = killed
+save_checkpoint(checkpoint_prefix({folder!r}, 'm', 3), net, trainer, {{'epoch': 3, 'batch': 0}})
+'''
+
+
+@pytest.mark.slow
+def test_killed_writer_leaves_previous_checkpoint_and_cleanable_files(saved):
+    script = KILLED_WRITER.format(tests=os.path.dirname(os.path.abspath(__file__)), folder=str(saved))
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 124, proc.stderr[-2000:]
+    left = sorted(f for f in os.listdir(str(saved)) if f.startswith('m-0003'))
+    assert left[0] == 'm-0003.params' and re.match(r'^m-0003\.states\.tmp-\d+$', left[1]) and len(left) == 2
+    assert latest_checkpoint(str(saved), 'm')['json'].endswith('m-0002-b000005.json')
+    assert sorted(os.path.basename(p) for p in remove_incomplete(str(saved), 'm')) == left

@@ -6,7 +6,6 @@ timeout. The Horovod test skips only when Horovod is not importable (scripts/set
 """
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 
@@ -15,8 +14,7 @@ import numpy as np
 import pytest
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT = 300
+from conftest import REPO, SUBPROCESS_TIMEOUT
 
 # Runs train_imagenet.main in this worker, then saves this rank's final parameters for comparison.
 WORKER = '''
@@ -30,24 +28,12 @@ print('rank', run.dist.rank, 'of', run.dist.num_workers, 'lr', run.trainer.learn
 '''
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT)
-    env.pop('DMLC_ROLE', None)
-    return env
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _setup(tmp_path, tiny_dataset, quick):
     data = tiny_dataset(str(tmp_path / 'data'))
     out = tmp_path / 'out'
     out.mkdir()
     script = tmp_path / 'worker.py'
-    script.write_text(WORKER.format(root=ROOT, out=str(out)))
+    script.write_text(WORKER.format(root=REPO, out=str(out)))
     # 48 images / (2 workers x batch 8) = 3 batches per worker and epoch.
     args = quick + ['--data-dir', data, '--num-epochs', '2', '--save-dir', str(tmp_path / 'save'),
                     '--warmup-epochs', '1', '--dropblock-prob', '0.05']
@@ -66,13 +52,14 @@ def _check_same_params(out, save_dir):
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec('horovod') is None,
                     reason='Horovod is not installed (bash scripts/setup.d/50-horovod.sh builds it)')
-def test_horovod_two_ranks_end_identical(tmp_path, tiny_dataset, quick):
+def test_horovod_two_ranks_end_identical(tmp_path, tiny_dataset, quick, subprocess_env):
     pytest.importorskip('horovod.mxnet', reason='horovod is installed without its MXNet extension')
     script, out, args = _setup(tmp_path, tiny_dataset, quick)
     horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
     cmd = [horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', '--network-interface', 'lo',
            sys.executable, str(script)] + args + ['--kv-store', 'horovod']
-    proc = subprocess.run(cmd, env=_env(), cwd=str(tmp_path), capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(cmd, env=subprocess_env, cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=SUBPROCESS_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # lr follows the number of workers (peak 2 x 0.02, cosine to 0 at the end); 2 epochs x 3 updates each.
     assert 'rank 0 of 2 lr 0.0 updates 6' in proc.stdout and 'rank 1 of 2 lr 0.0 updates 6' in proc.stdout
@@ -80,10 +67,9 @@ def test_horovod_two_ranks_end_identical(tmp_path, tiny_dataset, quick):
 
 
 @pytest.mark.slow
-def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path, tiny_dataset, quick):
+def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path, tiny_dataset, quick, ps_lite_env):
     script, out, args = _setup(tmp_path, tiny_dataset, quick)
-    base = dict(_env(), DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(_free_port()), DMLC_NUM_SERVER='1',
-                DMLC_NUM_WORKER='2', DMLC_INTERFACE='lo', DMLC_NODE_HOST='127.0.0.1')
+    base = ps_lite_env()
     procs = []
     try:
         for role in ('scheduler', 'server'):
@@ -95,7 +81,7 @@ def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path, tiny_dataset,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                    for _ in range(2)]
         procs += workers
-        outputs = [w.communicate(timeout=TIMEOUT)[0] for w in workers]
+        outputs = [w.communicate(timeout=SUBPROCESS_TIMEOUT)[0] for w in workers]
         for worker, text in zip(workers, outputs):
             assert worker.returncode == 0, text[-3000:]
         for server in procs[:2]:

@@ -53,10 +53,11 @@ def _trainer(config, run, iters_per_epoch):
     return trainer, scheduler
 
 
-def _resume_source(config, log):
+def _resume_source(config, log, is_root):
     """What to resume from: a dict with params, states (paths or ''), epoch, batch, json; None: fresh start."""
     if config.resume:
-        record = latest_checkpoint(config.save_dir, config.model, log)
+        # Only the writer (rank 0) clears interrupted writes: other workers may share the folder.
+        record = latest_checkpoint(config.save_dir, config.model, log, clean=is_root)
         if record is None:
             log.warning('resume: no complete checkpoint of %s in %s; starting from scratch',
                         config.model, config.save_dir)
@@ -128,7 +129,7 @@ def build_run(config):
     seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
     run.net, dropblock = _network(config, run.classes, ctx)
     run.dropblock = dropblock_ramp(run.net, dropblock, config.num_epochs)
-    source = _resume_source(config, log)
+    source = _resume_source(config, log, dist.is_root)
     if source and source['params']:
         run.net.load_parameters(source['params'], ctx=ctx)
     run.trainer, run.scheduler = _trainer(config, run, run.sampler.batches_per_epoch)

@@ -12,7 +12,8 @@ middle of an epoch, e.g. on Ctrl-C) is three files:
 Every file is written to a temporary name in the same folder and moved into place with ``os.replace``;
 the JSON goes last and is the commit record. ``latest_checkpoint`` only returns a checkpoint whose JSON
 parses and whose two files match the recorded size and SHA-1, so a crash mid-write (or a truncated copy)
-is never picked and the previous checkpoint stays the one resumed from.
+is never picked and the previous checkpoint stays the one resumed from. A failed write (a full disk) removes
+the files of its own set; ``remove_incomplete`` clears what a killed writer left (``--resume`` runs it).
 """
 import glob
 import json
@@ -22,9 +23,11 @@ import re
 from ..fileio import atomic_write, sha1_of
 
 __all__ = ['checkpoint_prefix', 'checkpoint_files', 'save_checkpoint', 'latest_checkpoint', 'read_checkpoint',
-           'atomic_write']
+           'remove_incomplete', 'atomic_write']
 
 _NAME = re.compile(r'^-(\d{4,})(?:-b(\d{6,}))?\.json$')
+# Any file of a checkpoint set, or a temporary file of one being written: (extension, writer's pid or None).
+_FILE = re.compile(r'^-\d{4,}(?:-b\d{6,})?\.(params|states|json)(?:\.tmp-(\d+))?$')
 
 
 def checkpoint_prefix(save_dir, model, epoch, batch=0):
@@ -60,16 +63,23 @@ def save_checkpoint(prefix, net, trainer, meta):
         Path of the JSON record.
     """
     files = {}
-    for ext, write in (('params', net.save_parameters), ('states', trainer.save_states)):
-        path = '%s.%s' % (prefix, ext)
-        atomic_write(path, write)
-        files[ext] = dict(_digest(path), name=os.path.basename(path))
-    record = dict(meta, files=files)
 
     def _write_json(tmp):
         with open(tmp, 'w') as f:
-            json.dump(record, f, indent=1, sort_keys=True)
-    atomic_write(prefix + '.json', _write_json)
+            json.dump(dict(meta, files=files), f, indent=1, sort_keys=True)
+    written = []
+    try:
+        for ext, write in (('params', net.save_parameters), ('states', trainer.save_states)):
+            path = '%s.%s' % (prefix, ext)
+            atomic_write(path, write)
+            written.append(path)
+            files[ext] = dict(_digest(path), name=os.path.basename(path))
+        atomic_write(prefix + '.json', _write_json)
+    except BaseException:
+        # Without its JSON record the set is never resumed from: don't leave it taking space (a full disk).
+        for path in written:
+            os.remove(path)
+        raise
     return prefix + '.json'
 
 
@@ -100,11 +110,51 @@ def read_checkpoint(json_path, verify=True):
     return record
 
 
-def latest_checkpoint(save_dir, model, log=None):
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_incomplete(save_dir, model):
+    """Delete what interrupted writes of ``model``'s checkpoints left in ``save_dir``; returns the paths.
+
+    That is ``{model}-NNNN[-bNNNNNN].params``/``.states`` files without the ``.json`` record their writer
+    writes last (a killed writer, a full disk), and their ``*.tmp-PID`` files whose writer no longer runs on
+    this machine. Complete checkpoints (even damaged ones), other models' files and any other file stay.
+    """
+    removed = []
+    base = os.path.join(save_dir, model)
+    for path in glob.glob(glob.escape(base) + '-*'):
+        match = _FILE.match(path[len(base):])
+        if not match or not os.path.isfile(path):
+            continue
+        ext, pid = match.group(1), match.group(2)
+        if pid is not None:
+            orphan = not _pid_alive(int(pid))
+        else:
+            orphan = ext != 'json' and not os.path.exists(path[:-len(ext)] + 'json')
+        if orphan:
+            os.remove(path)
+            removed.append(path)
+    return sorted(removed)
+
+
+def latest_checkpoint(save_dir, model, log=None, clean=False):
     """The newest complete checkpoint of ``model`` in ``save_dir``, or None.
 
     Incomplete ones (crash mid-write, truncated files) are skipped, with a warning through ``log``.
+    ``clean=True`` first deletes the files of interrupted writes (:func:`remove_incomplete`) and says so.
     """
+    if clean:
+        removed = remove_incomplete(save_dir, model)
+        if removed and log is not None:
+            log.warning('removed %d file(s) of incomplete checkpoints (interrupted write or full disk): %s',
+                        len(removed), ', '.join(os.path.basename(p) for p in removed))
     found = []
     for path in checkpoint_files(save_dir, model, 'json'):
         match = _NAME.match(path[len(os.path.join(save_dir, model)):])

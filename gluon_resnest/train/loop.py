@@ -16,6 +16,7 @@ from ..metrics import accuracy
 from .checkpoint import checkpoint_prefix, save_checkpoint
 from .monitor import ProgressBar
 from .recipe import mixup_active, mixup_batch, smooth_labels
+from .watchdog import Watchdog
 
 __all__ = ['Run', 'TrainingDiverged', 'TrainingInterrupted', 'train', 'seed_everything']
 
@@ -38,6 +39,7 @@ class Run(object):  # pylint: disable=too-many-instance-attributes,too-few-publi
         self.history = None
         self.dropblock = None
         self.amp = None
+        self.watchdog = Watchdog(0)  # disabled; train() sets the run's own
         self.__dict__.update(fields)
 
 
@@ -124,6 +126,7 @@ def _train_epoch(run, epoch, start_batch, sigint):
     bar = ProgressBar(total, epoch, run.config.num_epochs, enabled=run.config.progress if run.dist.is_root
                       else False, initial=start_batch)
     loss_sum, seen, tic = 0.0, 0, time.time()
+    run.watchdog.beat('training batch')
     try:
         for batch, (data, label) in enumerate(run.loader, start=start_batch):
             loss = _train_step(run, epoch, data, label)
@@ -140,6 +143,7 @@ def _train_epoch(run, epoch, start_batch, sigint):
                 _save(run, epoch, batch + 1)
                 raise TrainingInterrupted('interrupted at epoch %d batch %d; checkpoint %s'
                                           % (epoch + 1, batch + 1, run.last_checkpoint))
+            run.watchdog.beat('training batch')
     finally:
         bar.close()
     steps = max(total - start_batch, 1)
@@ -171,7 +175,7 @@ def _sync_workers(run):
 
 def _validate(run):
     """Top-1/top-5 on the whole validation set (each worker takes a slice; counts are summed)."""
-    res = accuracy(run.net, run.val_loader, run.ctx)
+    res = accuracy(run.net, run.watchdog.iterate(run.val_loader, 'validation batch'), run.ctx)
     n = res['num_images']
     correct1, correct5, total = run.dist.allreduce_sum([res['top1'] * n, res['top5'] * n, n], 'val')
     return correct1 / total, correct5 / total
@@ -179,17 +183,18 @@ def _validate(run):
 
 def _save(run, epoch, batch):
     """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait)."""
+    run.watchdog.beat('checkpoint')
+    prefix = checkpoint_prefix(run.save_dir, run.config.model, epoch, batch)
     if run.dist.is_root:
         meta = {'model': run.config.model, 'classes': run.classes, 'epoch': epoch, 'batch': batch,
                 'num_update': int(run.trainer.optimizer.num_update),
                 'learning_rate': float(run.trainer.learning_rate), 'seed': run.config.seed,
                 'iters_per_epoch': run.sampler.batches_per_epoch, 'num_workers': run.dist.num_workers,
                 'config': {k: v for k, v in dataclasses.asdict(run.config).items() if _jsonable(v)}}
-        prefix = checkpoint_prefix(run.save_dir, run.config.model, epoch, batch)
         save_checkpoint(prefix, run.net, run.trainer, meta)
-        run.last_checkpoint = prefix + '.json'
-        run.log.info('saved checkpoint %s', run.last_checkpoint)
+        run.log.info('saved checkpoint %s.json', prefix)
     run.dist.barrier()
+    run.last_checkpoint = prefix + '.json'  # on every rank: its messages name the run's checkpoint
 
 
 def _jsonable(value):
@@ -199,6 +204,7 @@ def _jsonable(value):
 def _end_epoch(run, epoch, loss, speed, force_save=False):
     """Synchronise, validate, record history and checkpoint after ``epoch``."""
     config = run.config
+    run.watchdog.beat('epoch end')
     _sync_workers(run)
     top1, top5 = (float(v) for v in run.dist.allreduce_sum(
         [float(run.metrics.get()[1][0]), float(run.metrics.get()[1][1])], 'train_metrics'))
@@ -218,6 +224,13 @@ def _end_epoch(run, epoch, loss, speed, force_save=False):
     return record
 
 
+def _watchdog(run):
+    """Stops this worker when a dist kvstore call waits too long (Horovod ends a job with a dead rank itself)."""
+    dist_kvstore = run.dist.kvstore is not None and 'dist' in run.dist.kvstore.type
+    return Watchdog(run.config.step_timeout if dist_kvstore else 0, log=run.log,
+                    context=lambda: 'last checkpoint: %s' % (run.last_checkpoint or 'none'))
+
+
 def train(run):
     """Train from ``run.start_epoch``/``run.start_batch`` to ``run.config.num_epochs``.
 
@@ -228,7 +241,8 @@ def train(run):
     TrainingInterrupted
         Ctrl-C; a checkpoint of the position reached was written first.
     """
-    with _SigintFlag() as sigint:
+    run.watchdog = _watchdog(run)
+    with _SigintFlag() as sigint, run.watchdog.start():
         for epoch in range(run.start_epoch, run.config.num_epochs):
             start_batch = run.start_batch if epoch == run.start_epoch else 0
             seed_everything(run.config.seed, epoch, start_batch, run.dist.rank)
