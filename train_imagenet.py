@@ -27,8 +27,13 @@ def _data_flags(parser):
     group.add_argument('--rec-val', default='', help='validation RecordIO file')
     group.add_argument('--rec-val-idx', default='', help='its index (default: .rec -> .idx)')
     group.add_argument('--use-rec', action='store_true', help='require the RecordIO flags (GluonCV compat)')
+    group.add_argument('--data-backend', default='auto', choices=('auto', 'python', 'recordio'),
+                       help="who decodes and augments training images: 'recordio' MXNet's C++ RecordIO "
+                       "pipeline (needs --rec-train; several times faster), 'python' Gluon transforms, 'auto' "
+                       "recordio whenever --rec-train is given without --auto-aug")
     group.add_argument('-j', '--num-data-workers', dest='num_data_workers', type=int, default=4,
-                       help='data loading processes per worker (0: in the training process)')
+                       help='data loading processes per worker (0: in the training process); C++ decoding '
+                       'threads with --data-backend recordio')
     group.add_argument('--classes', type=int, default=None,
                        help='number of classes (default: class folders found, or 1000 for RecordIO)')
     group.add_argument('--input-size', type=int, default=224, help='training and validation crop size')
@@ -115,6 +120,9 @@ def _check(parser, args):
         (args.dtype == 'float16' and not args.gpus, '--dtype float16 needs --gpus (MXNet has no float16 CPU '
          'training)'),
         (args.use_rec and not args.rec_train, '--use-rec needs --rec-train'),
+        (args.data_backend == 'recordio' and not args.rec_train, '--data-backend recordio needs --rec-train'),
+        (args.data_backend == 'recordio' and args.auto_aug, '--data-backend recordio cannot apply --auto-aug '
+         '(AutoAugment has no C++ form); use --data-backend auto or python'),
         (bool(args.rec_train) != bool(args.rec_val), '--rec-train and --rec-val go together'),
         (args.resume and bool(args.resume_params or args.resume_states),
          '--resume cannot be combined with --resume-params/--resume-states'),

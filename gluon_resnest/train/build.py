@@ -6,7 +6,7 @@ from mxnet import gluon
 
 from ..model_zoo import VARIANTS, get_model
 from .checkpoint import checkpoint_files, latest_checkpoint
-from .data import load_datasets, train_loader, val_loader
+from .data import data_backend, load_datasets, recordio_train_loader, train_loader, val_loader
 from .distributed import setup_distributed
 from .loop import Run, seed_everything
 from .monitor import History, setup_logger
@@ -107,6 +107,26 @@ def _resume_states(run, source):
                  optimizer.num_update, run.trainer.learning_rate)
 
 
+def _data_threads(args, source, log):
+    """``-j`` for this run; a mid-epoch resume on the C++ path keeps the checkpoint's (its batches depend on it)."""
+    if not (source and source['batch'] and args.data_backend == 'recordio'):
+        return args.num_data_workers
+    saved = source.get('args', {})  # the flags of the run that wrote the checkpoint
+    threads = args.num_data_workers
+    if saved.get('data_backend', 'recordio') != 'recordio':
+        log.warning('the checkpoint was trained with --data-backend %s: the rest of epoch %d follows the C++ '
+                    'pipeline\'s order, so some of its images may be seen twice or not at all',
+                    saved['data_backend'], source['epoch'] + 1)
+    elif saved.get('num_data_workers', threads) != threads:
+        threads = saved['num_data_workers']
+        log.info('using the checkpoint\'s -j %d (not %d) so that epoch %d continues with the same batches',
+                 threads, args.num_data_workers, source['epoch'] + 1)
+    log.info('RecordIO: decoding the first %d batches of epoch %d again and dropping them (the C++ reader '
+             'cannot seek), so the rest of the epoch gets the images and augmentation of an uninterrupted run',
+             source['batch'], source['epoch'] + 1)
+    return threads
+
+
 def _amp(args):
     if args.dtype != 'float16':
         return None
@@ -130,15 +150,21 @@ def build_run(args):
         # One GPU per Horovod process, as the official recipe runs: the one of its local rank.
         ctx = contexts(str(dist.local_rank))
     run = Run(args=args, dist=dist, ctx=ctx, log=log, save_dir=args.save_dir, amp=_amp(args))
+    source = _resume_source(args, log)
     train_set, val_set = load_datasets(args)
     run.classes = _classes(args, train_set)
-    per_worker = argparse_copy(args, batch_size=args.batch_size * len(ctx))
-    run.loader, run.sampler = train_loader(train_set, per_worker, dist)
+    args.data_backend, reason = data_backend(args)  # resolved, so checkpoints record the path used
+    log.info(reason)
+    per_worker = argparse_copy(args, batch_size=args.batch_size * len(ctx),
+                               num_data_workers=_data_threads(args, source, log))
+    if args.data_backend == 'recordio':
+        run.loader, run.sampler = recordio_train_loader(per_worker, dist, run.classes)
+    else:
+        run.loader, run.sampler = train_loader(train_set, per_worker, dist)
     run.val_loader = val_loader(val_set, per_worker, dist) if val_set is not None else None
     seed_everything(args.seed, 0, 0, 0)  # the same initial weights on every rank and every run
     run.net, dropblock = _network(args, run.classes, ctx)
     run.dropblock = dropblock_ramp(run.net, dropblock, args.num_epochs)
-    source = _resume_source(args, log)
     if source and source['params']:
         run.net.load_parameters(source['params'], ctx=ctx)
     run.trainer, run.scheduler = _trainer(args, run, run.sampler.batches_per_epoch)

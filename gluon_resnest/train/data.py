@@ -3,15 +3,19 @@
 Both splits use the project's datasets (``gluon_resnest.data``); validation uses ``EvalTransform`` so that
 the val top-1 logged here is what ``eval.py`` measures on the saved checkpoint. The training order is a
 permutation drawn from ``(seed, epoch)``, split across workers, so a resumed run (even from the middle of
-an epoch) sees exactly the batches an uninterrupted run would.
+an epoch) sees exactly the batches an uninterrupted run would. Training from RecordIO reads through MXNet's
+C++ pipeline (:class:`~gluon_resnest.data.recordio.RecordIOTrainIter`) unless ``--data-backend python``
+or ``--auto-aug`` (no C++ form) asks for the Python transforms.
 """
 import numpy as np
 from mxnet.gluon.data import DataLoader, Dataset, Sampler
 
 from ..data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
+from ..data.recordio import RecordIOTrainIter
 from ..data.train_transforms import train_transform
 
-__all__ = ['ShardedShuffleSampler', 'load_datasets', 'train_loader', 'val_loader']
+__all__ = ['ShardedShuffleSampler', 'load_datasets', 'train_loader', 'val_loader', 'data_backend',
+           'recordio_train_loader']
 
 
 class ShardedShuffleSampler(Sampler):
@@ -94,6 +98,29 @@ def train_loader(dataset, args, dist):
     loader = DataLoader(dataset.transform_first(transform), batch_size=args.batch_size, sampler=sampler,
                         num_workers=args.num_data_workers, last_batch='discard')
     return loader, sampler
+
+
+def data_backend(args):
+    """``(backend, reason)``: 'recordio' (C++) or 'python', resolving ``--data-backend auto``."""
+    if args.data_backend == 'python':
+        return 'python', 'training images decoded and augmented in Python (--data-backend python)'
+    if not args.rec_train:
+        return 'python', 'training images decoded and augmented in Python (--data-dir folder)'
+    if args.auto_aug:
+        return 'python', ('--auto-aug: AutoAugment has no C++ form, so training images are decoded and '
+                          'augmented in Python instead of MXNet\'s C++ RecordIO pipeline')
+    return 'recordio', "training images decoded and augmented by MXNet's C++ RecordIO pipeline (%d thread(s))" \
+        % max(1, args.num_data_workers)
+
+
+def recordio_train_loader(args, dist, classes):
+    """The C++ training iterator over this worker's shard; returns it twice, as (loader, sampler)."""
+    it = RecordIOTrainIter(args.rec_train, args.rec_train_idx or None, batch_size=args.batch_size,
+                           input_size=args.input_size, min_random_area=args.min_random_area,
+                           random_mirror=bool(args.random_mirror), jitter=args.jitter_param,
+                           lighting=args.lighting_param, classes=classes, num_parts=dist.num_workers,
+                           part_index=dist.rank, seed=args.seed, threads=args.num_data_workers)
+    return it, it
 
 
 class _Shard(Dataset):
