@@ -139,8 +139,9 @@ class ImageRecord(Dataset):
     idx : str, optional
         Its index; default: ``rec`` with the extension replaced by ``.idx``.
 
-    The index is checked against the record file at construction: a ``.rec`` shorter than its index says
-    (truncated copy, or an index of another file) raises a one-line ``ValueError``.
+    The index is checked against the record file at construction (the last offset and 32 evenly spaced
+    ones must start a record that fits in the file): a truncated copy or an index of another file raises a
+    one-line ``ValueError``.
     """
 
     def __init__(self, rec, idx=None):

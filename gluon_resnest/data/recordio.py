@@ -97,7 +97,10 @@ class RecordIOTrainIter(object):  # pylint: disable=too-many-instance-attributes
             rand_mirror=bool(random_mirror), brightness=jitter, contrast=jitter, saturation=jitter,
             pca_noise=lighting, mean_r=255 * MEAN[0], mean_g=255 * MEAN[1], mean_b=255 * MEAN[2],
             std_r=255 * STD[0], std_g=255 * STD[1], std_b=255 * STD[2], num_parts=num_parts * self.threads,
-            preprocess_threads=1, round_batch=False, verbose=False)
+            preprocess_threads=1, round_batch=False, verbose=False,
+            # Plain host memory: the default pins it for GPU 0, which would open a CUDA context on GPU 0
+            # in every Horovod process; batches are copied (joined) on the host anyway.
+            device_id=-1)
 
     def set_epoch(self, epoch, start_batch=0):
         """Read ``epoch``'s order from batch ``start_batch`` on (earlier batches are decoded and dropped)."""
