@@ -1,4 +1,5 @@
 """Training batches through MXNet's C++ RecordIO pipeline: values, labels, shards, determinism, bad input."""
+import importlib.util
 import os
 import sys
 
@@ -187,9 +188,9 @@ def _rec_flags(root):
             '--classes', '3']
 
 
-def test_backend_choice_is_logged(tiny, tmp_path, caplog):
-    flags = QUICK + _rec_flags(tiny) + ['--num-epochs', '1', '--eval-frequency', '1']
-    train_imagenet.main(flags + ['--save-dir', str(tmp_path / 'a'), '--num-epochs', '1'])
+def test_backend_choice_is_logged(tiny, tmp_path):
+    flags = QUICK + _rec_flags(tiny) + ['--num-epochs', '1']
+    train_imagenet.main(flags + ['--save-dir', str(tmp_path / 'a')])
     log = open(str(tmp_path / 'a' / 'train_imagenet.log')).read()
     assert "MXNet's C++ RecordIO pipeline" in log
     args = train_imagenet.parse_args(flags + ['--auto-aug', '--save-dir', str(tmp_path / 'b')])
@@ -268,3 +269,38 @@ def test_demo_trains_from_rec_through_the_cpp_path(tmp_path):
     assert run.args.data_backend == 'recordio'
     # The folder path reaches 0.96-0.98 after 3 epochs of this recipe (0.98 after 5).
     assert run.history.records[-1]['val-top1'] >= 0.9
+
+
+HOROVOD_WORKER = """
+import sys
+sys.path.insert(0, {root!r})
+import train_imagenet
+run = train_imagenet.main(sys.argv[1:])
+run.net.save_parameters({out!r} + '/rank%d.params' % run.dist.rank)
+print('rank', run.dist.rank, type(run.loader).__name__, 'part', run.loader.part_index, 'of',
+      run.loader.num_parts, 'updates', run.trainer.optimizer.num_update)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec('horovod') is None,
+                    reason='Horovod is not installed (bash scripts/setup.d/50-horovod.sh builds it)')
+def test_horovod_workers_read_their_own_shards(tmp_path):
+    pytest.importorskip('horovod.mxnet', reason='horovod is installed without its MXNet extension')
+    import subprocess  # pylint: disable=import-outside-toplevel
+    from test_train_distributed import TIMEOUT, _check_same_params, _env  # pylint: disable=import-outside-toplevel
+    data, out = write_tiny_dataset(str(tmp_path / 'data')), tmp_path / 'out'
+    out.mkdir()
+    script = tmp_path / 'worker.py'
+    script.write_text(HOROVOD_WORKER.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                            out=str(out)))
+    horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
+    cmd = [horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', '--network-interface', 'lo', sys.executable,
+           str(script)] + QUICK + _rec_flags(data) + ['--num-epochs', '2', '--save-dir', str(tmp_path / 'save'),
+                                                      '--kv-store', 'horovod', '--data-backend', 'recordio']
+    proc = subprocess.run(cmd, env=_env(), cwd=str(tmp_path), capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # 48 records / (2 workers x batch 8): 3 batches per worker and epoch, each worker on its own part.
+    for rank in (0, 1):
+        assert 'rank %d RecordIOTrainIter part %d of 2 updates 6' % (rank, rank) in proc.stdout
+    _check_same_params(out, str(tmp_path / 'save'))

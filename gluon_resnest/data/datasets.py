@@ -185,9 +185,17 @@ class ImageRecord(Dataset):
     def read(self, key, decode=True):
         """``(image or None, int label)`` of the record with index key ``key``.
 
-        An image that does not decode raises a one-line ``ValueError`` naming the file and key.
+        ``decode=False`` reads only the record's header. An image that does not decode raises a one-line
+        ``ValueError`` naming the file and key.
         """
-        header, buf = mx.recordio.unpack(self._record.read_idx(key))
+        if decode:
+            header, buf = mx.recordio.unpack(self._record.read_idx(key))
+        else:
+            with open(self.rec, 'rb') as f:
+                f.seek(self.offsets[key] + 8)  # after the RecordIO magic and length
+                head = f.read(24)  # IRHeader: flag, label, id, id2
+                flag = struct.unpack('<I', head[:4])[0] if len(head) == 24 else 0
+                header, _ = mx.recordio.unpack(head + f.read(4 * flag))  # flag > 0: that many labels follow
         label = header.label
         if not isinstance(label, (int, float)):
             label = label[0]  # multi-label records: the first label is the class
