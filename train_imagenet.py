@@ -33,7 +33,7 @@ def _data_flags(parser):
                        "recordio whenever --rec-train is given without --auto-aug")
     group.add_argument('-j', '--num-data-workers', dest='num_data_workers', type=int, default=4,
                        help='data loading processes per worker (0: in the training process); C++ decoding '
-                       'threads with --data-backend recordio')
+                       'threads (at least 1) with --data-backend recordio')
     group.add_argument('--classes', type=int, default=None,
                        help='number of classes (default: class folders found, or 1000 for RecordIO)')
     group.add_argument('--input-size', type=int, default=224, help='training and validation crop size')
