@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from gluon_resnest import cli
-from gluon_resnest.config import KV_STORES, TrainConfig
+from gluon_resnest.config import DATA_BACKENDS, KV_STORES, TrainConfig
 from gluon_resnest.train import TrainingDiverged, TrainingInterrupted, fit
 
 
@@ -28,7 +28,12 @@ def _data_flags(parser):
     group.add_argument('--rec-val', default='', help='validation RecordIO file')
     group.add_argument('--rec-val-idx', default='', help='its index (default: .rec -> .idx)')
     group.add_argument('--use-rec', action='store_true', help='require the RecordIO flags (GluonCV compat)')
-    cli.add_workers(group)
+    group.add_argument('--data-backend', default='auto', choices=DATA_BACKENDS,
+                       help="who decodes and augments training images: 'recordio' MXNet's C++ RecordIO "
+                       "pipeline (needs --rec-train; several times faster), 'python' Gluon transforms, 'auto' "
+                       "recordio whenever --rec-train is given without --auto-aug")
+    cli.add_workers(group, help_text='data loading processes per worker (0: in the training process); C++ '
+                    'decoding threads (at least 1) with --data-backend recordio')
     group.add_argument('--classes', type=int, default=None,
                        help='number of classes (default: class folders found, or 1000 for RecordIO)')
     cli.add_input_size(group, 224, 'training and validation crop size')

@@ -77,10 +77,10 @@ def add_devices(group, extra_help=''):
                          help='GluonCV spelling: GPUs 0..N-1 (0: CPU)')
 
 
-def add_workers(group, default=4):
+def add_workers(group, default=4, help_text=None):
     """``-j/--num-data-workers``: data loading processes (0: in the main process)."""
     group.add_argument('-j', '--num-data-workers', dest='num_data_workers', type=int, default=default,
-                       help='data loading processes (0: in the main process)')
+                       help=help_text or 'data loading processes (0: in the main process)')
 
 
 def add_progress(group):

@@ -18,6 +18,7 @@ from .pretrained import eval_crop
 __all__ = ['ConfigError', 'TrainConfig', 'EvalConfig', 'ExportConfig', 'parse_devices', 'check_model',
            'KV_STORES', 'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES']
 
+DATA_BACKENDS = ('auto', 'python', 'recordio')
 KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
 EXPORT_FORMATS = ('mxnet', 'onnx', 'int8')
 CALIB_MODES = ('naive', 'entropy')
@@ -115,6 +116,7 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
     rec_val: str = ''
     rec_val_idx: str = ''
     use_rec: bool = False
+    data_backend: str = 'auto'
     num_data_workers: int = 4
     classes: Optional[int] = None
     input_size: int = 224
@@ -205,6 +207,12 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
             (self.crop_ratio is not None and not 0 < self.crop_ratio <= 1, '{} must be in (0, 1]',
              'crop_ratio'),
             (self.use_rec and not self.rec_train, '{} needs {}', 'use_rec', 'rec_train'),
+            (self.data_backend not in DATA_BACKENDS, '{} must be one of %s, got %r'
+             % (', '.join(DATA_BACKENDS), self.data_backend), 'data_backend'),
+            (self.data_backend == 'recordio' and not self.rec_train, '{} recordio needs {}', 'data_backend',
+             'rec_train'),
+            (self.data_backend == 'recordio' and self.auto_aug, '{} recordio cannot apply {} (AutoAugment has '
+             'no C++ form); use auto or python', 'data_backend', 'auto_aug'),
             (bool(self.rec_train) != bool(self.rec_val), '{} and {} go together', 'rec_train', 'rec_val'),
         ])
 

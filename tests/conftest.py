@@ -115,3 +115,14 @@ def ps_lite_env(subprocess_env):
         return dict(subprocess_env, DMLC_PS_ROOT_URI='127.0.0.1', DMLC_PS_ROOT_PORT=str(port),
                     DMLC_NUM_SERVER='1', DMLC_NUM_WORKER='2', DMLC_INTERFACE='lo', DMLC_NODE_HOST='127.0.0.1')
     return make
+
+
+def assert_ranks_identical(out, save_dir):
+    """Both ranks of a 2-worker run saved identical parameters to ``out``, and rank 0 alone wrote ``save_dir``."""
+    ranks = [{k: v.asnumpy() for k, v in mx.nd.load(os.path.join(str(out), 'rank%d.params' % r)).items()}
+             for r in (0, 1)]
+    assert sorted(ranks[0]) == sorted(ranks[1])
+    for name in ranks[0]:
+        np.testing.assert_array_equal(ranks[0][name], ranks[1][name], err_msg=name)
+    files = sorted(os.listdir(save_dir))  # written by rank 0 only, once
+    assert 'resnest14-0002.params' in files and 'history.json' in files

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 
-from conftest import REPO, SUBPROCESS_TIMEOUT
+from conftest import REPO, SUBPROCESS_TIMEOUT, assert_ranks_identical
 
 # Runs train_imagenet.main in this worker, then saves this rank's final parameters for comparison.
 WORKER = '''
@@ -40,15 +40,6 @@ def _setup(tmp_path, tiny_dataset, quick):
     return script, out, args
 
 
-def _check_same_params(out, save_dir):
-    ranks = [{k: v.asnumpy() for k, v in mx.nd.load(str(out / ('rank%d.params' % r))).items()} for r in (0, 1)]
-    assert sorted(ranks[0]) == sorted(ranks[1])
-    for name in ranks[0]:
-        np.testing.assert_array_equal(ranks[0][name], ranks[1][name], err_msg=name)
-    files = sorted(os.listdir(save_dir))  # written by rank 0 only, once
-    assert 'resnest14-0002.params' in files and 'history.json' in files
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec('horovod') is None,
                     reason='Horovod is not installed (bash scripts/setup.d/50-horovod.sh builds it)')
@@ -63,7 +54,7 @@ def test_horovod_two_ranks_end_identical(tmp_path, tiny_dataset, quick, subproce
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     # lr follows the number of workers (peak 2 x 0.02, cosine to 0 at the end); 2 epochs x 3 updates each.
     assert 'rank 0 of 2 lr 0.0 updates 6' in proc.stdout and 'rank 1 of 2 lr 0.0 updates 6' in proc.stdout
-    _check_same_params(out, str(tmp_path / 'save'))
+    assert_ranks_identical(out, str(tmp_path / 'save'))
 
 
 @pytest.mark.slow
@@ -93,4 +84,4 @@ def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path, tiny_dataset,
                 proc.wait()
     assert any('rank 0 of 2' in t for t in outputs) and any('rank 1 of 2' in t for t in outputs)
     assert all('updates 6' in t for t in outputs)
-    _check_same_params(out, str(tmp_path / 'save'))
+    assert_ranks_identical(out, str(tmp_path / 'save'))

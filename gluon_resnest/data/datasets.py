@@ -152,8 +152,9 @@ class ImageRecord(Dataset):
     idx : str, optional
         Its index; default: ``rec`` with the extension replaced by ``.idx``.
 
-    The index is checked against the record file at construction: a ``.rec`` shorter than its index says
-    (truncated copy, or an index of another file) raises a one-line ``ValueError``.
+    The index is checked against the record file at construction (the last offset and 32 evenly spaced
+    ones must start a record that fits in the file): a truncated copy or an index of another file raises a
+    one-line ``ValueError``.
     """
 
     def __init__(self, rec, idx=None):
@@ -166,32 +167,55 @@ class ImageRecord(Dataset):
         self._record = mx.recordio.MXIndexedRecordIO(idx, rec, 'r')
         if not self._record.keys:
             raise ValueError('record index %s is empty' % idx)
-        self._check_last_record()
+        self._check_offsets()
 
-    def _check_last_record(self):
-        """Raise unless the record the index places last lies wholly inside the .rec file."""
-        offset = max(self._record.idx.values())
+    def _check_offsets(self):
+        """Raise unless records start at the last and at evenly spaced sampled offsets of the index.
+
+        Catches a truncated ``.rec`` and an index of another file without reading the whole file.
+        """
+        offsets = sorted(self._record.idx.values())
         size = os.path.getsize(self.rec)
+        sample = offsets[::max(1, len(offsets) // 32)] + offsets[-1:]
         with open(self.rec, 'rb') as f:
-            f.seek(offset)
-            header = f.read(8)
-        if len(header) == 8:
-            magic, lrecord = struct.unpack('<II', header)
-            # The low 29 bits hold the length; the top 3 flag multi-part records.
-            end = offset + 8 + (lrecord & ((1 << 29) - 1))
-            if magic == _REC_MAGIC and end <= size:
-                return
-        raise ValueError('%s does not match index %s: the index points at offset %d but the record file '
-                         'has %d bytes or no record there (truncated .rec or mismatched .idx)'
-                         % (self.rec, self.idx, offset, size))
+            for offset in sample:
+                f.seek(offset)
+                header = f.read(8)
+                if len(header) == 8:
+                    magic, lrecord = struct.unpack('<II', header)
+                    # The low 29 bits hold the length; the top 3 flag multi-part records.
+                    if magic == _REC_MAGIC and offset + 8 + (lrecord & ((1 << 29) - 1)) <= size:
+                        continue
+                raise ValueError('%s does not match index %s: the index points at offset %d but the record '
+                                 'file has %d bytes or no record there (truncated .rec or mismatched .idx)'
+                                 % (self.rec, self.idx, offset, size))
 
-    def __getitem__(self, idx):
-        key = self._record.keys[idx]
-        header, buf = mx.recordio.unpack(self._record.read_idx(key))
+    @property
+    def offsets(self):
+        """``{index key: byte offset in the .rec}``."""
+        return self._record.idx
+
+    def read(self, key, decode=True):
+        """``(image or None, int label)`` of the record with index key ``key``.
+
+        ``decode=False`` reads only the record's header. An image that does not decode raises a one-line
+        ``ValueError`` naming the file and key.
+        """
+        if decode:
+            header, buf = mx.recordio.unpack(self._record.read_idx(key))
+        else:
+            with open(self.rec, 'rb') as f:
+                f.seek(self.offsets[key] + 8)  # after the RecordIO magic and length
+                head = f.read(24)  # IRHeader: flag, label, id, id2
+                flag = struct.unpack('<I', head[:4])[0] if len(head) == 24 else 0
+                header, _ = mx.recordio.unpack(head + f.read(4 * flag))  # flag > 0: that many labels follow
         label = header.label
         if not isinstance(label, (int, float)):
             label = label[0]  # multi-label records: the first label is the class
-        return _decode(buf, '%s record %s' % (self.rec, key)), int(label)
+        return (_decode(buf, '%s record %s' % (self.rec, key)) if decode else None), int(label)
+
+    def __getitem__(self, idx):
+        return self.read(self._record.keys[idx])
 
     def __len__(self):
         return len(self._record.keys)

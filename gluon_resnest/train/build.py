@@ -1,4 +1,5 @@
 """Assemble a training run from a :class:`~gluon_resnest.config.TrainConfig`: data, network, trainer, resume."""
+import dataclasses
 import os
 
 import mxnet as mx
@@ -9,7 +10,7 @@ from ..devices import contexts
 from ..metrics import topk_metrics
 from ..model_zoo import VARIANTS, get_model
 from .checkpoint import checkpoint_files, latest_checkpoint
-from .data import load_datasets, train_loader, val_loader
+from .data import data_backend, load_datasets, recordio_train_loader, train_loader, val_loader
 from .distributed import setup_distributed
 from .loop import Run, seed_everything, train
 from .monitor import History, setup_logger
@@ -96,6 +97,26 @@ def _resume_states(run, source):
                  optimizer.num_update, run.trainer.learning_rate)
 
 
+def _data_threads(config, source, log):
+    """``-j`` for this run; a mid-epoch resume on the C++ path keeps the checkpoint's (its batches depend on it)."""
+    if not (source and source['batch'] and config.data_backend == 'recordio'):
+        return config.num_data_workers
+    saved = source.get('config', {})  # the settings of the run that wrote the checkpoint
+    threads = config.num_data_workers
+    if saved.get('data_backend', 'recordio') != 'recordio':
+        log.warning('the checkpoint was trained with --data-backend %s: the rest of epoch %d follows the C++ '
+                    'pipeline\'s order, so some of its images may be seen twice or not at all',
+                    saved['data_backend'], source['epoch'] + 1)
+    elif saved.get('num_data_workers', threads) != threads:
+        threads = saved['num_data_workers']
+        log.info('using the checkpoint\'s -j %d (not %d) so that epoch %d continues with the same batches',
+                 threads, config.num_data_workers, source['epoch'] + 1)
+    log.info('RecordIO: decoding the first %d batches of epoch %d again and dropping them (the C++ reader '
+             'cannot seek), so the rest of the epoch gets the images and augmentation of an uninterrupted run',
+             source['batch'], source['epoch'] + 1)
+    return threads
+
+
 def _amp(config):
     if config.dtype != 'float16':
         return None
@@ -121,15 +142,23 @@ def build_run(config):
         # One GPU per Horovod process, as the official recipe runs: the one of its local rank.
         ctx = contexts([dist.local_rank])
     run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=config.save_dir, amp=_amp(config))
+    source = _resume_source(config, log, dist.is_root)
     train_set, val_set = load_datasets(config)
     run.classes = _classes(config, train_set)
+    backend, reason = data_backend(config)
+    log.info(reason)
+    # Resolved, so that checkpoints record the path used.
+    config = run.config = dataclasses.replace(config, data_backend=backend)
     per_worker = config.batch_size * len(ctx)
-    run.loader, run.sampler = train_loader(train_set, config, dist, per_worker)
+    if backend == 'recordio':
+        run.loader, run.sampler = recordio_train_loader(config, dist, run.classes, per_worker,
+                                                        _data_threads(config, source, log))
+    else:
+        run.loader, run.sampler = train_loader(train_set, config, dist, per_worker)
     run.val_loader = val_loader(val_set, config, dist, per_worker) if val_set is not None else None
     seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
     run.net, dropblock = _network(config, run.classes, ctx)
     run.dropblock = dropblock_ramp(run.net, dropblock, config.num_epochs)
-    source = _resume_source(config, log, dist.is_root)
     if source and source['params']:
         run.net.load_parameters(source['params'], ctx=ctx)
     run.trainer, run.scheduler = _trainer(config, run, run.sampler.batches_per_epoch)

@@ -3,15 +3,19 @@
 Both splits use the project's datasets (``gluon_resnest.data``); validation uses ``EvalTransform`` so that
 the val top-1 logged here is what ``eval.py`` measures on the saved checkpoint. The training order is a
 permutation drawn from ``(seed, epoch)``, split across workers, so a resumed run (even from the middle of
-an epoch) sees exactly the batches an uninterrupted run would.
+an epoch) sees exactly the batches an uninterrupted run would. Training from RecordIO reads through MXNet's
+C++ pipeline (:class:`~gluon_resnest.data.recordio.RecordIOTrainIter`) unless ``--data-backend python``
+or ``--auto-aug`` (no C++ form) asks for the Python transforms.
 """
 import numpy as np
 from mxnet.gluon.data import DataLoader, Dataset, Sampler
 
 from ..data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
+from ..data.recordio import RecordIOTrainIter
 from ..data.train_transforms import train_transform
 
-__all__ = ['ShardedShuffleSampler', 'load_datasets', 'train_loader', 'val_loader']
+__all__ = ['ShardedShuffleSampler', 'load_datasets', 'train_loader', 'val_loader', 'data_backend',
+           'recordio_train_loader']
 
 
 class ShardedShuffleSampler(Sampler):
@@ -96,6 +100,29 @@ def train_loader(dataset, config, dist, batch_size):
     loader = DataLoader(dataset.transform_first(transform), batch_size=batch_size, sampler=sampler,
                         num_workers=config.num_data_workers, last_batch='discard')
     return loader, sampler
+
+
+def data_backend(config):
+    """``(backend, reason)``: 'recordio' (C++) or 'python', resolving ``data_backend='auto'``."""
+    if config.data_backend == 'python':
+        return 'python', 'training images decoded and augmented in Python (data_backend python)'
+    if not config.rec_train:
+        return 'python', 'training images decoded and augmented in Python (image folder)'
+    if config.auto_aug:
+        return 'python', ('--auto-aug: AutoAugment has no C++ form, so training images are decoded and '
+                          'augmented in Python instead of MXNet\'s C++ RecordIO pipeline')
+    return 'recordio', "training images decoded and augmented by MXNet's C++ RecordIO pipeline (%d thread(s))" \
+        % max(1, config.num_data_workers)
+
+
+def recordio_train_loader(config, dist, classes, batch_size, threads):
+    """The C++ training iterator over this worker's shard; returns it twice, as (loader, sampler)."""
+    it = RecordIOTrainIter(config.rec_train, config.rec_train_idx or None, batch_size=batch_size,
+                           input_size=config.input_size, min_random_area=config.min_random_area,
+                           random_mirror=bool(config.random_mirror), jitter=config.jitter_param,
+                           lighting=config.lighting_param, classes=classes, num_parts=dist.num_workers,
+                           part_index=dist.rank, seed=config.seed, threads=threads)
+    return it, it
 
 
 class _Shard(Dataset):
