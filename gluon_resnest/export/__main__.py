@@ -20,7 +20,7 @@ from ..model_zoo import list_models
 from .common import build_network, default_input_size
 from .int8_export import CALIB_MODES, GRANULARITIES, calibration_images, export_int8
 from .mxnet_export import MXNET_ATOL, export_mxnet
-from .onnx_export import ONNX_ATOL, ONNX_OPSET, export_onnx
+from .onnx_export import ONNX_OPSET, export_onnx
 
 FORMATS = ('mxnet', 'onnx', 'int8')
 
@@ -95,7 +95,7 @@ def report(args, result):
     elif result['max_abs_diff'] is None:
         print('self-check: onnx.checker passed at opset %d (onnxruntime comparison skipped)' % ONNX_OPSET)
     else:
-        tol = ONNX_ATOL if args.format == 'onnx' else MXNET_ATOL
+        tol = result['tolerance'] if args.format == 'onnx' else MXNET_ATOL
         print('self-check: reloaded %s output equals the network\'s (max |diff| %.3g < %g)'
               % (args.format, result['max_abs_diff'], tol))
 

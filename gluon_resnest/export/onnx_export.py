@@ -164,12 +164,13 @@ def export_onnx(net, out_dir, name, input_size=224, batch_size=1, preprocess=Fal
         Free batch dimension (checked at ``batch_size`` and ``batch_size + 1``).
     check : bool
         Run ``onnx.checker``; with ``runtime_check`` also compare onnxruntime's output with the
-        network's (max abs diff < 1e-4).
+        network's (max abs diff < 1e-4 times the largest output magnitude, at least 1).
 
     Returns
     -------
     dict
-        ``onnx`` (path) and ``max_abs_diff`` (None without the runtime check).
+        ``onnx`` (path), ``max_abs_diff`` and the ``tolerance`` it was held to (both None without
+        the runtime check).
     """
     name = name if name.endswith('.onnx') else name + '.onnx'
     shape = input_shape(batch_size, input_size, preprocess)
@@ -188,13 +189,16 @@ def export_onnx(net, out_dir, name, input_size=224, batch_size=1, preprocess=Fal
             _export_file(os.path.join(tmp, 'graph-symbol.json'),
                          os.path.join(tmp, 'graph-0000.params'), onnx_file, shape,
                          'uint8' if preprocess else 'float32', dynamic)
-            diff = None
+            diff = tol = None
             if expected is not None:
                 actual = run_onnxruntime(onnx_file, [x.asnumpy() for x in xs])
-                diff = max(compare_outputs(e, a, ONNX_ATOL, 'onnxruntime on %s' % name)
+                # onnxruntime folds BatchNorm into the convolutions: float32 rounds differently,
+                # by amounts in proportion to the values, so the tolerance scales with the logits.
+                tol = ONNX_ATOL * max([1.0] + [float(np.abs(e).max()) for e in expected])
+                diff = max(compare_outputs(e, a, tol, 'onnxruntime on %s' % name)
                            for e, a in zip(expected, actual))
             final = os.path.join(os.path.abspath(out_dir), name)
             os.replace(onnx_file, final)
     block.hybridize(active=False)
     net.hybridize(active=was_hybridized)
-    return {'onnx': final, 'max_abs_diff': diff}
+    return {'onnx': final, 'max_abs_diff': diff, 'tolerance': tol}
