@@ -233,6 +233,29 @@ def speed(args, folder, results):
             torch.close()
 
 
+FORM_NAMES = {'mxnet': 'MXNet symbol (fp32)', 'mxnet-fused': 'MXNet symbol, oneDNN-fused (fp32)',
+              'int8': 'MXNet INT8 (oneDNN)', 'onnx': 'ONNX in onnxruntime (fp32)',
+              'torch': 'PyTorch official, eager (fp32)'}
+
+
+def markdown_table(results):
+    """The README's table of ``results``: images/s per batch size, ratio to PyTorch, accuracy change."""
+    batches = results['batch_sizes']
+    has_torch = 'torch_b%d_img_per_s' % batches[0] in results
+    head = ['form'] + ['batch %d, images/s' % b for b in batches]
+    head += ['vs PyTorch, batch %d' % b for b in batches] if has_torch else []
+    lines = ['| %s | top-1 change |' % ' | '.join(head), '|%s' % ('---|' * (len(head) + 1))]
+    for form, name in FORM_NAMES.items():
+        if '%s_b%d_img_per_s' % (form, batches[0]) not in results:
+            continue
+        cells = [name] + ['%.1f' % results['%s_b%d_img_per_s' % (form, b)] for b in batches]
+        cells += ['%.2fx' % results['%s_b%d_vs_torch' % (form, b)] for b in batches] if has_torch else []
+        change = '' if form != 'int8' else ('%+.2f points' % results['top1_change']
+                                            if 'top1_change' in results else 'see --val-data')
+        lines.append('| %s | %s |' % (' | '.join(cells), change))
+    return '\n'.join(lines)
+
+
 def main(args=None):
     """Run the benchmark and print (and optionally save) the results."""
     args = parse_args() if args is None else args
@@ -250,6 +273,8 @@ def main(args=None):
             results.update(top1(blocks, args))
     for key, value in results.items():
         print('%-24s %s' % (key, '%.4g' % value if isinstance(value, float) else value))
+    print('\n%s\n\n%s, %s threads, %s' % (markdown_table(results), results['cpu'],
+                                            results['omp_num_threads'], results['date']))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)

@@ -449,5 +449,11 @@ def test_bench_deploy_reports_the_deployed_top1(tmp_path, digits_folder):
         assert min(rates.values()) > 0
         assert results['best_fp32_b%d' % batch] == max(bench_deploy.FP32_FORMS, key=rates.get)
     assert 'torch_b1_img_per_s' not in results  # no --torch-python given
+    rows = bench_deploy.markdown_table(results).splitlines()[2:]
+    assert [row.split(' | ')[0] for row in rows] == ['| MXNet symbol (fp32)',
+                                                     '| MXNet symbol, oneDNN-fused (fp32)',
+                                                     '| MXNet INT8 (oneDNN)', '| ONNX in onnxruntime (fp32)']
+    assert rows[2].endswith('| %+.2f points |' % results['top1_change'])
+    assert rows[3].split(' | ')[1:3] == ['%.1f' % results['onnx_b%d_img_per_s' % b] for b in (1, 2)]
     with open(str(tmp_path / 'bench.json')) as f:
         assert json.load(f)['int8_b2_speedup'] == pytest.approx(results['int8_b2_speedup'])
