@@ -19,10 +19,53 @@ import os
 import subprocess
 import sys
 
-__all__ = ['TorchOfficial']
+__all__ = ['JsonLinesProcess', 'TorchOfficial']
 
 
-class TorchOfficial(object):
+class JsonLinesProcess(object):
+    """A persistent subprocess that answers one JSON request per line with one JSON line.
+
+    Parameters
+    ----------
+    argv : list of str
+        Command of the server (this file's ``--serve``, or ``gluon_resnest/export/ort_run.py --serve``).
+    env : dict
+        Its environment.
+    label : str
+        How errors name the server (the option that chose its interpreter).
+    """
+
+    def __init__(self, argv, env, label):
+        self._label = label
+        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                      universal_newlines=True, bufsize=1)
+
+    def _request(self, message):
+        self._proc.stdin.write(json.dumps(message) + '\n')
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        if not line:
+            code = self._proc.wait()
+            raise RuntimeError('the %s process exited (status %s); its error is above' % (self._label, code))
+        reply = json.loads(line)
+        if 'error' in reply:
+            raise RuntimeError('%s: %s' % (self._label, reply['error']))
+        return reply
+
+    def close(self):
+        """Stop the subprocess."""
+        if self._proc.poll() is None:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=60)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class TorchOfficial(JsonLinesProcess):
     """Client of a persistent torch subprocess that times the official ResNeSt models.
 
     Parameters
@@ -38,22 +81,9 @@ class TorchOfficial(object):
             raise FileNotFoundError('--torch-python %s: no such interpreter' % python)
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         env.pop('PYTHONPATH', None)  # the torch venv resolves its own packages only
-        self._proc = subprocess.Popen([python, os.path.abspath(__file__), '--serve', str(threads)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                      universal_newlines=True, bufsize=1)
+        super(TorchOfficial, self).__init__(
+            [python, os.path.abspath(__file__), '--serve', str(threads)], env, '--torch-python')
         self.versions = self._request({'op': 'hello'})
-
-    def _request(self, message):
-        self._proc.stdin.write(json.dumps(message) + '\n')
-        self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
-        if not line:
-            code = self._proc.wait()
-            raise RuntimeError('the --torch-python process exited (status %s); its error is above' % code)
-        reply = json.loads(line)
-        if 'error' in reply:
-            raise RuntimeError('--torch-python: %s' % reply['error'])
-        return reply
 
     def seconds(self, op, model, batch, size, iters=1):
         """Wall seconds of ``iters`` consecutive ``op`` calls ('inference' or 'training') on one batch."""
@@ -66,18 +96,6 @@ class TorchOfficial(object):
     def peak_rss_mib(self):
         """Peak resident memory of the torch process so far, in MiB."""
         return self._request({'op': 'peak_rss'})['mib']
-
-    def close(self):
-        """Stop the subprocess."""
-        if self._proc.poll() is None:
-            self._proc.stdin.close()
-            self._proc.wait(timeout=60)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ---- the server side: runs under the --torch-python interpreter, never imported by MXNet code ----

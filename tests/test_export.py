@@ -113,6 +113,37 @@ def _ort_python_or_skip():
     return python
 
 
+# onnxruntime prints this once per parameter when a parameter is also a graph input.
+INITIALIZER_AS_INPUT = 'appears in graph inputs and will not be treated as constant'
+
+
+def _ort_load_log(python, onnx_file):
+    """What onnxruntime logs at warning severity while loading ``onnx_file``."""
+    code = ('import sys, onnxruntime as ort; ort.set_default_logger_severity(2); '
+            'ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])')
+    proc = subprocess.run([python, '-c', code, onnx_file], capture_output=True, text=True,
+                          timeout=300, check=True)
+    return proc.stdout + proc.stderr
+
+
+def _assert_clean_graph(model, onnx_file, net, python, tmp_path):
+    """Only ``data`` is a graph input, every parameter an initializer, and onnxruntime loads it
+    without a warning; the same graph with its parameters as inputs too (as mxnet's exporter writes
+    it) does warn, so the log is really captured."""
+    assert [i.name for i in model.graph.input] == ['data']
+    assert set(net.collect_params().keys()) <= {init.name for init in model.graph.initializer}
+    assert '[W:onnxruntime' not in _ort_load_log(python, onnx_file)
+    import onnx  # pylint: disable=import-outside-toplevel
+    as_exported = onnx.ModelProto()
+    as_exported.CopyFrom(model)
+    as_exported.graph.input.extend(onnx.helper.make_tensor_value_info(init.name, init.data_type,
+                                                                      init.dims)
+                                   for init in model.graph.initializer)
+    onnx.save(as_exported, str(tmp_path / 'as_exported.onnx'))
+    assert _ort_load_log(python, str(tmp_path / 'as_exported.onnx')).count(INITIALIZER_AS_INPUT) \
+        == len(model.graph.initializer)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('dynamic', [False, True], ids=['static', 'dynamic-batch'])
 def test_onnx_export_runs_equal_in_onnxruntime(tmp_path, dynamic):
@@ -120,27 +151,61 @@ def test_onnx_export_runs_equal_in_onnxruntime(tmp_path, dynamic):
     python = _ort_python_or_skip()
     net = _net('resnest14', dropblock_prob=0.1)
     x = _random_batch(batch=2)
-    result = export_onnx(net, str(tmp_path), 'r14', input_size=SIZE, batch_size=2, dynamic=dynamic)
+    result = export_onnx(net, str(tmp_path / 'out'), 'r14', input_size=SIZE, batch_size=2,
+                         dynamic=dynamic)
     model = onnx.load(result['onnx'])
     onnx.checker.check_model(model)
     assert [o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')] == [13]
     assert not {n.op_type for n in model.graph.node} & {'Dropout', 'RandomUniform', 'RandomNormal',
                                                         'RandomUniformLike', 'Bernoulli'}
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value if d.HasField('dim_value') else None for d in dims] \
+        == [None if dynamic else 2, 3, SIZE, SIZE]
     inputs = [x.asnumpy()] + ([_random_batch(batch=3, seed=2).asnumpy()] if dynamic else [])
     outputs = onnx_export.run_onnxruntime(result['onnx'], inputs, python=python)
     for array, output in zip(inputs, outputs):
         assert np.abs(output - net(mx.nd.array(array)).asnumpy()).max() < 1e-4
-    assert os.listdir(str(tmp_path)) == ['r14.onnx']
+    assert os.listdir(str(tmp_path / 'out')) == ['r14.onnx']
+    _assert_clean_graph(model, result['onnx'], net, python, tmp_path)
 
 
 @pytest.mark.slow
 def test_onnx_preprocess_graph_takes_uint8_images(tmp_path):
+    import onnx  # pylint: disable=import-outside-toplevel
     python = _ort_python_or_skip()
     net = _net('resnest14')
     images = np.random.RandomState(4).randint(0, 256, size=(1, SIZE, SIZE, 3)).astype(np.uint8)
-    result = export_onnx(net, str(tmp_path), 'pre', input_size=SIZE, preprocess=True)
+    result = export_onnx(net, str(tmp_path / 'out'), 'pre', input_size=SIZE, preprocess=True)
     output, = onnx_export.run_onnxruntime(result['onnx'], [images], python=python)
     assert np.abs(output - net(_normalise_reference(images)).asnumpy()).max() < 1e-4
+    model = onnx.load(result['onnx'])
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    _assert_clean_graph(model, result['onnx'], net, python, tmp_path)
+
+
+def test_clean_graph_keeps_parameters_as_initializers_only():
+    from onnx import TensorProto, checker, helper, numpy_helper  # pylint: disable=import-outside-toplevel
+    weight = numpy_helper.from_array(np.ones((2, 2), np.float32), 'w')
+    unused = numpy_helper.from_array(np.zeros(1, np.int64), 'unused_axes')
+    graph = helper.make_graph(
+        [helper.make_node('MatMul', ['data', 'w'], ['out'])], 'g',
+        [helper.make_tensor_value_info('data', TensorProto.FLOAT, [1, 2]),
+         helper.make_tensor_value_info('w', TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info('out', TensorProto.FLOAT, [1, 2])], [weight, unused])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
+    assert onnx_export.clean_graph(model) == (1, 1)
+    assert [i.name for i in model.graph.input] == ['data']
+    assert [init.name for init in model.graph.initializer] == ['w']
+    checker.check_model(model)
+    assert onnx_export.clean_graph(model) == (0, 0)
+
+
+def test_onnx_export_rejects_a_graph_with_extra_inputs(tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_export, 'clean_graph', lambda model: (0, 0))
+    with pytest.raises(ExportCheckError, match='has graph inputs data, resnest_'):
+        export_onnx(_net('resnest14'), str(tmp_path / 'out'), 'r14', input_size=32,
+                    runtime_check=False)
+    assert not (tmp_path / 'out').exists()
 
 
 def test_onnx_runner_failure_is_reported(tmp_path):
@@ -381,6 +446,7 @@ def test_self_check_detects_a_different_graph(tmp_path):
 
 @pytest.mark.slow
 def test_bench_deploy_reports_the_deployed_top1(tmp_path, digits_folder):
+    _ort_python_or_skip()  # the benchmark times the ONNX file in onnxruntime too
     sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
     try:
         import bench_deploy  # pylint: disable=import-outside-toplevel
@@ -394,12 +460,23 @@ def test_bench_deploy_reports_the_deployed_top1(tmp_path, digits_folder):
     expected_top1 = 100.0 * np.mean(net(images).argmax(axis=1).asnumpy() == labels)
     results = bench_deploy.main(bench_deploy.parse_args([
         '--model', 'resnest14', '--params-file', str(tmp_path / 'digits.params'), '--input-size',
-        str(SIZE), '--batch-size', '4', '--warmup', '1', '--runs', '1', '--iters', '1',
-        '--calib-data', digits_folder, '--num-calib-batches', '2', '--val-data', digits_folder,
-        '--json', str(tmp_path / 'bench.json')]))
+        str(SIZE), '--batch-sizes', '1', '2', '--batch-size', '4', '--warmup', '1', '--runs', '1',
+        '--images', '2', '--calib-data', digits_folder, '--num-calib-batches', '2', '--val-data',
+        digits_folder, '--json', str(tmp_path / 'bench.json')]))
     assert results['val_images'] == 40
     assert results['fp32_top1'] == pytest.approx(expected_top1)
     assert results['top1_change'] == pytest.approx(results['int8_top1'] - results['fp32_top1'])
-    assert results['fp32_img_per_s'] > 0 and results['int8_img_per_s'] > 0
+    for batch in (1, 2):
+        rates = {form: results['%s_b%d_img_per_s' % (form, batch)]
+                 for form in ('mxnet', 'mxnet-fused', 'int8', 'onnx')}
+        assert min(rates.values()) > 0
+        assert results['best_fp32_b%d' % batch] == max(bench_deploy.FP32_FORMS, key=rates.get)
+    assert 'torch_b1_img_per_s' not in results  # no --torch-python given
+    rows = bench_deploy.markdown_table(results).splitlines()[2:]
+    assert [row.split(' | ')[0] for row in rows] == ['| MXNet symbol (fp32)',
+                                                     '| MXNet symbol, oneDNN-fused (fp32)',
+                                                     '| MXNet INT8 (oneDNN)', '| ONNX in onnxruntime (fp32)']
+    assert rows[2].endswith('| %+.2f points |' % results['top1_change'])
+    assert rows[3].split(' | ')[1:3] == ['%.1f' % results['onnx_b%d_img_per_s' % b] for b in (1, 2)]
     with open(str(tmp_path / 'bench.json')) as f:
-        assert json.load(f)['int8_speedup'] == pytest.approx(results['int8_speedup'])
+        assert json.load(f)['int8_b2_speedup'] == pytest.approx(results['int8_b2_speedup'])

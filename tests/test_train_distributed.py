@@ -9,8 +9,6 @@ import os
 import subprocess
 import sys
 
-import mxnet as mx
-import numpy as np
 import pytest
 
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import mxnet as mx
 import pytest
 
 from conftest import QUICK_FLAGS, REPO, SUBPROCESS_TIMEOUT, write_tiny_dataset

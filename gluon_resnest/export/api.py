@@ -10,7 +10,7 @@ from ..config import ExportConfig
 from .common import build_network
 from .int8_export import calibration_images, export_int8
 from .mxnet_export import MXNET_ATOL, export_mxnet
-from .onnx_export import ONNX_ATOL, ONNX_OPSET, export_onnx
+from .onnx_export import ONNX_OPSET, export_onnx
 
 __all__ = ['export', 'report']
 
@@ -63,7 +63,7 @@ def report(config, result):
     elif result['max_abs_diff'] is None:
         lines.append('self-check: onnx.checker passed at opset %d (onnxruntime comparison skipped)' % ONNX_OPSET)
     else:
-        tol = ONNX_ATOL if config.format == 'onnx' else MXNET_ATOL
+        tol = result['tolerance'] if config.format == 'onnx' else MXNET_ATOL
         lines.append('self-check: reloaded %s output equals the network\'s (max |diff| %.3g < %g)'
                      % (config.format, result['max_abs_diff'], tol))
     return lines

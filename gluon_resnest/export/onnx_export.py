@@ -18,7 +18,8 @@ from .common import (ExportCheckError, compare_outputs, deploy_block, input_shap
                      random_input)
 from .mxnet_export import eager_output, trace_clean
 
-__all__ = ['ONNX_OPSET', 'ORT_PYTHON_ENV', 'export_onnx', 'ort_python', 'run_onnxruntime']
+__all__ = ['ONNX_OPSET', 'ORT_PYTHON_ENV', 'clean_graph', 'export_onnx', 'ort_python',
+           'run_onnxruntime']
 
 ONNX_OPSET = 13
 ONNX_ATOL = 1e-4
@@ -68,10 +69,43 @@ def _export_file(sym_file, params_file, onnx_file, shape, dtype, dynamic):
                                 onnx_file_path=onnx_file, dynamic=dynamic,
                                 dynamic_input_shapes=dynamic_shapes)
     model = onnx.load(onnx_file)
+    if any(clean_graph(model)):
+        onnx.save(model, onnx_file)
     onnx.checker.check_model(model)
+    inputs = [i.name for i in model.graph.input]
+    if inputs != ['data']:
+        raise ExportCheckError('%s has graph inputs %s, expected only "data"'
+                               % (onnx_file, ', '.join(inputs[:5])))
     opsets = [o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')]
     if opsets != [ONNX_OPSET]:
         raise ExportCheckError('%s has opset %s, expected %d' % (onnx_file, opsets, ONNX_OPSET))
+
+
+def clean_graph(model):
+    """Keep only the real inputs as graph inputs, and only the used initializers; return what went.
+
+    mxnet's exporter lists every parameter as a graph input too. onnxruntime then treats them as
+    values a caller may override: it warns once per tensor and skips constant folding (BatchNorm into
+    convolutions, among others), which makes ResNeSt-50 run 1.4-1.9x slower. Since IR version 4 an
+    initializer need not be an input, so the parameters stay in the file as constants. The exporter
+    also leaves a few constants no node reads (axes of ops it rewrote), which onnxruntime warns about.
+
+    Returns
+    -------
+    tuple of int
+        Number of graph inputs and of initializers removed.
+    """
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    weights = {init.name for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in weights]
+    inits = [init for init in graph.initializer if init.name in used]
+    removed = (len(graph.input) - len(inputs), len(graph.initializer) - len(inits))
+    del graph.input[:]
+    graph.input.extend(inputs)
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    return removed
 
 
 def run_onnxruntime(onnx_file, inputs, python=None):
@@ -130,12 +164,13 @@ def export_onnx(net, out_dir, name, input_size=224, batch_size=1, preprocess=Fal
         Free batch dimension (checked at ``batch_size`` and ``batch_size + 1``).
     check : bool
         Run ``onnx.checker``; with ``runtime_check`` also compare onnxruntime's output with the
-        network's (max abs diff < 1e-4).
+        network's (max abs diff < 1e-4 times the largest output magnitude, at least 1).
 
     Returns
     -------
     dict
-        ``onnx`` (path) and ``max_abs_diff`` (None without the runtime check).
+        ``onnx`` (path), ``max_abs_diff`` and the ``tolerance`` it was held to (both None without
+        the runtime check).
     """
     name = name if name.endswith('.onnx') else name + '.onnx'
     shape = input_shape(batch_size, input_size, preprocess)
@@ -154,13 +189,16 @@ def export_onnx(net, out_dir, name, input_size=224, batch_size=1, preprocess=Fal
             _export_file(os.path.join(tmp, 'graph-symbol.json'),
                          os.path.join(tmp, 'graph-0000.params'), onnx_file, shape,
                          'uint8' if preprocess else 'float32', dynamic)
-            diff = None
+            diff = tol = None
             if expected is not None:
                 actual = run_onnxruntime(onnx_file, [x.asnumpy() for x in xs])
-                diff = max(compare_outputs(e, a, ONNX_ATOL, 'onnxruntime on %s' % name)
+                # onnxruntime folds BatchNorm into the convolutions: float32 rounds differently,
+                # by amounts in proportion to the values, so the tolerance scales with the logits.
+                tol = ONNX_ATOL * max([1.0] + [float(np.abs(e).max()) for e in expected])
+                diff = max(compare_outputs(e, a, tol, 'onnxruntime on %s' % name)
                            for e, a in zip(expected, actual))
             final = os.path.join(os.path.abspath(out_dir), name)
             os.replace(onnx_file, final)
     block.hybridize(active=False)
     net.hybridize(active=was_hybridized)
-    return {'onnx': final, 'max_abs_diff': diff}
+    return {'onnx': final, 'max_abs_diff': diff, 'tolerance': tol}

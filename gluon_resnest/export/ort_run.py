@@ -1,28 +1,85 @@
-"""Run an ONNX model in onnxruntime on saved inputs: ``python ort_run.py MODEL.onnx OUT.npz IN.npy...``.
+"""Run ONNX models in onnxruntime, in an interpreter that has it.
 
 Standalone on purpose (imports only numpy and onnxruntime): onnxruntime wheels for Python 3.11 need
-numpy >= 1.24, which mxnet 1.9 cannot import, so the export self-check runs this file with the
-interpreter of a second venv (``scripts/setup.d/40-onnxruntime.sh`` makes ``.venv-ort``).
+numpy >= 1.24, which mxnet 1.9 cannot import, so this file runs under the interpreter of a second venv
+(``scripts/setup.d/40-onnxruntime.sh`` makes ``.venv-ort``). Two uses:
+
+- ``python ort_run.py MODEL.onnx OUT.npz IN.npy [IN.npy ...]``: the model's outputs on saved inputs
+  (the export self-check);
+- ``python ort_run.py --serve THREADS``: a persistent process answering one JSON request per line,
+  ``{"op": "inference", "model": PATH, "batch": N, "iters": K}`` -> ``{"seconds": S}``, so benchmarks
+  interleave onnxruntime timings with MXNet's in one run.
 """
+import json
 import sys
+import time
 
 import numpy as np
 
 
+def session(model_path, threads=0):
+    """An onnxruntime CPU session with all graph optimisations; ``threads=0`` lets onnxruntime choose."""
+    import onnxruntime  # pylint: disable=import-outside-toplevel
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(model_path, options, providers=['CPUExecutionProvider'])
+
+
 def run(model_path, input_paths):
     """Outputs of the model's first output for each input file, in order."""
+    sess = session(model_path)
+    name = sess.get_inputs()[0].name
+    return [sess.run(None, {name: np.load(path)})[0] for path in input_paths]
+
+
+def random_batch(sess, batch):
+    """A random input for ``sess`` with ``batch`` rows: uint8 images or N(0, 1) floats by input type."""
+    spec = sess.get_inputs()[0]
+    shape = [batch] + [int(d) for d in spec.shape[1:]]
+    rng = np.random.RandomState(0)
+    if spec.type == 'tensor(uint8)':
+        return rng.randint(0, 256, size=shape).astype(np.uint8)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _serve(threads):
     import onnxruntime  # pylint: disable=import-outside-toplevel
-    # Initializers that are also graph inputs make onnxruntime warn once per tensor.
-    onnxruntime.set_default_logger_severity(3)
-    session = onnxruntime.InferenceSession(model_path, providers=['CPUExecutionProvider'])
-    name = session.get_inputs()[0].name
-    return [session.run(None, {name: np.load(path)})[0] for path in input_paths]
+    from onnxruntime.capi import onnxruntime_pybind11_state as state  # pylint: disable=import-outside-toplevel
+    # onnxruntime's own exceptions derive from Exception only.
+    errors = (KeyError, ValueError, RuntimeError) + tuple(getattr(state, name) for name in (
+        'Fail', 'InvalidArgument', 'InvalidGraph', 'InvalidProtobuf', 'NoSuchFile', 'RuntimeException'))
+    sessions = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        try:
+            if req['op'] == 'hello':
+                reply = {'onnxruntime': onnxruntime.__version__, 'threads': threads}
+            elif req['op'] == 'inference':
+                if req['model'] not in sessions:
+                    sessions[req['model']] = session(req['model'], threads)
+                sess = sessions[req['model']]
+                feed = {sess.get_inputs()[0].name: random_batch(sess, req['batch'])}
+                start = time.perf_counter()
+                for _ in range(req['iters']):
+                    sess.run(None, feed)
+                reply = {'seconds': time.perf_counter() - start}
+            else:
+                reply = {'error': 'unknown op %r' % req['op']}
+        except errors as err:
+            reply = {'error': '%s: %s' % (type(err).__name__, str(err).strip().splitlines()[0])}
+        sys.stdout.write(json.dumps(reply) + '\n')
+        sys.stdout.flush()
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == '--serve':
+        _serve(int(argv[1]))
+        return
     if len(argv) < 3:
-        sys.exit('usage: ort_run.py MODEL.onnx OUT.npz IN.npy [IN.npy ...]')
+        sys.exit('usage: ort_run.py MODEL.onnx OUT.npz IN.npy [IN.npy ...] | ort_run.py --serve THREADS')
     outputs = run(argv[0], argv[2:])
     np.savez(argv[1], *outputs)
 
