@@ -52,7 +52,7 @@ def cascade_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=
                             syncbn, pretrained, pretrained_base, num_devices, recipe, kwargs)
 
 
-def custom_cascade_rcnn_fpn(classes, backbone='resnest50', syncbn=True, pretrained_base=True,
+def custom_cascade_rcnn_fpn(classes=None, backbone='resnest50', syncbn=True, pretrained_base=True,
                             num_devices=0, **kwargs):
     """Cascade R-CNN FPN on our backbone for your own ``classes`` (list of str); else as
     :func:`cascade_rcnn_fpn`."""
