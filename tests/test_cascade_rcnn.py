@@ -298,3 +298,65 @@ def test_command_refuses_a_checkpoint_with_another_class_count(shapes_root, tmp_
     five.save_parameters(path)
     message = _exit_message(_cli(shapes_root, str(tmp_path / 'y'), '--eval-only', '--resume', path))
     assert message.endswith('has 5 classes, the network has 3')
+
+
+def _mask_net():
+    net = detection.custom_cascade_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
+                                                 pretrained_base=False, **SMALL)
+    net.initialize()
+    return net
+
+
+@pytest.mark.slow
+def test_cascade_mask_rcnn_trains_and_segments():
+    pytest.importorskip('pycocotools', reason='GluonCV needs pycocotools for mask targets')
+    from gluoncv.data.batchify import MaskRCNNTrainBatchify  # pylint: disable=C0415
+    from gluoncv.data.transforms.presets.rcnn import MaskRCNNDefaultTrainTransform  # noqa: E501 pylint: disable=C0415
+    from test_gluoncv_detection import _mask_sample  # pylint: disable=C0415
+    net = detection.custom_cascade_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
+                                                 pretrained_base=False, **SMALL)
+    trainer = _prepare_for_training(net)
+    transform = MaskRCNNDefaultTrainTransform(net.short, net.max_size, net, ashape=net.ashape,
+                                              multi_stage=True)
+    batch = _first_shard(MaskRCNNTrainBatchify(net, 1)([transform(*_mask_sample(k))
+                                                        for k in range(2)]))
+    masks = []
+    for _ in range(3):
+        with autograd.record():
+            losses = DetectionLoss()(net, *batch)
+        losses['total'].backward()
+        trainer.step(2)
+        assert np.isfinite(losses['total'].asscalar())
+        masks.append(losses['rcnn_mask'].asscalar())
+    assert masks[-1] < masks[0], masks
+    with autograd.train_mode():
+        out = net(batch[0], batch[1][:, :, :4], batch[1][:, :, 4:5])
+    samples, indices = out[4].asnumpy()[0], out[-1].asnumpy()
+    max_pos = net.sampler._max_pos  # pylint: disable=protected-access
+    assert out[2].shape == (2, max_pos, 2, 14, 14) and indices.shape == (2, max_pos)
+    for image in range(2):  # the mask head sees stage 1's positives first
+        picked = samples[image][indices[image].astype(int)]
+        positives = int((samples[image] > 0).sum())
+        assert positives > 0 and (picked[:min(positives, max_pos)] > 0).all()
+
+
+@pytest.mark.parametrize('hybridize', [False, True], ids=['eager', 'hybridized'])
+def test_cascade_mask_rcnn_segments_the_final_boxes(hybridize):
+    net = _mask_net()
+    x = mx.nd.random.uniform(shape=(1, 3, 128, 160))
+    if hybridize:
+        net.hybridize()
+    ids, scores, boxes, masks = net(x)
+    kept = SMALL['rpn_test_post_nms']
+    assert ids.shape == scores.shape == (1, kept, 1) and boxes.shape == (1, kept, 4)
+    assert masks.shape == (1, kept, 14, 14)
+    # Independently: pool the returned boxes, run the mask head, take each detection's class.
+    feat = net.features(x)
+    rois = mx.nd.concat(mx.nd.zeros((kept, 1)), boxes[0], dim=-1)
+    from gluon_resnest.gluoncv.detection import pyramid_roi_feats  # pylint: disable=C0415
+    logits = net.mask(pyramid_roi_feats(net, mx.nd, feat, rois, net._roi_size,  # noqa: W0212
+                                        net._strides))[0].asnumpy()  # pylint: disable=W0212
+    classes = np.clip(ids.asnumpy().ravel().astype(int), 0, 1)
+    expected = 1 / (1 + np.exp(-logits[np.arange(kept), classes]))
+    np.testing.assert_allclose(masks.asnumpy()[0], expected, rtol=1e-4, atol=1e-5)
+    assert (np.diff(scores.asnumpy().ravel()) <= 1e-6).all()  # best detections first

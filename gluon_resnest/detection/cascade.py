@@ -28,7 +28,8 @@ from gluoncv.nn.coder import (MultiClassEncoder, NormalizedBoxCenterDecoder,
 
 from ..gluoncv.detection import pyramid_roi_feats
 
-__all__ = ['CascadeRCNN', 'CascadeHead', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS']
+__all__ = ['CascadeRCNN', 'CascadeHead', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS', 'get_cascade_rcnn',
+           'build_detector']
 
 STAGE_IOU_THRESHS = (0.5, 0.6, 0.7)
 STAGE_BOX_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
@@ -135,7 +136,7 @@ class CascadeRCNN(FasterRCNN):
         pooled = F.contrib.gradientmultiplier(pooled, scalar=self.head_grad_scale)
         cls_pred, box_pred = self._head(stage)(pooled)
         return (cls_pred.reshape((batch_size, num_roi, self.num_class + 1)),
-                box_pred.reshape((batch_size, num_roi, 4)))
+                box_pred.reshape((batch_size, num_roi, 4)), pooled)
 
     def _refine(self, F, stage, box_pred, boxes, x):
         """Decode one stage's deltas on the boxes it pooled; clipped to the image, no gradient."""
@@ -161,26 +162,32 @@ class CascadeRCNN(FasterRCNN):
         if not isinstance(feat, (list, tuple)):
             feat = [feat]
         if autograd.is_training():
-            return self._train_forward(F, x, feat, gt_box, gt_label)
+            return self._train_forward(F, x, feat, gt_box, gt_label)[0]
+        return self._infer(F, x, feat)
+
+    def _infer(self, F, x, feat):
+        """(ids, scores, bboxes) of one image: last stage's boxes, scores averaged over stages."""
         _, boxes = self.rpn(F.zeros_like(x), *feat)
         scores = []
         for stage in range(self.num_cascade_stages):
-            cls_pred, box_pred = self._stage(F, stage, feat, boxes, 1, self._rpn_test_post_nms)
+            cls_pred, box_pred, _ = self._stage(F, stage, feat, boxes, 1, self._rpn_test_post_nms)
             scores.append(F.softmax(cls_pred, axis=-1))
             boxes = self._refine(F, stage, box_pred, boxes, x)
         return self._detect(F, F.add_n(*scores) / len(scores), boxes)
 
     def _train_forward(self, F, x, feat, gt_box, gt_label):
+        """The training outputs, and stage 1's pooled features (B * N, C, h, w)."""
         rpn_score, rpn_box, raw_rpn_score, raw_rpn_box, anchors = self.rpn(F.zeros_like(x), *feat)
         boxes, samples, matches = self.sampler(rpn_box, rpn_score, gt_box)
-        outputs = [[] for _ in range(8)]
+        outputs, first_pooled = [[] for _ in range(8)], None
         for stage in range(self.num_cascade_stages):
             if stage > 0:
                 with autograd.pause():
                     samples, matches = self._label(F, boxes, gt_box,
                                                    self.stage_iou_threshs[stage])
-            cls_pred, box_pred = self._stage(F, stage, feat, boxes, self._batch_size,
-                                             self._num_sample)
+            cls_pred, box_pred, pooled = self._stage(F, stage, feat, boxes, self._batch_size,
+                                                     self._num_sample)
+            first_pooled = pooled if stage == 0 else first_pooled
             with autograd.pause():
                 cls_target = self.cls_encoder(samples, matches, gt_label)
                 box_target, box_mask = self.box_encoders[stage](samples, matches, boxes, gt_box)
@@ -191,7 +198,7 @@ class CascadeRCNN(FasterRCNN):
         cls_preds, box_preds, rois, samples, matches, cls_targets, box_targets, box_masks = \
             [F.stack(*out, axis=0) for out in outputs]
         return (cls_preds, box_preds, rois, samples, matches, raw_rpn_score, raw_rpn_box, anchors,
-                cls_targets, box_targets, box_masks)
+                cls_targets, box_targets, box_masks), first_pooled
 
     def _detect(self, F, scores, boxes):
         """Per-class NMS as GluonCV's FasterRCNN: scores (1, N, C+1), boxes (1, N, 4)."""
@@ -211,6 +218,22 @@ class CascadeRCNN(FasterRCNN):
                 F.slice_axis(res, axis=-1, begin=2, end=6))
 
 
+def build_detector(cls, kind, name, dataset, pretrained=False, ctx=mx.cpu(), root=None, **kwargs):
+    """Build ``cls(**kwargs)`` and load ``pretrained``, as GluonCV's ``get_faster_rcnn`` does.
+
+    ``kind`` and ``name`` only name the network in errors; ``root`` is accepted like GluonCV's
+    getters (the model store has no cascade weights).
+    """
+    del root
+    if pretrained is True or (pretrained and not str(pretrained).endswith('.params')):
+        raise ValueError('no published weights for %s_%s_%s; pass pretrained=False (with '
+                         'pretrained_base) or the path of a .params file' % (kind, name, dataset))
+    net = cls(**kwargs)
+    if pretrained:
+        net.load_parameters(str(pretrained), ctx=ctx)
+    return net
+
+
 def get_cascade_rcnn(name, dataset, pretrained=False, ctx=mx.cpu(), root=None, **kwargs):
     """Build a :class:`CascadeRCNN` the way ``gluoncv.model_zoo.get_faster_rcnn`` builds its net.
 
@@ -224,15 +247,9 @@ def get_cascade_rcnn(name, dataset, pretrained=False, ctx=mx.cpu(), root=None, *
         so True is an error.
     ctx : Context
     root : str, optional
-        Unused (the model store has no cascade weights); accepted like GluonCV's getters.
+        Unused; accepted like GluonCV's getters.
     **kwargs
         :class:`CascadeRCNN` arguments.
     """
-    del root
-    if pretrained is True or (pretrained and not str(pretrained).endswith('.params')):
-        raise ValueError('no published weights for cascade_rcnn_%s_%s; pass pretrained=False (with '
-                         'pretrained_base) or the path of a .params file' % (name, dataset))
-    net = CascadeRCNN(**kwargs)
-    if pretrained:
-        net.load_parameters(str(pretrained), ctx=ctx)
-    return net
+    return build_detector(CascadeRCNN, 'cascade_rcnn', name, dataset, pretrained, ctx, root,
+                          **kwargs)

@@ -1,4 +1,5 @@
-"""Training losses of Faster R-CNN and Cascade R-CNN, normalised as GluonCV's training script does."""
+"""Training losses of Faster R-CNN and Cascade (Mask) R-CNN, normalised as GluonCV's scripts do."""
+import mxnet as mx
 from mxnet import gluon
 
 __all__ = ['DetectionLoss']
@@ -10,7 +11,9 @@ class DetectionLoss(object):
     RPN: sigmoid cross-entropy and Huber (rho 1/9); R-CNN: softmax cross-entropy and Huber (rho 1),
     each normalised by its number of valid samples as ``train_faster_rcnn.py`` does. For a
     :class:`~gluon_resnest.detection.CascadeRCNN` every stage adds its R-CNN losses times the net's
-    ``stage_loss_weights``.
+    ``stage_loss_weights``; a :class:`~gluon_resnest.detection.CascadeMaskRCNN` adds the mask
+    loss (sigmoid cross-entropy on its class's channel, as ``train_mask_rcnn.py``), given the
+    batch of GluonCV's ``MaskRCNNTrainBatchify`` (``gt_mask`` after ``label``).
     """
 
     def __init__(self):
@@ -18,8 +21,9 @@ class DetectionLoss(object):
         self.rpn_box_loss = gluon.loss.HuberLoss(rho=1 / 9.)
         self.rcnn_cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.rcnn_box_loss = gluon.loss.HuberLoss()
+        self.rcnn_mask_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
 
-    def __call__(self, net, data, label, rpn_cls_targets, rpn_box_targets, rpn_box_masks):
+    def __call__(self, net, data, label, *targets):
         """Forward ``net`` in training mode (inside ``autograd.record``) and return the losses.
 
         Returns
@@ -31,7 +35,12 @@ class DetectionLoss(object):
             ``rcnn_cls{k}``, ``rcnn_box{k}`` for stage k = 1, 2, 3 (Cascade R-CNN).
         """
         gt_label, gt_box = label[:, :, 4:5], label[:, :, :4]
-        outputs = net(data, gt_box, gt_label)
+        outputs = list(net(data, gt_box, gt_label))
+        mask = None
+        if hasattr(net, 'mask_target'):  # mask_pred third and indices last, as GluonCV's
+            mask = (targets[0], outputs.pop(2), outputs.pop())
+            targets = targets[1:]
+        rpn_cls_targets, rpn_box_targets, rpn_box_masks = targets
         cls_pred, box_pred, rpn_score, rpn_box = outputs[0], outputs[1], outputs[5], outputs[6]
         cls_targets, box_targets, box_masks = outputs[8], outputs[9], outputs[10]
         num_rpn = (rpn_cls_targets >= 0).sum()
@@ -54,6 +63,18 @@ class DetectionLoss(object):
                 cls_p, cls_t, cls_t.expand_dims(-1) >= 0) * cls_t.size / num
             parts['rcnn_box' + tag] = weight * self.rcnn_box_loss(
                 box_p, box_t, box_m) * box_p.size / num
+        if mask is not None:
+            parts['rcnn_mask'] = self._mask_loss(net, outputs, *mask)
         losses = {name: value.mean() for name, value in parts.items()}
         losses['total'] = sum(value.sum() for value in parts.values())
         return losses
+
+    def _mask_loss(self, net, outputs, gt_mask, mask_pred, indices):
+        """Mask loss on the stage-1 samples the mask head saw (``indices``)."""
+        def pick(values):  # stage 1, the sampled regions of each image
+            return mx.nd.stack(*[mx.nd.take(values[0][i], indices[i])
+                                 for i in range(indices.shape[0])], axis=0)
+        mask_targets, mask_masks = net.mask_target(pick(outputs[2]), gt_mask, pick(outputs[4]),
+                                                   pick(outputs[8]))
+        return self.rcnn_mask_loss(mask_pred, mask_targets, mask_masks) * \
+            mask_targets.size / mask_masks.sum()
