@@ -6,17 +6,23 @@ import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.data import VOCDetection
-from gluoncv.data.batchify import FasterRCNNTrainBatchify
-from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
+from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
+from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
+                                                  MaskRCNNDefaultTrainTransform)
 from gluoncv.model_zoo import get_model as gcv_get_model
 from mxnet import autograd
 
 from gluon_resnest import detection
 from gluon_resnest.detection import shapes, train
 from gluon_resnest.detection.loss import DetectionLoss
+from gluon_resnest.gluoncv.detection import pyramid_roi_feats
 # The two-image VOC fixtures and GluonCV's training preparation of the Faster R-CNN tests.
-from test_gluoncv_detection import (SMALL, _first_shard, _image, _prepare_for_training,  # noqa: F401
-                                    frozen_base, voc_root)
+from test_gluoncv_detection import SMALL as FASTER_SMALL
+from test_gluoncv_detection import (_first_shard, _mask_sample,  # noqa: F401
+                                    _prepare_for_training, frozen_base, voc_root)
+
+# Three heads pool every region: fewer regions than the Faster R-CNN tests keep them quick.
+SMALL = dict(FASTER_SMALL, num_sample=32, rpn_train_post_nms=64)
 
 STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
 GT_BOX = [[[10, 12, 60, 70], [50, 40, 120, 100]], [[5, 5, 50, 50], [-1, -1, -1, -1]]]
@@ -155,7 +161,7 @@ def test_losses_are_finite_and_fall_on_voc_samples(voc_root):
     trainer = _prepare_for_training(net)
     batch, loss_fn = _voc_batch(net, voc_root), DetectionLoss()
     totals = []
-    for _ in range(4):
+    for _ in range(3):
         with autograd.record():
             losses = loss_fn(net, *batch)
         losses['total'].backward()
@@ -300,19 +306,9 @@ def test_command_refuses_a_checkpoint_with_another_class_count(shapes_root, tmp_
     assert message.endswith('has 5 classes, the network has 3')
 
 
-def _mask_net():
-    net = detection.custom_cascade_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
-                                                 pretrained_base=False, **SMALL)
-    net.initialize()
-    return net
-
-
 @pytest.mark.slow
 def test_cascade_mask_rcnn_trains_and_segments():
     pytest.importorskip('pycocotools', reason='GluonCV needs pycocotools for mask targets')
-    from gluoncv.data.batchify import MaskRCNNTrainBatchify  # pylint: disable=C0415
-    from gluoncv.data.transforms.presets.rcnn import MaskRCNNDefaultTrainTransform  # noqa: E501 pylint: disable=C0415
-    from test_gluoncv_detection import _mask_sample  # pylint: disable=C0415
     net = detection.custom_cascade_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
                                                  pretrained_base=False, **SMALL)
     trainer = _prepare_for_training(net)
@@ -321,7 +317,7 @@ def test_cascade_mask_rcnn_trains_and_segments():
     batch = _first_shard(MaskRCNNTrainBatchify(net, 1)([transform(*_mask_sample(k))
                                                         for k in range(2)]))
     masks = []
-    for _ in range(3):
+    for _ in range(2):
         with autograd.record():
             losses = DetectionLoss()(net, *batch)
         losses['total'].backward()
@@ -342,7 +338,9 @@ def test_cascade_mask_rcnn_trains_and_segments():
 
 @pytest.mark.parametrize('hybridize', [False, True], ids=['eager', 'hybridized'])
 def test_cascade_mask_rcnn_segments_the_final_boxes(hybridize):
-    net = _mask_net()
+    net = detection.custom_cascade_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
+                                                 pretrained_base=False, **SMALL)
+    net.initialize()
     x = mx.nd.random.uniform(shape=(1, 3, 128, 160))
     if hybridize:
         net.hybridize()
@@ -353,9 +351,8 @@ def test_cascade_mask_rcnn_segments_the_final_boxes(hybridize):
     # Independently: pool the returned boxes, run the mask head, take each detection's class.
     feat = net.features(x)
     rois = mx.nd.concat(mx.nd.zeros((kept, 1)), boxes[0], dim=-1)
-    from gluon_resnest.gluoncv.detection import pyramid_roi_feats  # pylint: disable=C0415
-    logits = net.mask(pyramid_roi_feats(net, mx.nd, feat, rois, net._roi_size,  # noqa: W0212
-                                        net._strides))[0].asnumpy()  # pylint: disable=W0212
+    logits = net.mask(pyramid_roi_feats(net, mx.nd, feat, rois, (7, 7), (4, 8, 16, 32)))
+    logits = logits[0].asnumpy()
     classes = np.clip(ids.asnumpy().ravel().astype(int), 0, 1)
     expected = 1 / (1 + np.exp(-logits[np.arange(kept), classes]))
     np.testing.assert_allclose(masks.asnumpy()[0], expected, rtol=1e-4, atol=1e-5)

@@ -9,7 +9,6 @@ mAP), ``coco`` (train2017 / val2017, COCO mAP) and ``shapes`` (the offline datas
 / ``.states`` / ``.json`` atomically; ``--resume`` continues from one.
 """
 import argparse
-import logging
 import os
 import sys
 import time

@@ -33,26 +33,11 @@ def cascade_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=
                      pretrained=False, pretrained_base=True, num_devices=0, **kwargs):
     """Cascade R-CNN with FPN on one of our ResNeSt backbones.
 
-    Parameters
-    ----------
-    backbone : str, default 'resnest50'
-        One of :func:`gluon_resnest.list_models`.
-    dataset : str, default 'coco'
-        'coco' or 'voc' (their classes), or any name with ``classes`` given.
-    classes : list of str, optional
-        Foreground class names; default: the dataset's.
-    syncbn : bool, default True
-        SyncBatchNorm recipe (True) or frozen-BatchNorm recipe (False), as
-        :func:`gluon_resnest.gluoncv.faster_rcnn_fpn`.
-    pretrained : bool or str, default False
-        A ``.params`` file of this detector (no cascade weights are published).
-    pretrained_base : bool or str, default True
-        Published ImageNet weights (True) or a ``.params`` file (str) for the backbone.
-    num_devices : int, default 0
-        Devices SyncBatchNorm synchronises over (0: all).
-    **kwargs
-        :class:`~gluon_resnest.detection.CascadeRCNN` / ``FasterRCNN`` arguments (``short``,
-        ``num_sample``, ``stage_loss_weights``, ...); they override the recipe.
+    Arguments as :func:`gluon_resnest.gluoncv.faster_rcnn_fpn` (backbone, dataset and ``classes``,
+    recipe, ImageNet backbone, SyncBatchNorm devices), except ``pretrained``: a ``.params`` file of
+    this detector, since no Cascade R-CNN weights are published. ``**kwargs`` go to
+    :class:`~gluon_resnest.detection.CascadeRCNN` / ``FasterRCNN`` (``short``, ``num_sample``,
+    ``stage_loss_weights``, ...) and override the recipe.
 
     Returns
     -------
