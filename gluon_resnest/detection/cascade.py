@@ -62,7 +62,7 @@ class CascadeRCNN(FasterRCNN):
     stage_box_stds : tuple of 4-tuples
         Box-regression target stds of each stage.
     stage_loss_weights : tuple of float, default (1, 1, 1)
-        Read by :func:`gluon_resnest.detection.loss.cascade_losses`.
+        Weights of the stage losses, read by :class:`gluon_resnest.detection.loss.DetectionLoss`.
     head_grad_scale : float or None, default None
         Gradient scale from each head into the features; None means ``1 / num stages``.
     **kwargs
