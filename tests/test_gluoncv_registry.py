@@ -21,6 +21,7 @@ from gluoncv.model_zoo.rcnn.mask_rcnn import mask_rcnn as gcv_mask_module
 
 import gluon_resnest
 from gluon_resnest import gluoncv as plugin
+from gluon_resnest.detection import CascadeMaskRCNN, CascadeRCNN
 from gluon_resnest.gluoncv.__main__ import main as run_main, parse_args as run_parse_args
 from gluon_resnest.model_zoo import VARIANTS
 from gluon_resnest.resnest import Bottleneck, ResNeSt
@@ -40,14 +41,14 @@ def no_gluoncv_resnest(monkeypatch):
 def _build(name):
     if name.endswith('_custom'):
         return gcv_get_model(name, classes=['cat', 'dog'], pretrained_base=False)
-    if name.startswith(('faster_rcnn', 'mask_rcnn', 'deeplab')):
+    if name.startswith(('faster_rcnn', 'mask_rcnn', 'cascade_', 'deeplab')):
         return gcv_get_model(name, pretrained_base=False)
     return gcv_get_model(name)
 
 
 def test_import_registers_every_name():
     assert plugin.is_registered()
-    assert len(NAMES) == 13 + 4 + 18 + 4
+    assert len(NAMES) == 13 + 4 + 18 + 4 + 24 + 4
     assert set(gluon_resnest.list_models()) <= set(NAMES)
     for name in NAMES:
         assert gcv_zoo._models[name].func.__module__.startswith('gluon_resnest.')
@@ -63,8 +64,10 @@ def test_zoo_name_builds_our_network(name, no_gluoncv_resnest):
         assert isinstance(net, gcv_deeplab.DeepLabV3) and net.nclass == 150
         assert isinstance(net.layer4[0], Bottleneck)
     else:
-        expected = gluoncv.model_zoo.MaskRCNN if name.startswith('mask') else \
-            gluoncv.model_zoo.FasterRCNN
+        expected = next(cls for prefix, cls in (
+            ('cascade_mask', CascadeMaskRCNN), ('cascade', CascadeRCNN),
+            ('mask', gluoncv.model_zoo.MaskRCNN), ('faster', gluoncv.model_zoo.FasterRCNN))
+                        if name.startswith(prefix))
         assert type(net) is expected  # pylint: disable=unidiomatic-typecheck
         classes = {'coco': 80, 'voc': 20, 'custom': 2}[name.rsplit('_', 1)[1]]
         assert len(net.classes) == classes

@@ -77,12 +77,15 @@ def zoo_entries():
 
     Our 13 classification networks, ``deeplab_resnest{50,101,200,269}_ade``,
     ``faster_rcnn_fpn[_syncbn]_resnest{50,101,269}_{coco,voc,custom}`` and
-    ``mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``.
+    ``mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}`` and
+    ``cascade_rcnn_fpn[_syncbn]_resnest{14,50,101,200}_{coco,voc,custom}``.
     """
     entries = {name: partial(classifier, name) for name in VARIANTS}
     for backbone in DEEPLAB_BACKBONES:
         entries['deeplab_%s_ade' % backbone] = partial(segmentation.deeplab_ade, backbone)
     entries.update(_detection_entries())
+    from ..detection import zoo as cascade_zoo  # pylint: disable=import-outside-toplevel
+    entries.update(cascade_zoo.zoo_entries())
     return entries
 
 

@@ -1,0 +1,80 @@
+"""Training losses of Faster R-CNN and Cascade (Mask) R-CNN, normalised as GluonCV's scripts do."""
+import mxnet as mx
+from mxnet import gluon
+
+__all__ = ['DetectionLoss']
+
+
+class DetectionLoss(object):
+    """RPN + R-CNN losses for one batch shard of GluonCV's ``FasterRCNNTrainBatchify`` layout.
+
+    RPN: sigmoid cross-entropy and Huber (rho 1/9); R-CNN: softmax cross-entropy and Huber (rho 1),
+    each normalised by its number of valid samples as ``train_faster_rcnn.py`` does. For a
+    :class:`~gluon_resnest.detection.CascadeRCNN` every stage adds its R-CNN losses times the net's
+    ``stage_loss_weights``; a :class:`~gluon_resnest.detection.CascadeMaskRCNN` adds the mask
+    loss (sigmoid cross-entropy on its class's channel, as ``train_mask_rcnn.py``), given the
+    batch of GluonCV's ``MaskRCNNTrainBatchify`` (``gt_mask`` after ``label``).
+    """
+
+    def __init__(self):
+        self.rpn_cls_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+        self.rpn_box_loss = gluon.loss.HuberLoss(rho=1 / 9.)
+        self.rcnn_cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
+        self.rcnn_box_loss = gluon.loss.HuberLoss()
+        self.rcnn_mask_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
+
+    def __call__(self, net, data, label, *targets):
+        """Forward ``net`` in training mode (inside ``autograd.record``) and return the losses.
+
+        Returns
+        -------
+        dict of str -> NDArray
+            ``'total'`` (NDArray to call backward on, then ``trainer.step(batch_size)``) and
+            per-part losses (means over the images, as GluonCV's training log shows them):
+            ``rpn_cls``, ``rpn_box``, ``rcnn_cls``, ``rcnn_box`` (Faster R-CNN) or
+            ``rcnn_cls{k}``, ``rcnn_box{k}`` for stage k = 1, 2, 3 (Cascade R-CNN).
+        """
+        gt_label, gt_box = label[:, :, 4:5], label[:, :, :4]
+        outputs = list(net(data, gt_box, gt_label))
+        mask = None
+        if hasattr(net, 'mask_target'):  # mask_pred third and indices last, as GluonCV's
+            mask = (targets[0], outputs.pop(2), outputs.pop())
+            targets = targets[1:]
+        rpn_cls_targets, rpn_box_targets, rpn_box_masks = targets
+        cls_pred, box_pred, rpn_score, rpn_box = outputs[0], outputs[1], outputs[5], outputs[6]
+        cls_targets, box_targets, box_masks = outputs[8], outputs[9], outputs[10]
+        num_rpn = (rpn_cls_targets >= 0).sum()
+        rpn_score = rpn_score.squeeze(axis=-1)
+        # Per-image vectors, scaled as train_faster_rcnn.py: their sum is what backward sees.
+        parts = {
+            'rpn_cls': self.rpn_cls_loss(rpn_score, rpn_cls_targets, rpn_cls_targets >= 0)
+                       * rpn_cls_targets.size / num_rpn,
+            'rpn_box': self.rpn_box_loss(rpn_box, rpn_box_targets, rpn_box_masks)
+                       * rpn_box.size / num_rpn}
+        weights = getattr(net, 'stage_loss_weights', None)
+        if weights is None:  # Faster R-CNN: one stage, per-class boxes
+            stages = [('', 1., cls_pred, box_pred, cls_targets, box_targets, box_masks)]
+        else:
+            stages = [(str(k + 1), weights[k], cls_pred[k], box_pred[k], cls_targets[k],
+                       box_targets[k], box_masks[k]) for k in range(len(weights))]
+        for tag, weight, cls_p, box_p, cls_t, box_t, box_m in stages:
+            num = (cls_t >= 0).sum()
+            parts['rcnn_cls' + tag] = weight * self.rcnn_cls_loss(
+                cls_p, cls_t, cls_t.expand_dims(-1) >= 0) * cls_t.size / num
+            parts['rcnn_box' + tag] = weight * self.rcnn_box_loss(
+                box_p, box_t, box_m) * box_p.size / num
+        if mask is not None:
+            parts['rcnn_mask'] = self._mask_loss(net, outputs, *mask)
+        losses = {name: value.mean() for name, value in parts.items()}
+        losses['total'] = sum(value.sum() for value in parts.values())
+        return losses
+
+    def _mask_loss(self, net, outputs, gt_mask, mask_pred, indices):
+        """Mask loss on the stage-1 samples the mask head saw (``indices``)."""
+        def pick(values):  # stage 1, the sampled regions of each image
+            return mx.nd.stack(*[mx.nd.take(values[0][i], indices[i])
+                                 for i in range(indices.shape[0])], axis=0)
+        mask_targets, mask_masks = net.mask_target(pick(outputs[2]), gt_mask, pick(outputs[4]),
+                                                   pick(outputs[8]))
+        return self.rcnn_mask_loss(mask_pred, mask_targets, mask_masks) * \
+            mask_targets.size / mask_masks.sum()

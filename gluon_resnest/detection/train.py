@@ -1,0 +1,302 @@
+"""Train and evaluate Cascade R-CNN (or Faster R-CNN) with FPN on ResNeSt.
+
+``python -m gluon_resnest.detection.train --network resnest50 --dataset coco --norm-layer syncbn
+--gpus 0,1,2,3 ...`` takes the flag names of GluonCV's ``train_faster_rcnn.py`` where they apply, and
+``--detector cascade_rcnn|faster_rcnn``. Datasets: ``voc`` (VOC07+12 trainval, VOC07 test, VOC07
+mAP), ``coco`` (train2017 / val2017, COCO mAP) and ``shapes`` (the offline dataset of
+``python -m gluon_resnest.detection.shapes``; VOC07 mAP). Held-out mAP is reported at every IoU of
+``--val-iou`` (VOC style; default 0.5 and 0.7). Every epoch writes ``{save-prefix}_{epoch:04d}.params``
+/ ``.states`` / ``.json`` atomically; ``--resume`` continues from one.
+"""
+import argparse
+import os
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from ..gluoncv import detection as faster
+from ..model_zoo import VARIANTS
+from ..train.build import contexts
+from ..train.checkpoint import save_checkpoint
+from ..train.monitor import ProgressBar, setup_logger
+from ..train.recipe import build_lr_scheduler
+from .loss import DetectionLoss
+from .zoo import cascade_rcnn_fpn
+
+__all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 'load_detector']
+
+DETECTORS = {'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster.faster_rcnn_fpn}
+
+
+def parse_args(argv=None):
+    """Command-line options (GluonCV's ``train_faster_rcnn.py`` names where they apply)."""
+    p = argparse.ArgumentParser(description='Train Cascade R-CNN / Faster R-CNN FPN on ResNeSt.')
+    p.add_argument('--detector', default='cascade_rcnn', help='cascade_rcnn or faster_rcnn')
+    p.add_argument('--network', default='resnest50', help='backbone: one of gluon_resnest.list_models()')
+    p.add_argument('--dataset', default='voc', help='voc, coco or shapes')
+    p.add_argument('--dataset-root', default=None,
+                   help='dataset folder (default: ~/.mxnet/datasets/{voc,coco})')
+    p.add_argument('--norm-layer', default=None,
+                   help="'syncbn': SyncBatchNorm recipe; default: frozen BatchNorm")
+    p.add_argument('--gpus', default='', help="e.g. '0,1'; empty: CPU")
+    p.add_argument('--batch-size', type=int, default=None,
+                   help='images per step over all devices (default: 2 per device)')
+    p.add_argument('--epochs', type=int, default=26, help='training epochs')
+    p.add_argument('--start-epoch', type=int, default=0, help='first epoch (with --resume)')
+    p.add_argument('--resume', default='', help='.params checkpoint to start from')
+    p.add_argument('--lr', type=float, default=0.01, help='learning rate for 8 images (scaled '
+                   'linearly with --batch-size, as GluonCV does)')
+    p.add_argument('--lr-decay', type=float, default=0.1, help='step decay factor')
+    p.add_argument('--lr-decay-epoch', default='17,23', help='epochs of the step decays')
+    p.add_argument('--lr-warmup', type=int, default=1000, help='warmup iterations')
+    p.add_argument('--lr-warmup-factor', type=float, default=1. / 3., help='warmup start factor')
+    p.add_argument('--momentum', type=float, default=0.9, help='SGD momentum')
+    p.add_argument('--wd', type=float, default=1e-4, help='weight decay')
+    p.add_argument('--no-pretrained-base', action='store_true',
+                   help='do not load the ImageNet backbone weights')
+    p.add_argument('--short', type=int, default=None, help='image short side (default: recipe)')
+    p.add_argument('--max-size', type=int, default=None, help='image long side limit')
+    p.add_argument('--num-sample', type=int, default=None, help='R-CNN samples per image')
+    p.add_argument('--rpn-train-post-nms', type=int, default=None, help='proposals kept in training')
+    p.add_argument('--rpn-test-post-nms', type=int, default=None, help='proposals kept at test')
+    p.add_argument('--val-iou', default='0.5,0.7', help='IoU thresholds of the VOC-style mAP')
+    p.add_argument('--val-interval', type=int, default=1, help='epochs between evaluations')
+    p.add_argument('--eval-only', action='store_true', help='evaluate --resume and exit')
+    p.add_argument('--save-prefix', default='', help='checkpoint and log prefix')
+    p.add_argument('--log-interval', type=int, default=20, help='batches between log lines')
+    p.add_argument('--num-workers', type=int, default=0, help='data loader processes')
+    p.add_argument('--seed', type=int, default=233, help='random seed')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return p.parse_args(argv)
+
+
+def _check(args):
+    if args.detector not in DETECTORS:
+        raise ValueError('unknown --detector %r; valid: %s' % (args.detector, ', '.join(DETECTORS)))
+    if args.network.lower() not in VARIANTS:
+        raise ValueError('unknown network %r; valid networks: %s'
+                         % (args.network, ', '.join(VARIANTS)))
+    if args.dataset not in ('voc', 'coco', 'shapes'):
+        raise ValueError('unknown --dataset %r; valid: voc, coco, shapes' % (args.dataset,))
+    if args.norm_layer not in (None, 'syncbn'):
+        raise ValueError("--norm-layer must be 'syncbn' or left out, got %r" % (args.norm_layer,))
+    if args.resume and not os.path.isfile(args.resume):
+        raise FileNotFoundError('--resume checkpoint %s does not exist' % args.resume)
+    if args.eval_only and not args.resume:
+        raise ValueError('--eval-only needs --resume CHECKPOINT.params')
+
+
+def load_datasets(name, root=None):
+    """(train, val, classes) of 'voc', 'coco' or 'shapes' under ``root``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` does not exist.
+    ValueError
+        A training image has no boxes.
+    """
+    from gluoncv import data as gdata  # pylint: disable=import-outside-toplevel
+    from .shapes import ShapesDetection  # pylint: disable=import-outside-toplevel
+    root = os.path.expanduser(root or os.path.join('~', '.mxnet', 'datasets', name))
+    if not os.path.isdir(root):
+        raise FileNotFoundError('dataset folder %s does not exist' % root)
+    if name == 'coco':
+        train = gdata.COCODetection(root, splits='instances_train2017', use_crowd=False)
+        val = gdata.COCODetection(root, splits='instances_val2017', skip_empty=False)
+        return train, val, val.classes
+    if name == 'voc':
+        train = gdata.VOCDetection(root, splits=[(2007, 'trainval'), (2012, 'trainval')])
+        val = gdata.VOCDetection(root, splits=[(2007, 'test')])
+    else:
+        train = ShapesDetection(root, splits=[(2007, 'train')])
+        val = ShapesDetection(root, splits=[(2007, 'val')])
+    _check_boxes(train)
+    return train, val, val.classes
+
+
+def _check_boxes(dataset):
+    """R-CNN training needs a box in every image; VOC-layout labels are cheap to read."""
+    for index, (_, image_id) in enumerate(dataset._items):  # pylint: disable=protected-access
+        if len(dataset._load_label(index)) == 0:  # pylint: disable=protected-access
+            raise ValueError('image %s has no boxes (no <object> in its annotation); remove it from '
+                             'the split file or annotate it' % image_id)
+
+
+def build_detector(args, classes, num_devices):
+    """The network ``args`` describe, with its training-size options."""
+    overrides = {key: getattr(args, key) for key in
+                 ('short', 'max_size', 'num_sample', 'rpn_train_post_nms', 'rpn_test_post_nms')
+                 if getattr(args, key) is not None}
+    if args.rpn_train_post_nms is not None:
+        overrides['rpn_train_pre_nms'] = max(3 * args.rpn_train_post_nms, 300)
+    if args.rpn_test_post_nms is not None:
+        overrides['rpn_test_pre_nms'] = max(3 * args.rpn_test_post_nms, 300)
+    per_device = args.batch_size // num_devices
+    dataset = args.dataset if args.dataset in ('voc', 'coco') else 'custom'
+    return DETECTORS[args.detector](
+        args.network.lower(), dataset, classes=classes, syncbn=args.norm_layer == 'syncbn',
+        pretrained_base=not args.no_pretrained_base, num_devices=num_devices,
+        per_device_batch_size=per_device, **overrides)
+
+
+def load_detector(net, path, ctx):
+    """Load a checkpoint strictly; a different class count is a one-line ValueError."""
+    saved = mx.nd.load(path)
+    key = 'class_predictor.weight'
+    if key in saved and saved[key].shape[0] != net.num_class + 1:
+        raise ValueError('checkpoint %s has %d classes, the network has %d'
+                         % (path, saved[key].shape[0] - 1, net.num_class))
+    net.load_parameters(path, ctx=ctx)
+
+
+def _loaders(net, train, val, batch_size, num_devices, num_workers):
+    # pylint: disable=import-outside-toplevel
+    from gluoncv.data.batchify import Append, FasterRCNNTrainBatchify, Tuple
+    from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
+                                                      FasterRCNNDefaultValTransform)
+    train_loader = gluon.data.DataLoader(
+        train.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
+                                                        ashape=net.ashape, multi_stage=True)),
+        batch_size, shuffle=True, last_batch='rollover', num_workers=num_workers,
+        batchify_fn=FasterRCNNTrainBatchify(net, num_devices))
+    short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
+    val_loader = gluon.data.DataLoader(
+        val.transform(FasterRCNNDefaultValTransform(short, net.max_size)), num_devices,
+        shuffle=False, last_batch='keep', num_workers=num_workers,
+        batchify_fn=Tuple(*[Append() for _ in range(3)]))
+    return train_loader, val_loader
+
+
+def _metrics(dataset, val, classes, ious, prefix):
+    from gluoncv.utils.metrics import COCODetectionMetric, VOC07MApMetric  # pylint: disable=C0415
+    if dataset == 'coco':
+        return {'coco': COCODetectionMetric(val, prefix + '_eval', cleanup=True)}
+    return {'mAP@%g' % iou: VOC07MApMetric(iou_thresh=iou, class_names=classes) for iou in ious}
+
+
+def evaluate(net, loader, metrics, ctx):
+    """Run ``net`` over ``loader`` and return {metric name: value} (mAP per IoU, or COCO's)."""
+    for metric in metrics.values():
+        metric.reset()
+    net.hybridize(static_alloc=True)  # inference takes other inputs than training
+    for batch in loader:
+        for data, label, scale in zip(*[[x.as_in_context(c) for x, c in zip(part, ctx)]
+                                        for part in batch]):
+            ids, scores, bboxes = net(data)
+            bboxes = bboxes / scale
+            gt = label.slice_axis(axis=-1, begin=0, end=6)
+            for metric in metrics.values():
+                metric.update(bboxes, ids, scores, gt[:, :, :4], gt[:, :, 4:5], gt[:, :, 5:6])
+    # The last value is the overall mAP (VOC: mean over classes; COCO: IoU 0.5:0.95).
+    return {name: float(metric.get()[1][-1]) for name, metric in metrics.items()}
+
+
+def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log):
+    losses_sum, count, tic = {}, 0, time.time()
+    bar = ProgressBar(len(loader), epoch, args.epochs,
+                      enabled=not args.no_progress and sys.stderr.isatty())
+    net.hybridize(static_alloc=False)
+    for step, batch in enumerate(loader):
+        shards = [[(part[k] if isinstance(part, (list, tuple)) else part).as_in_context(c)
+                   for part in batch] for k, c in enumerate(ctx)]
+        with autograd.record():
+            results = [loss_fn(net, *shard) for shard in shards]
+        autograd.backward([r['total'] for r in results])
+        trainer.step(args.batch_size)
+        for name in results[0]:
+            if name != 'total':
+                value = float(np.mean([r[name].asscalar() for r in results]))
+                losses_sum[name] = losses_sum.get(name, 0.) + value
+        count += 1
+        total = sum(v for v in losses_sum.values()) / count
+        if not np.isfinite(total):
+            raise RuntimeError('training diverged at epoch %d batch %d (loss %s)'
+                               % (epoch, step, total))
+        bar.update(args.batch_size * count / (time.time() - tic), total, trainer.learning_rate)
+        if (step + 1) % args.log_interval == 0 or step + 1 == len(loader):
+            log.info('[Epoch %d][Batch %d/%d] %.1f img/s lr=%.5f %s', epoch, step + 1, len(loader),
+                     args.batch_size * count / (time.time() - tic), trainer.learning_rate,
+                     ' '.join('%s=%.4f' % (k, v / count) for k, v in sorted(losses_sum.items())))
+    bar.close()
+
+
+def _setup(args, log):
+    ctx = contexts(args.gpus)
+    args.batch_size = args.batch_size or 2 * len(ctx)
+    if args.batch_size % len(ctx):
+        raise ValueError('--batch-size %d is not a multiple of the %d devices'
+                         % (args.batch_size, len(ctx)))
+    train, val, classes = load_datasets(args.dataset, args.dataset_root)
+    net = build_detector(args, classes, len(ctx))
+    if args.resume:
+        load_detector(net, args.resume, ctx)
+    for param in net.collect_params().values():
+        if param._data is None:  # pylint: disable=protected-access
+            param.initialize(ctx=ctx)
+    net.collect_params().reset_ctx(ctx)
+    log.info('%s on %s: %d train / %d held-out images, %d classes, devices %s', args.detector,
+             args.network, len(train), len(val), len(classes), ctx)
+    return ctx, train, val, classes, net
+
+
+def main(args=None):
+    """Train (or with ``--eval-only`` evaluate) and return the last evaluation's results."""
+    if args is None or isinstance(args, (list, tuple)):
+        args = parse_args(args)
+    try:
+        _check(args)
+        return _run(args)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit('error: %s' % err)
+
+
+def _run(args):
+    prefix = args.save_prefix or '_'.join((args.detector, 'fpn', args.network, args.dataset))
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    log = setup_logger(prefix + '_train.log')
+    log.info('arguments: %s', vars(args))
+    mx.random.seed(args.seed)
+    np.random.seed(args.seed)
+    ctx, train, val, classes, net = _setup(args, log)
+    train_loader, val_loader = _loaders(net, train, val, args.batch_size, len(ctx), args.num_workers)
+    metrics = _metrics(args.dataset, val, classes,
+                       [float(v) for v in args.val_iou.split(',') if v.strip()], prefix)
+    if args.eval_only:
+        results = evaluate(net, val_loader, metrics, ctx)
+        log.info('held-out %s', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
+        return results
+    net.collect_params().setattr('grad_req', 'null')
+    net.collect_train_params().setattr('grad_req', 'write')
+    iters = len(train_loader)
+    schedule = build_lr_scheduler(
+        'step', args.lr * args.batch_size / 8., args.epochs, iters,
+        warmup_epochs=min(args.lr_warmup / float(iters), args.epochs - 1e-3),
+        warmup_lr=args.lr * args.batch_size / 8. * args.lr_warmup_factor, lr_decay=args.lr_decay,
+        lr_decay_epoch=[int(e) for e in args.lr_decay_epoch.split(',') if e.strip()])
+    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
+                            {'wd': args.wd, 'momentum': args.momentum, 'lr_scheduler': schedule})
+    states = os.path.splitext(args.resume)[0] + '.states' if args.resume else ''
+    if os.path.isfile(states):  # the optimizer's update count carries the schedule on
+        trainer.load_states(states)
+    results, loss_fn = {}, DetectionLoss()
+    for epoch in range(args.start_epoch, args.epochs):
+        tic = time.time()
+        _train_epoch(net, trainer, train_loader, loss_fn, ctx, epoch, args, log)
+        meta = dict(epoch=epoch, detector=args.detector, network=args.network,
+                    classes=list(classes), seconds=time.time() - tic)
+        if (epoch + 1) % args.val_interval == 0 or epoch + 1 == args.epochs:
+            results = evaluate(net, val_loader, metrics, ctx)
+            meta['val'] = results
+            log.info('[Epoch %d] held-out %s', epoch,
+                     ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
+        save_checkpoint('%s_%04d' % (prefix, epoch), net, trainer, meta)
+        log.info('[Epoch %d] %.0f s; saved %s_%04d.params', epoch, time.time() - tic, prefix, epoch)
+    return results
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,119 @@
+"""Cascade (Mask) R-CNN factories on our backbones, with the recipes of the Faster R-CNN integration.
+
+The names follow GluonCV's Faster R-CNN ones: ``cascade_rcnn_fpn_syncbn_{backbone}_{dataset}``
+(SyncBatchNorm everywhere, 4-conv + 1-fc box heads) and ``cascade_rcnn_fpn_{backbone}_{dataset}``
+(frozen BatchNorm statistics, 2-fc box heads); ``dataset`` is 'coco', 'voc' or 'custom'; and
+``cascade_mask_rcnn_fpn_syncbn_{backbone}_{coco,custom}``.
+"""
+# The Faster R-CNN integration's recipe pieces are shared, not copied.
+# pylint: disable=protected-access
+from functools import partial
+
+from mxnet.gluon.contrib.nn import SyncBatchNorm
+
+from ..gluoncv import detection
+from .cascade import get_cascade_rcnn
+from .cascade_mask import get_cascade_mask_rcnn
+
+__all__ = ['cascade_rcnn_fpn', 'custom_cascade_rcnn_fpn', 'cascade_mask_rcnn_fpn',
+           'custom_cascade_mask_rcnn_fpn', 'zoo_entries', 'get_model', 'CASCADE_BACKBONES',
+           'CASCADE_MASK_BACKBONES']
+
+# resnest14 trains in minutes on a CPU (the README's shapes demo); the rest as the paper.
+CASCADE_BACKBONES = ('resnest14', 'resnest50', 'resnest101', 'resnest200')
+CASCADE_MASK_BACKBONES = ('resnest50', 'resnest101')
+
+
+def _stage_heads(syncbn, num_devices):
+    # The first stage's box head is FasterRCNN's own box_features; later stages get fresh copies.
+    return [detection._box_head(syncbn, num_devices) for _ in range(2)]
+
+
+def cascade_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=True,
+                     pretrained=False, pretrained_base=True, num_devices=0, **kwargs):
+    """Cascade R-CNN with FPN on one of our ResNeSt backbones.
+
+    Arguments as :func:`gluon_resnest.gluoncv.faster_rcnn_fpn` (backbone, dataset and ``classes``,
+    recipe, ImageNet backbone, SyncBatchNorm devices), except ``pretrained``: a ``.params`` file of
+    this detector, since no Cascade R-CNN weights are published. ``**kwargs`` go to
+    :class:`~gluon_resnest.detection.CascadeRCNN` / ``FasterRCNN`` (``short``, ``num_sample``,
+    ``stage_loss_weights``, ...) and override the recipe.
+
+    Returns
+    -------
+    CascadeRCNN
+    """
+    recipe = dict(stage_box_features=_stage_heads(syncbn, num_devices))
+    return detection._build(get_cascade_rcnn, backbone, dataset, classes,
+                            syncbn, pretrained, pretrained_base, num_devices, recipe, kwargs)
+
+
+def cascade_mask_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=True,
+                          pretrained=False, pretrained_base=True, num_devices=0, **kwargs):
+    """Cascade Mask R-CNN with FPN on one of our backbones (the paper's instance segmentation).
+
+    :func:`cascade_rcnn_fpn` plus the mask head of :func:`gluon_resnest.gluoncv.mask_rcnn_fpn`
+    (4 convs, 256 channels, 14x14 masks; SyncBatchNorm in the SyncBN recipe). Arguments as
+    :func:`cascade_rcnn_fpn`.
+
+    Returns
+    -------
+    CascadeMaskRCNN
+    """
+    recipe = dict(detection._MASK, stage_box_features=_stage_heads(syncbn, num_devices))
+    if syncbn:
+        recipe.update(norm_layer=SyncBatchNorm,
+                      norm_kwargs={'num_devices': num_devices} if num_devices >= 1 else {})
+    return detection._build(get_cascade_mask_rcnn, backbone, dataset,
+                            classes, syncbn, pretrained, pretrained_base, num_devices, recipe,
+                            kwargs)
+
+
+def _custom(factory, classes, backbone, syncbn, pretrained_base, num_devices, kwargs):
+    if classes is None or len(classes) < 1:
+        raise ValueError('a custom detector needs classes=[...] with at least one class name')
+    return factory(backbone, 'custom', classes, syncbn, pretrained_base=pretrained_base,
+                   num_devices=num_devices, **kwargs)
+
+
+def custom_cascade_rcnn_fpn(classes=None, backbone='resnest50', syncbn=True, pretrained_base=True,
+                            num_devices=0, **kwargs):
+    """Cascade R-CNN FPN on our backbone for your own ``classes`` (list of str); else as
+    :func:`cascade_rcnn_fpn`."""
+    return _custom(cascade_rcnn_fpn, classes, backbone, syncbn, pretrained_base, num_devices,
+                   kwargs)
+
+
+def custom_cascade_mask_rcnn_fpn(classes=None, backbone='resnest50', syncbn=True,
+                                 pretrained_base=True, num_devices=0, **kwargs):
+    """Cascade Mask R-CNN FPN for your own ``classes``; else as :func:`cascade_mask_rcnn_fpn`."""
+    return _custom(cascade_mask_rcnn_fpn, classes, backbone, syncbn, pretrained_base, num_devices,
+                   kwargs)
+
+
+def zoo_entries():
+    """Model-zoo name -> factory for every Cascade R-CNN this package provides."""
+    entries = {}
+    for backbone in CASCADE_BACKBONES:
+        for syncbn, tag in ((True, 'fpn_syncbn'), (False, 'fpn')):
+            for dataset in detection.DETECTION_DATASETS:
+                entries['cascade_rcnn_%s_%s_%s' % (tag, backbone, dataset)] = partial(
+                    cascade_rcnn_fpn, backbone, dataset, syncbn=syncbn)
+            entries['cascade_rcnn_%s_%s_custom' % (tag, backbone)] = partial(
+                custom_cascade_rcnn_fpn, backbone=backbone, syncbn=syncbn)
+    for backbone in CASCADE_MASK_BACKBONES:
+        entries['cascade_mask_rcnn_fpn_syncbn_%s_coco' % backbone] = partial(
+            cascade_mask_rcnn_fpn, backbone, 'coco', syncbn=True)
+        entries['cascade_mask_rcnn_fpn_syncbn_%s_custom' % backbone] = partial(
+            custom_cascade_mask_rcnn_fpn, backbone=backbone, syncbn=True)
+    return entries
+
+
+def get_model(name, **kwargs):
+    """A Cascade R-CNN by its model-zoo name (as ``gluoncv.model_zoo.get_model`` after
+    ``import gluon_resnest``), e.g. ``get_model('cascade_rcnn_fpn_syncbn_resnest50_coco')``."""
+    entries = zoo_entries()
+    key = str(name).lower()
+    if key not in entries:
+        raise ValueError('unknown network %r; valid names: %s' % (name, ', '.join(sorted(entries))))
+    return entries[key](**kwargs)
