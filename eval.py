@@ -23,9 +23,8 @@ import os
 import sys
 import tempfile
 
-# MXNet starts one OpenMP thread per two cores unless told otherwise; it reads this when it loads.
-os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count()))
-
+# Before MXNet loads: importing the package sets this tool's compute threads (gluon_resnest.threads).
+import gluon_resnest  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
 import mxnet as mx  # noqa: E402  pylint: disable=wrong-import-position
 
 from gluon_resnest import list_models  # noqa: E402  pylint: disable=wrong-import-position
