@@ -69,7 +69,9 @@ def configure(tool, data_workers=0, stream=None):
             os.environ['OMP_NUM_THREADS'] = threads
         else:
             threads, why = 'MXNet default', 'MXNet was loaded before the thread count could be set'
-    stream.write('%s: %s compute threads (%s; OMP_NUM_THREADS overrides)\n' % (tool, threads, why))
+    if why != 'set by OMP_NUM_THREADS':
+        why += '; set OMP_NUM_THREADS to override'
+    stream.write('%s: %s compute threads (%s)\n' % (tool, threads, why))
     stream.flush()
     return threads
 

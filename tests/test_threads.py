@@ -48,7 +48,7 @@ def test_user_setting_wins_and_is_reported(monkeypatch):
     monkeypatch.setenv('OMP_NUM_THREADS', '3')
     out = io.StringIO()
     assert threads.configure('eval', stream=out) == '3'
-    assert out.getvalue() == 'eval: 3 compute threads (set by OMP_NUM_THREADS; OMP_NUM_THREADS overrides)\n'
+    assert out.getvalue() == 'eval: 3 compute threads (set by OMP_NUM_THREADS)\n'
 
 
 def test_too_late_once_mxnet_is_loaded(monkeypatch):
@@ -72,7 +72,7 @@ def _thread_line(args):
 def test_tools_set_their_threads_before_mxnet_loads():
     cores = threads.available_cores()
     assert _thread_line(['train_imagenet.py', '-j', '1', '--help']) == [
-        'train: %d compute threads (%d cores - 1 data workers; OMP_NUM_THREADS overrides)'
+        'train: %d compute threads (%d cores - 1 data workers; set OMP_NUM_THREADS to override)'
         % (max(1, cores - 1), cores)]
     assert _thread_line(['-m', 'gluon_resnest.export', '--help']) == [
-        'export: %d compute threads (all %d cores; OMP_NUM_THREADS overrides)' % (cores, cores)]
+        'export: %d compute threads (all %d cores; set OMP_NUM_THREADS to override)' % (cores, cores)]
