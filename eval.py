@@ -20,12 +20,9 @@ An exported (or INT8-quantized) model, and a speed-only run::
 This command is a thin wrapper of :func:`gluon_resnest.evaluate` (``EvalConfig`` fields are the flags).
 """
 import argparse
-import os
 import sys
 
-# MXNet starts one OpenMP thread per two cores unless told otherwise; it reads this when it loads.
-os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count()))
-
+# Before MXNet loads: importing the package sets this tool's compute threads (gluon_resnest.threads).
 from gluon_resnest import cli  # noqa: E402  pylint: disable=wrong-import-position
 from gluon_resnest.config import EvalConfig  # noqa: E402  pylint: disable=wrong-import-position
 from gluon_resnest.evaluation import evaluate, report  # noqa: E402  pylint: disable=wrong-import-position

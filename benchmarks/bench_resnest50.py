@@ -1,20 +1,28 @@
-"""ResNeSt-50 speed on this machine: gluon_resnest side by side with GluonCV's implementation.
+"""ResNeSt-50 speed on this machine: gluon_resnest side by side with GluonCV's and PyTorch's.
 
-fp32, hybridized, 224 px, same process and thread count for every network. Reports images/s (median
-of several timed runs after warm-up) for inference at batch 1 and 8 and for a training step (forward,
-backward, SGD update) at batch 8, and the ratio ours / GluonCV. ``--fuse`` adds a second inference
-row with MXNet's oneDNN graph fusion (``optimize_for(backend='MKLDNN')``, conv+BN+ReLU folded) applied
-to both networks.
+fp32, hybridized, 224 px, same thread count for every network. Reports images/s (median of several
+timed runs after warm-up, the implementations' runs interleaved so that load changes hit them alike)
+for inference at batch 1 and 8 and for a training step (forward, backward, Nesterov SGD update) at
+batch 8, and ours as a ratio of each alternative: GluonCV's own ``ResNeSt`` class, MXNet's
+``resnet50_v1b`` as a yardstick (``--resnet``), and the official PyTorch ResNeSt
+(``--torch-python PATH``: an interpreter that has torch and the official ``resnest`` package, run as a
+persistent subprocess by ``torch_official.py``; eval mode under ``no_grad`` for inference). ``--fuse``
+adds inference rows with MXNet's oneDNN graph fusion (``optimize_for(backend='MKLDNN')``) applied to the
+MXNet networks. ``--memory`` reports the peak resident memory of a training step at batch 8, each
+implementation in a fresh process of its own.
 
 Usage::
 
     python benchmarks/bench_resnest50.py                 # all cores (OMP_NUM_THREADS defaults to them)
-    python benchmarks/bench_resnest50.py --runs 5 --fuse --json bench.json
+    python benchmarks/bench_resnest50.py --resnet --memory --torch-python /path/to/torch-venv/bin/python
 """
 import argparse
 import os
 import platform
+import statistics
+import subprocess
 import sys
+import time
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
@@ -24,7 +32,10 @@ from gluoncv.model_zoo.resnetv1b import resnet50_v1b  # noqa: E402
 
 import gluon_resnest  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
-from gluon_resnest.metrics import median_rate  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from torch_official import TorchOfficial  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def build(impl, name, fuse=False, batch=1, size=224):
@@ -46,12 +57,21 @@ def build(impl, name, fuse=False, batch=1, size=224):
     return net
 
 
-def inference_rate(net, batch, size, args):
+def timed(step, batch, iters):
+    """Images/s of ``iters`` consecutive calls of ``step`` (one timing)."""
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    mx.nd.waitall()
+    return batch * iters / (time.perf_counter() - start)
+
+
+def inference_step(net, batch, size):
     x = mx.nd.random.uniform(shape=(batch, 3, size, size))
-    return median_rate(lambda: net(x).wait_to_read(), batch, args.warmup, args.runs, args.iters)
+    return lambda: net(x).wait_to_read()
 
 
-def training_rate(net, batch, size, args):
+def training_step(net, batch, size):
     x = mx.nd.random.uniform(shape=(batch, 3, size, size))
     y = mx.nd.array([i % 1000 for i in range(batch)])
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
@@ -62,39 +82,103 @@ def training_rate(net, batch, size, args):
             loss = loss_fn(net(x), y)
         loss.backward()
         trainer.step(batch)
-    return median_rate(step, batch, args.warmup, args.runs, args.iters)
+    return step
 
 
-def measure(args):
+def case_rates(mode, batch, impls, args, official):
+    """Median images/s of each implementation for one case, their timed runs interleaved."""
+    timers = {}
+    for impl in impls:
+        net = build(impl, args.model, fuse=mode == 'inference-fused', batch=batch, size=args.size)
+        make = training_step if mode == 'training' else inference_step
+        step = make(net, batch, args.size)
+        timers[impl] = lambda step=step: timed(step, batch, args.iters)
+    if official is not None and mode != 'inference-fused':
+        op = 'training' if mode == 'training' else 'inference'
+        timers['torch'] = lambda: official.rate(op, args.model, batch, args.size, args.iters)
+    for timer in timers.values():  # warm-up
+        for _ in range(args.warmup):
+            timer()
+    rates = {impl: [] for impl in timers}
+    for _ in range(args.runs):
+        for impl, timer in timers.items():
+            rates[impl].append(timer())
+    return {impl: statistics.median(values) for impl, values in rates.items()}
+
+
+def format_row(row):
+    names = [('gluoncv', 'GluonCV'), ('resnet', 'resnet50_v1b'), ('torch', 'PyTorch official')]
+    text = '%-16s batch %d  ours %6.1f img/s' % (row['mode'], row['batch'], row['ours'])
+    for key, name in names:
+        if key in row:
+            text += '  | %s %6.1f, ours %.2fx' % (name, row[key], row['ours'] / row[key])
+    return text
+
+
+def measure(args, official=None):
     impls = ['ours', 'gluoncv'] + (['resnet'] if args.resnet else [])
     rows = []
     cases = [('inference', 1), ('inference', 8), ('training', 8)]
     if args.fuse:
         cases[2:2] = [('inference-fused', 1), ('inference-fused', 8)]
     for mode, batch in cases:
-        row = {'mode': mode, 'batch': batch}
-        for impl in impls:
-            net = build(impl, args.model, fuse=mode == 'inference-fused', batch=batch, size=args.size)
-            rate = training_rate if mode == 'training' else inference_rate
-            row[impl] = rate(net, batch, args.size, args)
-        row['ratio'] = row['ours'] / row['gluoncv']
+        # GluonCV's DropBlock sizes its training mask for 224 px only.
+        case_impls = [i for i in impls if i != 'gluoncv' or mode != 'training' or args.size == 224]
+        row = dict(case_rates(mode, batch, case_impls, args, official), mode=mode, batch=batch)
+        if 'gluoncv' in row:
+            row['ratio'] = row['ours'] / row['gluoncv']
         rows.append(row)
-        print('%-16s batch %d  ours %6.1f img/s  gluoncv %6.1f img/s%s  ratio %.2fx'
-              % (mode, batch, row['ours'], row['gluoncv'],
-                 '  resnet50_v1b %6.1f' % row['resnet'] if 'resnet' in row else '', row['ratio']),
-              flush=True)
+        print(format_row(row), flush=True)
     return rows
+
+
+def training_peak_mib(impl, model, batch=8, size=224, steps=3):
+    """Peak resident memory (MiB) of a fresh process that runs ``steps`` training steps of ``impl``.
+
+    A process of its own, so that nothing else this benchmark built counts.
+    """
+    code = ('import sys, resource; sys.path.insert(0, %r); import bench_resnest50 as b\n'
+            'step = b.training_step(b.build(%r, %r), %d, %d)\n'
+            'for _ in range(%d): step()\n'
+            'b.mx.nd.waitall(); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)'
+            % (HERE, impl, model, batch, size, steps))
+    out = subprocess.run([sys.executable, '-c', code], check=True, stdout=subprocess.PIPE,
+                         universal_newlines=True).stdout
+    return float(out.split()[-1])
+
+
+def official_training_peak_mib(torch_python, threads, model, batch=8, size=224, steps=3):
+    """The same for the official PyTorch model, in a fresh --torch-python process."""
+    with TorchOfficial(torch_python, threads) as official:
+        official.seconds('training', model, batch, size, steps)
+        return official.peak_rss_mib()
+
+
+def memory(args):
+    """Peak resident memory of a training step at batch 8, per implementation (MiB)."""
+    peaks = {impl: training_peak_mib(impl, args.model) for impl in ('ours', 'gluoncv')}
+    if args.torch_python:
+        peaks['torch'] = official_training_peak_mib(args.torch_python,
+                                                    int(os.environ['OMP_NUM_THREADS']), args.model)
+    print('training step, batch 8, peak resident memory: '
+          + ', '.join('%s %.0f MiB' % (impl, mib) for impl, mib in peaks.items()), flush=True)
+    return peaks
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', default='resnest50', help='a name both zoos know (resnest14..269)')
-    parser.add_argument('--input-size', '--size', dest='size', type=int, default=224, help='image side')
+    parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--iters', type=int, default=3, help='calls per timed run')
     parser.add_argument('--fuse', action='store_true', help='also time oneDNN-fused inference')
     parser.add_argument('--resnet', action='store_true', help='also time resnet50_v1b as a yardstick')
+    parser.add_argument('--torch-python', metavar='PATH',
+                        help='an interpreter with torch and the official resnest package: also time '
+                             'the official PyTorch model, interleaved, at the same thread count')
+    parser.add_argument('--memory', action='store_true',
+                        help='also report the peak resident memory of a training step at batch 8')
     parser.add_argument('--json', help='write the results here')
     return parser.parse_args(argv)
 
@@ -103,9 +187,17 @@ def main(args):
     print('machine: %s, %d logical cores, OMP_NUM_THREADS=%s, mxnet %s, python %s'
           % (platform.processor() or platform.machine(), os.cpu_count(),
              os.environ['OMP_NUM_THREADS'], mx.__version__, sys.version.split()[0]))
-    rows = measure(args)
+    if args.torch_python:
+        with TorchOfficial(args.torch_python, int(os.environ['OMP_NUM_THREADS'])) as official:
+            print('PyTorch official: torch %(torch)s, resnest %(resnest)s, %(threads)d threads'
+                  % official.versions, flush=True)
+            rows = measure(args, official)
+    else:
+        rows = measure(args)
+    peaks = memory(args) if args.memory else None
     if args.json:
-        write_json(args.json, {'omp_num_threads': os.environ['OMP_NUM_THREADS'], 'rows': rows})
+        write_json(args.json, {'omp_num_threads': os.environ['OMP_NUM_THREADS'], 'rows': rows,
+                               'training_peak_mib': peaks})
 
 
 if __name__ == '__main__':

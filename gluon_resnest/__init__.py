@@ -1,7 +1,11 @@
 """gluon_resnest: ResNeSt (Split-Attention Networks) for MXNet Gluon, in the GluonCV style."""
-from .config import EvalConfig, ExportConfig, TrainConfig
-from .evaluation import evaluate
-from .layers import SplitAttentionConv
+# First, before anything loads MXNet: the project's command-line tools set their compute threads here,
+# since `python -m gluon_resnest.X` and the scripts import this package before the tool's own code.
+from .threads import configure_command_line as _configure_threads
+_configure_threads()
+from .config import EvalConfig, ExportConfig, TrainConfig  # noqa: E402  (after the thread count is set)
+from .evaluation import evaluate  # noqa: E402
+from .layers import SplitAttentionConv  # noqa: E402
 from .model_zoo import get_model, list_models
 from .resnest import ResNeSt
 # GluonCV integration: importing the package installs our networks into GluonCV (idempotent).

@@ -9,12 +9,9 @@ Usage::
 """
 import argparse
 import json
-import os
 import sys
 
-os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
-
-import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
+import mxnet as mx
 
 from .metrics import count_parameters as count_params  # noqa: E402  (as papers count: no BN statistics)
 from .model_zoo import get_model, list_models  # noqa: E402
