@@ -16,10 +16,10 @@ from gluon_resnest import detection
 from gluon_resnest.detection import shapes, train
 from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.gluoncv.detection import pyramid_roi_feats
-# The two-image VOC fixtures and GluonCV's training preparation of the Faster R-CNN tests.
-from test_gluoncv_detection import SMALL as FASTER_SMALL
-from test_gluoncv_detection import (_first_shard, _mask_sample,  # noqa: F401
-                                    _prepare_for_training, frozen_base, voc_root)
+# The two-image VOC set (fixtures voc_root, frozen_base) and GluonCV's training preparation.
+from conftest import DETECTION_SMALL as FASTER_SMALL
+from conftest import first_shard as _first_shard, mask_sample as _mask_sample
+from conftest import prepare_for_training as _prepare_for_training
 
 # Three heads pool every region: fewer regions than the Faster R-CNN tests keep them quick.
 SMALL = dict(FASTER_SMALL, num_sample=32, rpn_train_post_nms=64)

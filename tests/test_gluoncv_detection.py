@@ -1,7 +1,6 @@
 """GluonCV's FPN Faster-RCNN and Mask-RCNN on our backbones, trained and run the way GluonCV does it."""
 import json
 
-import cv2
 import mxnet as mx
 import numpy as np
 import pytest
@@ -16,85 +15,17 @@ from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as gcv_faster_module
 from gluoncv.model_zoo.rcnn.faster_rcnn.data_parallel import ForwardBackwardTask as FasterTask
 from gluoncv.model_zoo.rcnn.mask_rcnn.data_parallel import ForwardBackwardTask as MaskTask
 from gluoncv.nn.dropblock import DropBlock as GluonCVDropBlock
-from mxnet import autograd, gluon
+from mxnet import gluon
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
-import gluon_resnest
 from gluon_resnest import gluoncv as plugin
 
-# Small proposal counts keep the RCNN heads cheap on CPU; everything else is the published recipe.
-# Two images per step: the split attention's BatchNorm sees one value per image and channel, and a
-# variance needs more than one.
-SMALL = dict(short=128, max_size=160, rpn_train_pre_nms=300, rpn_train_post_nms=100, num_sample=64,
-             rpn_test_pre_nms=200, rpn_test_post_nms=50, per_device_batch_size=2)
-IMAGES = [[('dog', (20, 30, 90, 110)), ('car', (80, 20, 150, 100))],
-          [('cat', (10, 10, 70, 60)), ('person', (60, 40, 140, 120))]]
+# The two-image VOC set (fixtures voc_root, frozen_base) and GluonCV's training preparation.
+from conftest import DETECTION_SMALL as SMALL  # noqa: E402
+from conftest import first_shard as _first_shard, mask_sample as _mask_sample  # noqa: E402
+from conftest import prepare_for_training as _prepare_for_training  # noqa: E402
 
 
-def _image(index):
-    rng = np.random.RandomState(index)
-    img = rng.randint(0, 60, size=(128, 160, 3)).astype('uint8')
-    for shade, (_, (x0, y0, x1, y1)) in zip((200, 140), IMAGES[index]):
-        img[y0:y1, x0:x1] = shade
-    return img
-
-
-def _annotation(objects):
-    boxes = ''.join(
-        '<object><name>%s</name><difficult>0</difficult><bndbox><xmin>%d</xmin><ymin>%d</ymin>'
-        '<xmax>%d</xmax><ymax>%d</ymax></bndbox></object>' % ((name,) + box)
-        for name, box in objects)
-    return ('<annotation><size><width>160</width><height>128</height><depth>3</depth></size>%s'
-            '</annotation>' % boxes)
-
-
-@pytest.fixture(scope='module')
-def voc_root(tmp_path_factory):
-    """A two-image dataset in PASCAL VOC's folder layout and XML format."""
-    root = tmp_path_factory.mktemp('voc')
-    base = root / 'VOC2007'
-    for folder in ('JPEGImages', 'Annotations', 'ImageSets/Main'):
-        (base / folder).mkdir(parents=True)
-    ids = ['%06d' % (index + 1) for index in range(len(IMAGES))]
-    for index, image_id in enumerate(ids):
-        cv2.imwrite(str(base / 'JPEGImages' / (image_id + '.jpg')), _image(index)[:, :, ::-1])
-        (base / 'Annotations' / (image_id + '.xml')).write_text(_annotation(IMAGES[index]))
-    (base / 'ImageSets' / 'Main' / 'train.txt').write_text('\n'.join(ids) + '\n')
-    return str(root)
-
-
-@pytest.fixture(scope='module')
-def frozen_base(tmp_path_factory):
-    """A resnest14 backbone file whose BatchNorm statistics fit its weights, as published ones do.
-
-    With momentum 0 one training-mode pass stores each layer's batch statistics as its running ones.
-    """
-    net = gluon_resnest.get_model('resnest14', norm_kwargs={'momentum': 0.0})
-    net.initialize(mx.init.Xavier())
-    images = np.stack([_image(index) for index in range(len(IMAGES))]).transpose(0, 3, 1, 2)
-    with autograd.record():
-        net(mx.nd.array(images / 255.0 - 0.45) / 0.225)
-    path = str(tmp_path_factory.mktemp('base') / 'resnest14.params')
-    net.save_parameters(path)
-    return path
-
-
-def _prepare_for_training(net):
-    """What GluonCV's train_faster_rcnn.py does before its loop."""
-    for param in net.collect_params().values():
-        if param._data is None:  # pylint: disable=protected-access
-            param.initialize()
-    net.collect_params().setattr('grad_req', 'null')
-    net.collect_train_params().setattr('grad_req', 'write')
-    net.hybridize()  # the script's default (no --static-alloc)
-    return gluon.Trainer(net.collect_train_params(), 'sgd',
-                         {'learning_rate': 0.01, 'wd': 1e-4, 'momentum': 0.9})
-
-
-def _first_shard(batch):
-    """train_faster_rcnn.py's split_and_load for one CPU device."""
-    return [(data[0] if isinstance(data, (list, tuple)) else data).as_in_context(mx.cpu())
-            for data in batch]
 
 
 def _losses():
@@ -185,14 +116,6 @@ def test_our_detectors_use_the_safe_roi_pooling():
     assert net._pyramid_roi_feats.__func__ is plugin.pyramid_roi_feats  # pylint: disable=W0212
     mask = plugin.mask_rcnn_fpn('resnest14', pretrained_base=False)
     assert mask._pyramid_roi_feats.__func__ is plugin.pyramid_roi_feats  # pylint: disable=W0212
-
-
-def _mask_sample(index):
-    objects = IMAGES[index]
-    label = np.array([list(box) + [k, 0] for k, (_, box) in enumerate(objects)], 'float32')
-    polygons = [[np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], 'float32')]
-                for _, (x0, y0, x1, y1) in objects]
-    return mx.nd.array(_image(index), dtype='uint8'), label, polygons
 
 
 @pytest.mark.slow
