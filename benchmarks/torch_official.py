@@ -98,10 +98,22 @@ class TorchOfficial(JsonLinesProcess):
         return self._request({'op': 'peak_rss'})['mib']
 
 
+def peak_rss_mib():
+    """This process's peak resident memory in MiB (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries that over from the parent a process was forked from, so a process
+    started by a large benchmark would report the benchmark's own size.
+    """
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError('no VmHWM in /proc/self/status (peak memory needs Linux)')
+
+
 # ---- the server side: runs under the --torch-python interpreter, never imported by MXNet code ----
 
 def _serve(threads):
-    import resource  # pylint: disable=import-outside-toplevel
     import time  # pylint: disable=import-outside-toplevel
     try:
         import torch  # pylint: disable=import-outside-toplevel
@@ -145,7 +157,7 @@ def _serve(threads):
                 reply = {'torch': torch.__version__, 'resnest': getattr(resnest, '__version__', '?'),
                          'threads': torch.get_num_threads()}
             elif req['op'] == 'peak_rss':
-                reply = {'mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+                reply = {'mib': peak_rss_mib()}
             else:
                 step = step_fn(req['op'], req['model'], req['batch'], req['size'])
                 start = time.perf_counter()
