@@ -36,6 +36,7 @@ import cv2  # noqa: E402
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gluon_resnest.config import TrainConfig  # noqa: E402
 from gluon_resnest.data import MEAN, STD, ImageRecord  # noqa: E402
 from gluon_resnest.data.recordio import RecordIOTrainIter  # noqa: E402
 from gluon_resnest.train.data import train_loader  # noqa: E402
@@ -80,10 +81,10 @@ def write_photo_rec(path, count, seed=0):
 
 def python_loader(rec, batch_size, input_size, threads):
     """The trainer's Python loader (``--data-backend python``), one worker."""
-    args = SimpleNamespace(input_size=input_size, auto_aug=False, min_random_area=MIN_AREA, random_mirror=1,
-                           jitter_param=JITTER, lighting_param=LIGHTING, batch_size=batch_size, seed=0,
-                           num_data_workers=threads)
-    loader, sampler = train_loader(ImageRecord(rec), args, SimpleNamespace(num_workers=1, rank=0))
+    config = TrainConfig(model='resnest50', rec_train=rec, rec_val=rec, input_size=input_size,
+                         min_random_area=MIN_AREA, jitter_param=JITTER, lighting_param=LIGHTING,
+                         batch_size=batch_size, num_data_workers=threads)
+    loader, sampler = train_loader(ImageRecord(rec), config, SimpleNamespace(num_workers=1, rank=0), batch_size)
     return loader, sampler.set_epoch
 
 
