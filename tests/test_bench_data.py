@@ -1,0 +1,41 @@
+"""benchmarks/bench_data.py on a small generated RecordIO: its loaders deliver real batches and its
+table and JSON line report the same figures (speed itself is never asserted)."""
+import json
+import os
+import sys
+
+import numpy as np
+
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+import bench_data  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def test_loaders_deliver_normalised_batches_of_the_file(tmp_path):
+    rec = str(tmp_path / 'photos.rec')
+    bench_data.write_photo_rec(rec, 24)
+    labels = set()
+    for make in (bench_data.python_loader, bench_data.recordio_loader):
+        loader, set_epoch = make(rec, 8, 32, 1)
+        set_epoch(0)
+        batches = list(loader)
+        assert len(batches) == 3
+        for data, label in batches:
+            assert data.shape == (8, 3, 32, 32) and data.dtype == np.float32
+            # Normalised photographs: centred near 0, spread near 1, not raw 0..255 pixels.
+            assert -3 < float(data.mean().asscalar()) < 3 and float(data.abs().max().asscalar()) < 6
+            labels.update(int(v) for v in label.asnumpy())
+    assert labels == set(range(10))  # the generator labels image i with i % 10
+
+
+def test_table_and_json_line_agree(capsys):
+    bench_data.main(['--images', '32', '--threads', '1', '--batch-size', '8', '--input-size', '32',
+                     '--runs', '1', '--json'])
+    lines = capsys.readouterr().out.strip().splitlines()
+    row = [cell.strip() for cell in lines[-2].strip('|').split('|')]
+    record = json.loads(lines[-1])
+    assert record['threads'] == 1 and row[0] == '1'
+    speeds = [float(row[i]) for i in (1, 2, 3)]
+    assert speeds == [record['python'], record['recordio'], record['bare_imagerecorditer']]
+    assert float(row[4].rstrip('x')) == round(speeds[1] / speeds[0], 2)
