@@ -7,7 +7,6 @@ The names follow GluonCV's Faster R-CNN ones: ``cascade_rcnn_fpn_syncbn_{backbon
 """
 # The Faster R-CNN integration's recipe pieces are shared, not copied.
 # pylint: disable=protected-access
-from functools import partial
 
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
@@ -93,19 +92,11 @@ def custom_cascade_mask_rcnn_fpn(classes=None, backbone='resnest50', syncbn=True
 
 def zoo_entries():
     """Model-zoo name -> factory for every Cascade R-CNN this package provides."""
-    entries = {}
-    for backbone in CASCADE_BACKBONES:
-        for syncbn, tag in ((True, 'fpn_syncbn'), (False, 'fpn')):
-            for dataset in detection.DETECTION_DATASETS:
-                entries['cascade_rcnn_%s_%s_%s' % (tag, backbone, dataset)] = partial(
-                    cascade_rcnn_fpn, backbone, dataset, syncbn=syncbn)
-            entries['cascade_rcnn_%s_%s_custom' % (tag, backbone)] = partial(
-                custom_cascade_rcnn_fpn, backbone=backbone, syncbn=syncbn)
-    for backbone in CASCADE_MASK_BACKBONES:
-        entries['cascade_mask_rcnn_fpn_syncbn_%s_coco' % backbone] = partial(
-            cascade_mask_rcnn_fpn, backbone, 'coco', syncbn=True)
-        entries['cascade_mask_rcnn_fpn_syncbn_%s_custom' % backbone] = partial(
-            custom_cascade_mask_rcnn_fpn, backbone=backbone, syncbn=True)
+    entries = detection.fpn_zoo_entries('cascade_rcnn', CASCADE_BACKBONES, cascade_rcnn_fpn,
+                                        custom_cascade_rcnn_fpn)
+    entries.update(detection.fpn_zoo_entries('cascade_mask_rcnn', CASCADE_MASK_BACKBONES, cascade_mask_rcnn_fpn,
+                                             custom_cascade_mask_rcnn_fpn, norms=((True, 'fpn_syncbn'),),
+                                             datasets=('coco',)))
     return entries
 
 

@@ -22,6 +22,7 @@ GluonCV's own ResNet detectors too). The networks built here pool every region o
 zero the other levels' results instead (:func:`pyramid_roi_feats`), which is what the GPU kernel gives.
 """
 import types
+from functools import partial
 
 import mxnet as mx
 from mxnet.gluon import nn
@@ -32,9 +33,28 @@ from ..resnest import stage_output_names
 
 __all__ = ['faster_rcnn_fpn', 'custom_faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom_mask_rcnn_fpn',
            'custom_rcnn_fpn', 'detection_backbone', 'fpn_tap_names', 'pyramid_roi_feats',
-           'use_safe_roi_pooling', 'DETECTION_DATASETS']
+           'use_safe_roi_pooling', 'DETECTION_DATASETS', 'fpn_zoo_entries']
 
 DETECTION_DATASETS = ('coco', 'voc')
+NORM_TAGS = ((True, 'fpn_syncbn'), (False, 'fpn'))
+
+
+def fpn_zoo_entries(kind, backbones, factory, custom_factory, norms=NORM_TAGS, datasets=DETECTION_DATASETS):
+    """Model-zoo names as GluonCV spells its R-CNNs, each with its factory.
+
+    ``{kind}_{fpn_syncbn|fpn}_{backbone}_{dataset}`` -> ``factory(backbone, dataset, syncbn=...)`` and
+    ``{kind}_{...}_{backbone}_custom`` -> ``custom_factory(backbone=..., syncbn=...)``, for every backbone,
+    ``(syncbn, tag)`` pair of ``norms`` and dataset of ``datasets``.
+    """
+    entries = {}
+    for backbone in backbones:
+        for syncbn, tag in norms:
+            for dataset in datasets:
+                entries['%s_%s_%s_%s' % (kind, tag, backbone, dataset)] = partial(
+                    factory, backbone, dataset, syncbn=syncbn)
+            entries['%s_%s_%s_custom' % (kind, tag, backbone)] = partial(
+                custom_factory, backbone=backbone, syncbn=syncbn)
+    return entries
 
 # Shared by both recipes: GluonCV's FPN Faster-RCNN settings for COCO.
 _COMMON = dict(max_size=1333, min_stage=2, max_stage=6, nms_thresh=0.5, nms_topk=-1, post_nms=-1,

@@ -56,19 +56,11 @@ def classifier(name, pretrained=False, input_size=None, **kwargs):
 
 
 def _detection_entries():
-    entries = {}
-    for backbone in FASTER_RCNN_BACKBONES:
-        for syncbn, tag in ((True, 'fpn_syncbn'), (False, 'fpn')):
-            for dataset in detection.DETECTION_DATASETS:
-                entries['faster_rcnn_%s_%s_%s' % (tag, backbone, dataset)] = partial(
-                    detection.faster_rcnn_fpn, backbone, dataset, syncbn=syncbn)
-            entries['faster_rcnn_%s_%s_custom' % (tag, backbone)] = partial(
-                detection.custom_faster_rcnn_fpn, backbone=backbone, syncbn=syncbn)
-    for backbone in MASK_RCNN_BACKBONES:
-        entries['mask_rcnn_fpn_syncbn_%s_coco' % backbone] = partial(
-            detection.mask_rcnn_fpn, backbone, 'coco', syncbn=True)
-        entries['mask_rcnn_fpn_syncbn_%s_custom' % backbone] = partial(
-            detection.custom_mask_rcnn_fpn, backbone=backbone, syncbn=True)
+    entries = detection.fpn_zoo_entries('faster_rcnn', FASTER_RCNN_BACKBONES, detection.faster_rcnn_fpn,
+                                        detection.custom_faster_rcnn_fpn)
+    entries.update(detection.fpn_zoo_entries('mask_rcnn', MASK_RCNN_BACKBONES, detection.mask_rcnn_fpn,
+                                             detection.custom_mask_rcnn_fpn, norms=((True, 'fpn_syncbn'),),
+                                             datasets=('coco',)))
     return entries
 
 
