@@ -6,6 +6,8 @@ import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from gluoncv.data.batchify import MaskRCNNTrainBatchify
+from gluoncv.data.transforms.presets.rcnn import MaskRCNNDefaultTrainTransform
 from mxnet import autograd, gluon
 
 import gluon_resnest
@@ -215,3 +217,14 @@ def mask_sample(index):
     polygons = [[np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], 'float32')]
                 for _, (x0, y0, x1, y1) in objects]
     return mx.nd.array(voc_image(index), dtype='uint8'), label, polygons
+
+
+def mask_training_batch(net):
+    """GluonCV's training preparation of Mask R-CNN-style ``net``: (trainer, one batch of both images).
+
+    The batch is what ``MaskRCNNTrainBatchify`` gives for the two images with their box masks, as
+    ``train_mask_rcnn.py`` prepares it (not yet split over devices: see :func:`first_shard`).
+    """
+    trainer = prepare_for_training(net)
+    transform = MaskRCNNDefaultTrainTransform(net.short, net.max_size, net, ashape=net.ashape, multi_stage=True)
+    return trainer, MaskRCNNTrainBatchify(net, 1)([transform(*mask_sample(k)) for k in range(2)])

@@ -6,9 +6,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.data import VOCDetection
-from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
-from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
-                                                  MaskRCNNDefaultTrainTransform)
+from gluoncv.data.batchify import FasterRCNNTrainBatchify
+from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
 from gluoncv.model_zoo import get_model as gcv_get_model
 from mxnet import autograd
 
@@ -18,8 +17,8 @@ from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.gluoncv.detection import pyramid_roi_feats
 # The two-image VOC set (fixtures voc_root, frozen_base) and GluonCV's training preparation.
 from conftest import DETECTION_SMALL as FASTER_SMALL
-from conftest import first_shard as _first_shard, mask_sample as _mask_sample
-from conftest import prepare_for_training as _prepare_for_training
+from conftest import first_shard as _first_shard
+from conftest import mask_training_batch, prepare_for_training as _prepare_for_training
 
 # Three heads pool every region: fewer regions than the Faster R-CNN tests keep them quick.
 SMALL = dict(FASTER_SMALL, num_sample=32, rpn_train_post_nms=64)
@@ -311,11 +310,8 @@ def test_cascade_mask_rcnn_trains_and_segments():
     pytest.importorskip('pycocotools', reason='GluonCV needs pycocotools for mask targets')
     net = detection.custom_cascade_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
                                                  pretrained_base=False, **SMALL)
-    trainer = _prepare_for_training(net)
-    transform = MaskRCNNDefaultTrainTransform(net.short, net.max_size, net, ashape=net.ashape,
-                                              multi_stage=True)
-    batch = _first_shard(MaskRCNNTrainBatchify(net, 1)([transform(*_mask_sample(k))
-                                                        for k in range(2)]))
+    trainer, batch = mask_training_batch(net)
+    batch = _first_shard(batch)
     masks = []
     for _ in range(2):
         with autograd.record():

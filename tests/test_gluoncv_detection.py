@@ -5,10 +5,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 from gluoncv.data import VOCDetection
-from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
-from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
-                                                  FasterRCNNDefaultValTransform,
-                                                  MaskRCNNDefaultTrainTransform)
+from gluoncv.data.batchify import FasterRCNNTrainBatchify
+from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform, FasterRCNNDefaultValTransform
 from gluoncv.model_zoo import get_model as gcv_get_model
 from gluoncv.model_zoo import resnest as gcv_resnest
 from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as gcv_faster_module
@@ -23,7 +21,7 @@ from gluon_resnest import gluoncv as plugin
 # The two-image VOC set (fixtures voc_root, frozen_base) and GluonCV's training preparation.
 from conftest import DETECTION_SMALL as SMALL  # noqa: E402
 from conftest import first_shard as _first_shard, mask_sample as _mask_sample  # noqa: E402
-from conftest import prepare_for_training as _prepare_for_training  # noqa: E402
+from conftest import mask_training_batch, prepare_for_training as _prepare_for_training  # noqa: E402
 
 
 
@@ -123,10 +121,7 @@ def test_mask_rcnn_trains_and_segments_instances():
     pytest.importorskip('pycocotools', reason='GluonCV needs pycocotools for mask targets')
     net = plugin.custom_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
                                       pretrained_base=False, **SMALL)
-    trainer = _prepare_for_training(net)
-    transform = MaskRCNNDefaultTrainTransform(net.short, net.max_size, net, ashape=net.ashape,
-                                              multi_stage=True)
-    batch = MaskRCNNTrainBatchify(net, 1)([transform(*_mask_sample(k)) for k in range(2)])
+    trainer, batch = mask_training_batch(net)
     task = MaskTask(net, trainer, *_losses(), gluon.loss.SigmoidBinaryCrossEntropyLoss(),
                     amp_enabled=False)
     _check_step(net, task.forward_backward(_first_shard(batch))[:5])
