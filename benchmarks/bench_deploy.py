@@ -45,6 +45,7 @@ from gluon_resnest.export import ort_run  # noqa: E402
 from gluon_resnest.export.common import load_symbol_block  # noqa: E402
 from gluon_resnest.export.onnx_export import ORT_PYTHON_ENV, ort_python  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
+from gluon_resnest.metrics import batch_seconds  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_official import JsonLinesProcess, TorchOfficial  # noqa: E402  pylint: disable=wrong-import-position
@@ -121,14 +122,7 @@ def mxnet_block(folder, form, x):
 
 def mxnet_timer(block, x):
     """A function of ``iters`` returning the wall seconds of ``iters`` calls of ``block`` on ``x``."""
-    def seconds(iters):
-        mx.nd.waitall()
-        start = time.perf_counter()
-        for _ in range(iters):
-            block(x)
-        mx.nd.waitall()
-        return time.perf_counter() - start
-    return seconds
+    return lambda iters: batch_seconds(lambda: block(x), iters)
 
 
 class OnnxRuntime(JsonLinesProcess):

@@ -22,7 +22,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
@@ -32,10 +31,12 @@ from gluoncv.model_zoo.resnetv1b import resnet50_v1b  # noqa: E402
 
 import gluon_resnest  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
+from gluon_resnest.metrics import batch_seconds  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from torch_official import TorchOfficial, peak_rss_mib  # noqa: E402,F401  (peak_rss_mib: used by training_peak_mib's subprocess)
+# peak_rss_mib is called by training_peak_mib's subprocess, through this module.
+from torch_official import TorchOfficial, peak_rss_mib  # noqa: E402,F401  pylint: disable=wrong-import-position
 
 
 def build(impl, name, fuse=False, batch=1, size=224):
@@ -59,11 +60,7 @@ def build(impl, name, fuse=False, batch=1, size=224):
 
 def timed(step, batch, iters):
     """Images/s of ``iters`` consecutive calls of ``step`` (one timing)."""
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    mx.nd.waitall()
-    return batch * iters / (time.perf_counter() - start)
+    return batch * iters / batch_seconds(step, iters)
 
 
 def inference_step(net, batch, size):

@@ -10,7 +10,7 @@ import numpy as np
 
 from .devices import as_contexts
 
-__all__ = ['accuracy', 'topk_metrics', 'benchmark', 'time_calls', 'median_rate', 'count_parameters']
+__all__ = ['accuracy', 'topk_metrics', 'benchmark', 'time_calls', 'median_rate', 'batch_seconds', 'count_parameters']
 
 clock = time.perf_counter  # pylint: disable=invalid-name
 
@@ -134,13 +134,21 @@ def median_rate(step, items, warmup, runs, iters):
     """
     for _ in range(warmup):
         step()
-    mx.nd.waitall()
+    return float(np.median([items * iters / batch_seconds(step, iters) for _ in range(runs)]))
 
-    def run():
-        for _ in range(iters):
-            step()
-        mx.nd.waitall()
-    return float(np.median([items * iters / t for t in time_calls(run, 0, runs)]))
+
+def batch_seconds(step, iters):
+    """Wall seconds of ``iters`` consecutive ``step()`` calls, MXNet's asynchronous work included.
+
+    Pending work is finished before the clock starts and waited for before it stops (``mx.nd.waitall``),
+    so timings of several implementations can be interleaved one call of this at a time.
+    """
+    mx.nd.waitall()
+    start = clock()
+    for _ in range(iters):
+        step()
+    mx.nd.waitall()
+    return clock() - start
 
 
 def count_parameters(net):
