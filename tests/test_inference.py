@@ -20,20 +20,15 @@ from gluon_resnest.export.common import random_input
 from gluon_resnest.inference import FUSED_OP_PREFIX, fusion_available
 from gluon_resnest.loading import load_deployed
 
+from conftest import randomize_batchnorm
+
 ATOL = 1e-5
 needs_fusion = pytest.mark.skipif(not fusion_available(), reason='MXNet build without oneDNN')
 
 
 def _randomized(classes=1000, **kwargs):
     """resnest14 with random weights and BatchNorm statistics (so that folding them is exercised)."""
-    net = gluon_resnest.get_model('resnest14', classes=classes, **kwargs)
-    net.initialize(mx.init.Xavier(magnitude=2))
-    for name, param in net.collect_params().items():
-        if name.endswith(('running_var', 'gamma')):
-            param.set_data(mx.nd.random.uniform(0.5, 1.5, param.shape))
-        elif name.endswith(('running_mean', 'beta')):
-            param.set_data(mx.nd.random.normal(0, 0.1, param.shape))
-    return net
+    return randomize_batchnorm(gluon_resnest.get_model('resnest14', classes=classes, **kwargs))
 
 
 def _ops(block):
@@ -151,3 +146,21 @@ def test_bad_arguments_are_one_line_errors(make, kwargs, message):
     with pytest.raises(ValueError, match=message) as err:
         gluon_resnest.optimize(make(), **kwargs)
     assert '\n' not in str(err.value)
+
+
+def test_hybridize_returns_to_the_trainable_form():
+    net = _randomized(classes=10)
+    x = _batch((2, 3, 32, 32))
+    gluon_resnest.optimize(net, batch_size=2, input_size=32)
+    net.hybridize()
+    with mx.autograd.record():
+        loss = net(x).sum()
+    loss.backward()
+    assert not any(op.startswith(FUSED_OP_PREFIX) for op in _ops(net))
+    traced = net.fc.weight.grad().asnumpy()
+    net.hybridize(active=False)
+    with mx.autograd.record():
+        loss = net(x).sum()
+    loss.backward()
+    np.testing.assert_allclose(traced, net.fc.weight.grad().asnumpy(), rtol=1e-5, atol=1e-5)
+    assert np.abs(traced).max() > 0
