@@ -1,20 +1,23 @@
 """ResNeSt-50 speed on this machine: gluon_resnest side by side with GluonCV's and PyTorch's.
 
-fp32, hybridized, 224 px, same thread count for every network. Reports images/s (median of several
-timed runs after warm-up, the implementations' runs interleaved so that load changes hit them alike)
-for inference at batch 1 and 8 and for a training step (forward, backward, Nesterov SGD update) at
-batch 8, and ours as a ratio of each alternative: GluonCV's own ``ResNeSt`` class, MXNet's
-``resnet50_v1b`` as a yardstick (``--resnet``), and the official PyTorch ResNeSt
-(``--torch-python PATH``: an interpreter that has torch and the official ``resnest`` package, run as a
-persistent subprocess by ``torch_official.py``; eval mode under ``no_grad`` for inference). ``--fuse``
-adds inference rows with MXNet's oneDNN graph fusion (``optimize_for(backend='MKLDNN')``) applied to the
-MXNet networks. ``--memory`` reports the peak resident memory of a training step at batch 8, each
-implementation in a fresh process of its own.
+fp32, 224 px, same thread count for every network. Reports images/s (median of several timed runs after
+warm-up, the implementations' runs interleaved so that load changes hit them alike) for inference at batch
+1 and 8 and for a training step (forward, backward, Nesterov SGD update) at batch 8, and ours as a ratio
+of each alternative: GluonCV's own ``ResNeSt`` class, MXNet's ``resnet50_v1b`` as a yardstick
+(``--resnet``), and the official PyTorch ResNeSt (``--torch-python PATH``: an interpreter that has torch
+and the official ``resnest`` package, run as a persistent subprocess by ``torch_official.py``; eval mode
+under ``no_grad`` for inference, which is the official model's fastest documented form).
+
+The inference rows time what the README documents for users: ``gluon_resnest.optimize(net, batch_size,
+input_size)`` (hybridized with static memory, oneDNN-fused on a CPU with MXNet's oneDNN build), applied
+to each MXNet network alike. ``--plain`` adds rows of the networks only hybridized with static memory
+(no fusion). Training steps run hybridized with static memory. ``--memory`` reports the peak resident
+memory of a training step at batch 8, each implementation in a fresh process of its own.
 
 Usage::
 
     python benchmarks/bench_resnest50.py                 # all cores (OMP_NUM_THREADS defaults to them)
-    python benchmarks/bench_resnest50.py --resnet --memory --torch-python /path/to/torch-venv/bin/python
+    python benchmarks/bench_resnest50.py --resnet --plain --memory --torch-python /path/to/torch-venv/bin/python
 """
 import argparse
 import os
@@ -39,8 +42,12 @@ sys.path.insert(0, HERE)
 from torch_official import TorchOfficial, peak_rss_mib  # noqa: E402,F401  pylint: disable=wrong-import-position
 
 
-def build(impl, name, fuse=False, batch=1, size=224):
-    """An initialised, hybridized network; ``impl`` is 'ours', 'gluoncv' or 'resnet' (resnet50_v1b)."""
+def build(impl, name, fast=False, batch=1, size=224):
+    """An initialised network; ``impl`` is 'ours', 'gluoncv' or 'resnet' (resnet50_v1b).
+
+    ``fast``: :func:`gluon_resnest.optimize` for (batch, 3, size, size) input, the documented inference
+    path; otherwise hybridized with static memory (the form that trains).
+    """
     if impl == 'ours':
         net = gluon_resnest.get_model(name)
     elif impl == 'gluoncv':
@@ -49,12 +56,9 @@ def build(impl, name, fuse=False, batch=1, size=224):
     else:
         net = resnet50_v1b()
     net.initialize(mx.init.Xavier())
-    if fuse:
-        net.hybridize(static_alloc=True, static_shape=True)
-        net.optimize_for(mx.nd.zeros((batch, 3, size, size)), backend='MKLDNN',
-                         static_alloc=True, static_shape=True)
-    else:
-        net.hybridize(static_alloc=True, static_shape=True)
+    if fast:
+        return gluon_resnest.optimize(net, batch_size=batch, input_size=size)
+    net.hybridize(static_alloc=True, static_shape=True)
     return net
 
 
@@ -86,11 +90,11 @@ def case_rates(mode, batch, impls, args, official):
     """Median images/s of each implementation for one case, their timed runs interleaved."""
     timers = {}
     for impl in impls:
-        net = build(impl, args.model, fuse=mode == 'inference-fused', batch=batch, size=args.size)
+        net = build(impl, args.model, fast=mode == 'inference', batch=batch, size=args.size)
         make = training_step if mode == 'training' else inference_step
         step = make(net, batch, args.size)
         timers[impl] = lambda step=step: timed(step, batch, args.iters)
-    if official is not None and mode != 'inference-fused':
+    if official is not None:
         op = 'training' if mode == 'training' else 'inference'
         timers['torch'] = lambda: official.rate(op, args.model, batch, args.size, args.iters)
     for timer in timers.values():  # warm-up
@@ -115,9 +119,9 @@ def format_row(row):
 def measure(args, official=None):
     impls = ['ours', 'gluoncv'] + (['resnet'] if args.resnet else [])
     rows = []
-    cases = [('inference', 1), ('inference', 8), ('training', 8)]
-    if args.fuse:
-        cases[2:2] = [('inference-fused', 1), ('inference-fused', 8)]
+    cases = [('inference', 1), ('inference', 8)] + ([('training', 8)] if args.cases == 'all' else [])
+    if args.plain:
+        cases[2:2] = [('inference-plain', 1), ('inference-plain', 8)]
     for mode, batch in cases:
         # GluonCV's DropBlock sizes its training mask for 224 px only.
         case_impls = [i for i in impls if i != 'gluoncv' or mode != 'training' or args.size == 224]
@@ -169,7 +173,10 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--iters', type=int, default=3, help='calls per timed run')
-    parser.add_argument('--fuse', action='store_true', help='also time oneDNN-fused inference')
+    parser.add_argument('--cases', default='all', choices=['all', 'inference'],
+                        help="'inference': skip the training step")
+    parser.add_argument('--plain', action='store_true',
+                        help='also time inference of the networks only hybridized (no oneDNN fusion)')
     parser.add_argument('--resnet', action='store_true', help='also time resnet50_v1b as a yardstick')
     parser.add_argument('--torch-python', metavar='PATH',
                         help='an interpreter with torch and the official resnest package: also time '
