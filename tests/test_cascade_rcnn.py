@@ -392,3 +392,21 @@ def test_reset_class_takes_gluoncv_mappings_and_rejects_unknown_names():
         net.stage_heads[1].class_predictor.weight.data().asnumpy()[[1, 2]], third[[1, 3]])
     with pytest.raises(ValueError, match=r"^z not found in the old class names \['y', 'c'\]$"):
         net.reset_class(['z'], reuse_weights={'z': 'z'})
+
+
+def test_cascade_mask_rcnn_reset_class_resets_the_mask_predictor_too():
+    net = detection.custom_cascade_mask_rcnn_fpn(['a', 'b', 'c'], backbone='resnest14',
+                                                 pretrained_base=False, **SMALL)
+    net.initialize()
+    x = mx.nd.random.uniform(shape=(1, 3, 128, 160))
+    net(x)
+    old_mask = net.mask.mask.weight.data().asnumpy()
+    old_cls = net.stage_heads[0].class_predictor.weight.data().asnumpy()
+    net.reset_class(['c', 'z'], reuse_weights=['c'])
+    assert net.mask.mask.weight.shape[0] == 2
+    np.testing.assert_array_equal(net.mask.mask.weight.data().asnumpy()[0], old_mask[2])
+    np.testing.assert_array_equal(
+        net.stage_heads[0].class_predictor.weight.data().asnumpy()[[0, 1]], old_cls[[0, 3]])
+    ids, _, _, masks = net(x)
+    assert masks.shape == (1, SMALL['rpn_test_post_nms'], 14, 14)
+    assert set(ids.asnumpy().ravel()) <= {-1, 0, 1}
