@@ -23,6 +23,7 @@ from ..train.build import contexts
 from ..train.checkpoint import save_checkpoint
 from ..train.monitor import ProgressBar, setup_logger
 from ..train.recipe import build_lr_scheduler
+from .cascade import STAGE_IOU_THRESHS
 from .loss import DetectionLoss
 from .zoo import cascade_rcnn_fpn
 
@@ -156,8 +157,9 @@ def build_detector(args, classes, num_devices):
         overrides['rpn_test_pre_nms'] = max(3 * args.rpn_test_post_nms, 300)
     if args.box_head == '2fc':
         # Every stage of a cascade gets its own head of the same kind.
+        stages = len(STAGE_IOU_THRESHS) if args.detector == 'cascade_rcnn' else 1
         heads = [faster._box_head(False, num_devices, args.box_head_units)  # pylint: disable=W0212
-                 for _ in range(3 if args.detector == 'cascade_rcnn' else 1)]
+                 for _ in range(stages)]
         overrides['box_features'] = heads[0]
         if len(heads) > 1:
             overrides['stage_box_features'] = heads[1:]
