@@ -21,6 +21,8 @@ from ..gluoncv import detection as faster
 from ..model_zoo import VARIANTS
 from ..train.build import contexts
 from ..train.checkpoint import save_checkpoint
+from ..train.data import ShardedShuffleSampler
+from ..train.distributed import setup_distributed
 from ..train.monitor import ProgressBar, setup_logger
 from ..train.recipe import build_lr_scheduler
 from .cascade import STAGE_IOU_THRESHS
@@ -29,6 +31,8 @@ from .zoo import cascade_rcnn_fpn
 
 __all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 'load_detector']
 
+# BatchNorm's running statistics (Gluon's names, and those of blocks built from symbols).
+BATCHNORM_STATISTICS = ('running_mean', 'running_var', 'moving_mean', 'moving_var')
 DETECTORS = {'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster.faster_rcnn_fpn}
 
 
@@ -36,7 +40,9 @@ def parse_args(argv=None):
     """Command-line options (GluonCV's ``train_faster_rcnn.py`` names where they apply)."""
     p = argparse.ArgumentParser(description='Train Cascade R-CNN / Faster R-CNN FPN on ResNeSt.')
     p.add_argument('--detector', default='cascade_rcnn', help='cascade_rcnn or faster_rcnn')
-    p.add_argument('--network', default='resnest50', help='backbone: one of gluon_resnest.list_models()')
+    p.add_argument('--network', '--backbone', dest='network', default='resnest50',
+                   help='backbone: one of gluon_resnest.list_models(); under horovodrun write --backbone '
+                        '(horovodrun takes --network for its own --network-interface)')
     p.add_argument('--dataset', default='voc', help='voc, coco or shapes')
     p.add_argument('--dataset-root', default=None,
                    help='dataset folder (default: ~/.mxnet/datasets/{voc,coco})')
@@ -44,6 +50,9 @@ def parse_args(argv=None):
                    help="'syncbn': SyncBatchNorm recipe; 'bn': the same recipe with BatchNorm on "
                         "each device's batch (one device, e.g. CPU); default: frozen BatchNorm")
     p.add_argument('--gpus', default='', help="e.g. '0,1'; empty: CPU")
+    p.add_argument('--horovod', action='store_true',
+                   help='data parallel over the processes horovodrun starts: each trains on its share of '
+                        'the images, on the GPU of its local rank (with --gpus) or the CPU')
     p.add_argument('--batch-size', type=int, default=None,
                    help='images per step over all devices (default: 2 per device)')
     p.add_argument('--epochs', type=int, default=26, help='training epochs')
@@ -144,8 +153,11 @@ def _check_boxes(dataset):
                              'the split file or annotate it' % image_id)
 
 
-def build_detector(args, classes, num_devices):
-    """The network ``args`` describe, with its training-size options."""
+def build_detector(args, classes, num_devices, num_workers=1):
+    """The network ``args`` describe, with its training-size options.
+
+    ``num_devices`` are this process's; ``--batch-size`` is shared by ``num_workers`` such processes.
+    """
     overrides = {key: getattr(args, key) for key in
                  ('short', 'max_size', 'num_sample', 'rpn_train_post_nms', 'rpn_test_post_nms')
                  if getattr(args, key) is not None}
@@ -163,7 +175,7 @@ def build_detector(args, classes, num_devices):
         overrides['box_features'] = heads[0]
         if len(heads) > 1:
             overrides['stage_box_features'] = heads[1:]
-    per_device = args.batch_size // num_devices
+    per_device = args.batch_size // (num_devices * num_workers)
     dataset = args.dataset if args.dataset in ('voc', 'coco') else 'custom'
     return DETECTORS[args.detector](
         args.network.lower(), dataset, classes=classes,
@@ -182,22 +194,30 @@ def load_detector(net, path, ctx):
     net.load_parameters(path, ctx=ctx)
 
 
-def _loaders(net, train, val, batch_size, num_devices, num_workers):
+def _loaders(net, train, val, args, num_devices, dist):
     # pylint: disable=import-outside-toplevel
     from gluoncv.data.batchify import Append, FasterRCNNTrainBatchify, Tuple
     from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
                                                       FasterRCNNDefaultValTransform)
+    batch_size, num_workers = args.batch_size // dist.num_workers, args.num_workers
+    order = dict(shuffle=True, last_batch='rollover', sampler=None)
+    if dist.num_workers > 1:  # every worker trains on its own share, the same number of batches
+        order = dict(last_batch='discard', sampler=ShardedShuffleSampler(
+            len(train), batch_size, dist.num_workers, dist.rank, args.seed))
+        if order['sampler'].batches_per_epoch < 1:
+            raise ValueError('%d training images are fewer than one batch of %d on each of %d workers'
+                             % (len(train), batch_size, dist.num_workers))
     train_loader = gluon.data.DataLoader(
         train.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
                                                         ashape=net.ashape, multi_stage=True)),
-        batch_size, shuffle=True, last_batch='rollover', num_workers=num_workers,
-        batchify_fn=FasterRCNNTrainBatchify(net, num_devices))
+        batch_size, num_workers=num_workers, batchify_fn=FasterRCNNTrainBatchify(net, num_devices),
+        **order)
     short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
     val_loader = gluon.data.DataLoader(
         val.transform(FasterRCNNDefaultValTransform(short, net.max_size)), num_devices,
         shuffle=False, last_batch='keep', num_workers=num_workers,
         batchify_fn=Tuple(*[Append() for _ in range(3)]))
-    return train_loader, val_loader
+    return train_loader, order['sampler'], val_loader
 
 
 def _metrics(dataset, val, classes, ious, prefix):
@@ -224,7 +244,7 @@ def evaluate(net, loader, metrics, ctx):
     return {name: float(metric.get()[1][-1]) for name, metric in metrics.items()}
 
 
-def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log):
+def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log, batch_size):
     losses_sum, count, tic = {}, 0, time.time()
     bar = ProgressBar(len(loader), epoch, args.epochs,
                       enabled=not args.no_progress and sys.stderr.isatty())
@@ -235,7 +255,7 @@ def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log):
         with autograd.record():
             results = [loss_fn(net, *shard) for shard in shards]
         autograd.backward([r['total'] for r in results])
-        trainer.step(args.batch_size)
+        trainer.step(batch_size)
         for name in results[0]:
             if name != 'total':
                 value = float(np.mean([r[name].asscalar() for r in results]))
@@ -245,30 +265,35 @@ def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log):
         if not np.isfinite(total):
             raise RuntimeError('training diverged at epoch %d batch %d (loss %s)'
                                % (epoch, step, total))
-        bar.update(args.batch_size * count / (time.time() - tic), total, trainer.learning_rate)
+        bar.update(batch_size * count / (time.time() - tic), total, trainer.learning_rate)
         if (step + 1) % args.log_interval == 0 or step + 1 == len(loader):
             log.info('[Epoch %d][Batch %d/%d] %.1f img/s lr=%.5f %s', epoch, step + 1, len(loader),
-                     args.batch_size * count / (time.time() - tic), trainer.learning_rate,
+                     batch_size * count / (time.time() - tic), trainer.learning_rate,
                      ' '.join('%s=%.4f' % (k, v / count) for k, v in sorted(losses_sum.items())))
     bar.close()
 
 
-def _setup(args, log):
-    ctx = contexts(args.gpus)
-    args.batch_size = args.batch_size or 2 * len(ctx)
-    if args.batch_size % len(ctx):
-        raise ValueError('--batch-size %d is not a multiple of the %d devices'
-                         % (args.batch_size, len(ctx)))
+def _setup(args, log, dist):
+    if args.horovod:  # one device per process
+        ctx = [mx.gpu(dist.local_rank)] if args.gpus else [mx.cpu()]
+    else:
+        ctx = contexts(args.gpus)
+    devices = len(ctx) * dist.num_workers
+    args.batch_size = args.batch_size or 2 * devices
+    if args.batch_size % devices:
+        raise ValueError('--batch-size %d is not a multiple of the %d devices%s'
+                         % (args.batch_size, devices, ' of all workers' if dist.num_workers > 1 else ''))
     train, val, classes = load_datasets(args.dataset, args.dataset_root)
-    net = build_detector(args, classes, len(ctx))
+    net = build_detector(args, classes, len(ctx), dist.num_workers)
     if args.resume:
         load_detector(net, args.resume, ctx)
     for param in net.collect_params().values():
         if param._data is None:  # pylint: disable=protected-access
             param.initialize(ctx=ctx)
     net.collect_params().reset_ctx(ctx)
-    log.info('%s on %s: %d train / %d held-out images, %d classes, devices %s', args.detector,
-             args.network, len(train), len(val), len(classes), ctx)
+    log.info('%s on %s: %d train / %d held-out images, %d classes, devices %s%s', args.detector,
+             args.network, len(train), len(val), len(classes), ctx,
+             ' on each of %d Horovod workers' % dist.num_workers if args.horovod else '')
     return ctx, train, val, classes, net
 
 
@@ -279,53 +304,71 @@ def main(args=None):
     try:
         _check(args)
         return _run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         sys.exit('error: %s' % err)
 
 
 def _run(args):
     prefix = args.save_prefix or '_'.join((args.detector, 'fpn', args.network, args.dataset))
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    log = setup_logger(prefix + '_train.log')
+    dist = setup_distributed('horovod' if args.horovod else 'local')
+    log = setup_logger(prefix + '_train.log', is_root=dist.is_root)
     log.info('arguments: %s', vars(args))
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
-    ctx, train, val, classes, net = _setup(args, log)
-    train_loader, val_loader = _loaders(net, train, val, args.batch_size, len(ctx), args.num_workers)
+    ctx, train, val, classes, net = _setup(args, log, dist)
+    train_loader, sampler, val_loader = _loaders(net, train, val, args, len(ctx), dist)
     metrics = _metrics(args.dataset, val, classes,
                        [float(v) for v in args.val_iou.split(',') if v.strip()], prefix)
     if args.eval_only:
         results = evaluate(net, val_loader, metrics, ctx)
         log.info('held-out %s', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
         return results
-    net.collect_params().setattr('grad_req', 'null')
-    net.collect_train_params().setattr('grad_req', 'write')
-    iters = len(train_loader)
-    schedule = build_lr_scheduler(
-        args.lr_mode, args.lr * args.batch_size / 8., args.epochs, iters,
-        warmup_epochs=min(args.lr_warmup / float(iters), args.epochs - 1e-3),
-        warmup_lr=args.lr * args.batch_size / 8. * args.lr_warmup_factor, lr_decay=args.lr_decay,
-        lr_decay_epoch=[int(e) for e in args.lr_decay_epoch.split(',') if e.strip()])
-    trainer = gluon.Trainer(net.collect_train_params(), 'sgd',
-                            {'wd': args.wd, 'momentum': args.momentum, 'lr_scheduler': schedule})
-    states = os.path.splitext(args.resume)[0] + '.states' if args.resume else ''
-    if os.path.isfile(states):  # the optimizer's update count carries the schedule on
-        trainer.load_states(states)
+    trainer = _trainer(args, net, len(train_loader), dist)
     results, loss_fn = {}, DetectionLoss()
     for epoch in range(args.start_epoch, args.epochs):
         tic = time.time()
-        _train_epoch(net, trainer, train_loader, loss_fn, ctx, epoch, args, log)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        _train_epoch(net, trainer, train_loader, loss_fn, ctx, epoch, args, log,
+                     args.batch_size // dist.num_workers)
+        # Each worker's BatchNorm saw only its own images: the checkpoint holds their mean.
+        dist.average_arrays([arr for name, param in net.collect_params().items()
+                             if name.endswith(BATCHNORM_STATISTICS)
+                             for arr in param.list_data()], 'batchnorm_statistics')
         meta = dict(epoch=epoch, detector=args.detector, network=args.network,
                     classes=list(classes), seconds=time.time() - tic)
-        if (epoch + 1) % args.val_interval == 0 or epoch + 1 == args.epochs:
-            results = evaluate(net, val_loader, metrics, ctx)
-            meta['val'] = results
-            log.info('[Epoch %d] held-out %s', epoch,
-                     ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
-        save_checkpoint('%s_%04d' % (prefix, epoch), net, trainer, meta)
-        log.info('[Epoch %d] %.0f s; saved %s_%04d.params', epoch, time.time() - tic, prefix, epoch)
+        if dist.is_root:
+            if (epoch + 1) % args.val_interval == 0 or epoch + 1 == args.epochs:
+                results = evaluate(net, val_loader, metrics, ctx)
+                meta['val'] = results
+                log.info('[Epoch %d] held-out %s', epoch,
+                         ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
+            save_checkpoint('%s_%04d' % (prefix, epoch), net, trainer, meta)
+            log.info('[Epoch %d] %.0f s; saved %s_%04d.params', epoch, time.time() - tic, prefix, epoch)
+        dist.barrier()  # the other workers wait for rank 0's evaluation and checkpoint
     return results
 
+
+def _trainer(args, net, iters, dist):
+    """SGD over the trained parameters with the warm-up and decay schedule (lr scaled per 8 images)."""
+    net.collect_params().setattr('grad_req', 'null')
+    net.collect_train_params().setattr('grad_req', 'write')
+    lr = args.lr * args.batch_size / 8.
+    schedule = build_lr_scheduler(
+        args.lr_mode, lr, args.epochs, iters,
+        warmup_epochs=min(args.lr_warmup / float(iters), args.epochs - 1e-3),
+        warmup_lr=lr * args.lr_warmup_factor, lr_decay=args.lr_decay,
+        lr_decay_epoch=[int(e) for e in args.lr_decay_epoch.split(',') if e.strip()])
+    options = {'wd': args.wd, 'momentum': args.momentum, 'lr_scheduler': schedule}
+    if args.horovod:
+        trainer = dist.make_trainer(net, 'sgd', options, params=net.collect_train_params())
+    else:
+        trainer = gluon.Trainer(net.collect_train_params(), 'sgd', options)
+    states = os.path.splitext(args.resume)[0] + '.states' if args.resume else ''
+    if os.path.isfile(states):  # the optimizer's update count carries the schedule on
+        trainer.load_states(states)
+    return trainer
 
 if __name__ == '__main__':
     main()

@@ -42,12 +42,16 @@ class Distributed(object):
         """Only rank 0 writes files (checkpoints, logs, plots)."""
         return self.rank == 0
 
-    def make_trainer(self, net, optimizer, optimizer_params):
-        """A gluon Trainer whose ``step(per_worker_batch)`` applies the mean gradient over all workers."""
-        params = net.collect_params()
+    def make_trainer(self, net, optimizer, optimizer_params, params=None):
+        """A gluon Trainer whose ``step(per_worker_batch)`` applies the mean gradient over all workers.
+
+        ``params`` (default: all of ``net``'s) are the parameters it updates; under Horovod all of
+        ``net``'s parameters start from rank 0's values.
+        """
+        params = net.collect_params() if params is None else params
         if self._hvd is not None:
             # Horovod broadcasts rank 0's initial weights and averages gradients itself.
-            self._hvd.broadcast_parameters(params, root_rank=0)
+            self._hvd.broadcast_parameters(net.collect_params(), root_rank=0)
             return self._hvd.DistributedTrainer(params, optimizer, optimizer_params)
         if self.kvstore is not None and 'dist' in self.kvstore.type:
             # Updating on the workers keeps the optimizer states local, so save_states works.
