@@ -48,6 +48,38 @@ def test_drop_fraction_and_block_shape():
     assert not (zero & ~neighbours).any()
 
 
+def _naive_dropblock(x, seeds, block_size):
+    """Every seed drops the block_size x block_size square centred on it (clipped at the borders);
+    each sample's kept units are scaled by its count of units over its count of kept units."""
+    half = block_size // 2
+    dropped = np.zeros(x.shape, bool)
+    for n, c, i, j in zip(*np.nonzero(seeds)):
+        dropped[n, c, max(i - half, 0):i + half + 1, max(j - half, 0):j + half + 1] = True
+    kept = ~dropped
+    scale = kept[0].size / kept.reshape(len(x), -1).sum(axis=1)
+    return x * kept * scale[:, None, None, None]
+
+
+@pytest.mark.parametrize('hybrid', [False, True])
+@pytest.mark.parametrize('block_size', [3, 5])
+def test_matches_naive_dropblock_from_the_same_seeds(hybrid, block_size):
+    block = DropBlock(0.3, block_size)
+    block.initialize()
+    if hybrid:
+        block.hybridize(static_alloc=True)
+    x = mx.nd.random.uniform(0.5, 1.5, shape=(3, 4, 11, 9))
+    gamma = 0.3 / block_size ** 2
+    for seed in (3, 4):
+        # the seeds are the zeros of Dropout applied to ones: draw them again from the same stream
+        mx.random.seed(seed)
+        seeds = mx.nd.Dropout(mx.nd.ones_like(x), p=gamma, mode='always').asnumpy() == 0
+        mx.random.seed(seed)
+        with mx.autograd.record():
+            out = block(x).asnumpy()
+        assert seeds.any()
+        np.testing.assert_allclose(out, _naive_dropblock(x.asnumpy(), seeds, block_size), rtol=1e-5)
+
+
 @pytest.mark.parametrize('first_call_recorded', [True, False])
 def test_identity_at_inference_whatever_order_of_hybridize_and_record(first_call_recorded):
     net = gluon_resnest.get_model('resnest14', dropblock_prob=0.5)
