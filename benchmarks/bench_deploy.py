@@ -4,7 +4,8 @@ The forms a user can pick, each produced by the exporters (``gluon_resnest.expor
 itself) and run as a user runs it:
 
 - ``mxnet``: the fp32 symbol loaded with ``SymbolBlock.imports`` (hybridized, static memory);
-- ``mxnet-fused``: the same after MXNet's oneDNN graph fusion, ``optimize_for(x, backend='MKLDNN')``;
+- ``mxnet-fused``: the same after ``gluon_resnest.optimize`` (MXNet's oneDNN graph fusion), as
+  ``gluon_resnest.loading.load_deployed`` and ``eval.py --deploy`` run it;
 - ``int8``: the oneDNN INT8 symbol (``--format int8``), calibrated on ``--calib-data`` or random images;
 - ``onnx``: the ONNX file (``--format onnx --dynamic-batch``) in onnxruntime with all graph
   optimisations, run by ``gluon_resnest/export/ort_run.py`` under the onnxruntime interpreter;
@@ -37,7 +38,7 @@ os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
 import numpy as np  # noqa: E402
 
-from gluon_resnest import cli, get_model  # noqa: E402
+from gluon_resnest import cli, get_model, optimize  # noqa: E402
 from gluon_resnest.data import EvalTransform, make_loader, open_dataset  # noqa: E402
 from gluon_resnest.export import (build_network, calibration_images, export_int8, export_mxnet,  # noqa: E402
                                   export_onnx)
@@ -114,9 +115,9 @@ def export_all(args, folder):
 def mxnet_block(folder, form, x):
     """The exported ``form`` ('mxnet', 'mxnet-fused' or 'int8') loaded as a user loads it, for ``x``."""
     block = load_symbol_block(os.path.join(folder, 'int8' if form == 'int8' else 'fp32'))
-    block.hybridize(static_alloc=True, static_shape=True)
     if form == 'mxnet-fused':
-        block.optimize_for(x, backend='MKLDNN', static_alloc=True, static_shape=True)
+        return optimize(block, batch_size=x.shape[0], input_size=x.shape[2])
+    block.hybridize(static_alloc=True, static_shape=True)
     return block
 
 

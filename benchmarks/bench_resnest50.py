@@ -1,15 +1,18 @@
 """ResNeSt-50 speed on this machine: gluon_resnest side by side with GluonCV's and PyTorch's.
 
-fp32, hybridized, 224 px, same thread count for every network. Reports images/s (median of several
-timed runs after warm-up, the implementations' runs interleaved so that load changes hit them alike)
-for inference at batch 1 and 8 and for a training step (forward, backward, Nesterov SGD update) at
-batch 8, and ours as a ratio of each alternative: GluonCV's own ``ResNeSt`` class, MXNet's
-``resnet50_v1b`` as a yardstick (``--resnet``), and the official PyTorch ResNeSt
-(``--torch-python PATH``: an interpreter that has torch and the official ``resnest`` package, run as a
-persistent subprocess by ``torch_official.py``; eval mode under ``no_grad`` for inference). ``--fuse``
-adds inference rows with MXNet's oneDNN graph fusion (``optimize_for(backend='MKLDNN')``) applied to the
-MXNet networks. ``--memory`` reports the peak resident memory of a training step at batch 8, each
-implementation in a fresh process of its own.
+fp32, 224 px, same thread count for every network. Reports images/s (median of several timed runs after
+warm-up, the implementations' runs interleaved so that load changes hit them alike) for inference at batch
+1 and 8 and for a training step (forward, backward, Nesterov SGD update) at batch 8, and ours as a ratio
+of each alternative: GluonCV's own ``ResNeSt`` class, MXNet's ``resnet50_v1b`` as a yardstick
+(``--resnet``), and the official PyTorch ResNeSt (``--torch-python PATH``: an interpreter that has torch
+and the official ``resnest`` package, run as a persistent subprocess by ``torch_official.py``; eval mode
+under ``no_grad`` for inference, which is the official model's fastest documented form).
+
+The inference rows time what the README documents for users: ``gluon_resnest.optimize(net, batch_size,
+input_size)`` (hybridized with static memory, oneDNN-fused on a CPU with MXNet's oneDNN build), applied
+to each MXNet network alike. ``--plain`` adds rows of the networks only hybridized with static memory
+(no fusion). Training steps run hybridized with static memory. ``--memory`` reports the peak resident
+memory of a training step at batch 8, each implementation in a fresh process of its own.
 
 Training compares the same work: the official PyTorch ResNeSt has no DropBlock (its ``DropBlock2D``
 raises ``NotImplementedError``; ``dropblock_prob`` defaults to 0 there), so the ``training`` row builds
@@ -21,7 +24,7 @@ well measured 3% faster here but holds about 400 MiB more at batch 8).
 Usage::
 
     python benchmarks/bench_resnest50.py                 # all cores (OMP_NUM_THREADS defaults to them)
-    python benchmarks/bench_resnest50.py --resnet --memory --torch-python /path/to/torch-venv/bin/python
+    python benchmarks/bench_resnest50.py --resnet --plain --memory --torch-python /path/to/torch-venv/bin/python
 """
 import argparse
 import os
@@ -48,11 +51,12 @@ sys.path.insert(0, HERE)
 from torch_official import TorchOfficial, peak_rss_mib  # noqa: E402,F401  pylint: disable=wrong-import-position
 
 
-def build(impl, name, fuse=False, batch=1, size=224, training=False, dropblock=None):
-    """An initialised, hybridized network; ``impl`` is 'ours', 'gluoncv' or 'resnet' (resnet50_v1b).
+def build(impl, name, fast=False, batch=1, size=224, training=False, dropblock=None):
+    """An initialised network; ``impl`` is 'ours', 'gluoncv' or 'resnet' (resnet50_v1b).
 
-    ``dropblock`` overrides the ResNeSts' DropBlock probability (None: the published one);
-    ``training`` hybridizes as the training command does.
+    ``fast``: :func:`gluon_resnest.optimize` for (batch, 3, size, size) input, the documented inference
+    path; ``training``: hybridized as the training command does; otherwise hybridized with static memory.
+    ``dropblock`` overrides the ResNeSts' DropBlock probability (None: the published one).
     """
     if impl == 'ours':
         net = gluon_resnest.get_model(name)
@@ -64,12 +68,10 @@ def build(impl, name, fuse=False, batch=1, size=224, training=False, dropblock=N
     if dropblock is not None:
         net.apply(partial(set_drop_prob, dropblock))  # drives GluonCV's DropBlock layers too
     net.initialize(mx.init.Xavier())
+    if fast:
+        return gluon_resnest.optimize(net, batch_size=batch, input_size=size)
     if training:
         net.hybridize(static_alloc=True)
-    elif fuse:
-        net.hybridize(static_alloc=True, static_shape=True)
-        net.optimize_for(mx.nd.zeros((batch, 3, size, size)), backend='MKLDNN',
-                         static_alloc=True, static_shape=True)
     else:
         net.hybridize(static_alloc=True, static_shape=True)
     return net
@@ -108,13 +110,14 @@ def case_rates(mode, batch, impls, args, official):
     timers = {}
     training = mode in TRAINING_DROPBLOCK
     for impl in impls:
-        net = build(impl, args.model, fuse=mode == 'inference-fused', batch=batch, size=args.size,
+        net = build(impl, args.model, fast=mode == 'inference', batch=batch, size=args.size,
                     training=training, dropblock=TRAINING_DROPBLOCK.get(mode))
         make = training_step if training else inference_step
         step = make(net, batch, args.size)
         timers[impl] = lambda step=step: timed(step, batch, args.iters)
-    if official is not None and mode in ('inference', 'training'):
-        timers['torch'] = lambda: official.rate(mode, args.model, batch, args.size, args.iters)
+    if official is not None and mode != 'training-dropblock':
+        op = 'training' if training else 'inference'
+        timers['torch'] = lambda: official.rate(op, args.model, batch, args.size, args.iters)
     for timer in timers.values():  # warm-up
         for _ in range(args.warmup):
             timer()
@@ -137,11 +140,13 @@ def format_row(row):
 def measure(args, official=None):
     impls = ['ours', 'gluoncv'] + (['resnet'] if args.resnet else [])
     rows = []
-    cases = [('inference', 1), ('inference', 8), ('training', 8), ('training-dropblock', 8)]
-    if args.fuse:
-        cases[2:2] = [('inference-fused', 1), ('inference-fused', 8)]
-    if args.training_only:
-        cases = [case for case in cases if case[0] in TRAINING_DROPBLOCK]
+    cases = []
+    if args.cases != 'training':
+        cases = [('inference', 1), ('inference', 8)]
+        if args.plain:
+            cases += [('inference-plain', 1), ('inference-plain', 8)]
+    if args.cases != 'inference':
+        cases += [('training', 8), ('training-dropblock', 8)]
     for mode, batch in cases:
         # resnet50_v1b has no DropBlock; GluonCV's DropBlock sizes its training mask for 224 px only.
         case_impls = [i for i in impls if mode != 'training-dropblock'
@@ -200,9 +205,11 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--iters', type=int, default=3, help='calls per timed run')
-    parser.add_argument('--fuse', action='store_true', help='also time oneDNN-fused inference')
+    parser.add_argument('--cases', default='all', choices=['all', 'inference', 'training'],
+                        help="'inference' or 'training': time only those rows")
+    parser.add_argument('--plain', action='store_true',
+                        help='also time inference of the networks only hybridized (no oneDNN fusion)')
     parser.add_argument('--resnet', action='store_true', help='also time resnet50_v1b as a yardstick')
-    parser.add_argument('--training-only', action='store_true', help='time only the training rows')
     parser.add_argument('--torch-python', metavar='PATH',
                         help='an interpreter with torch and the official resnest package: also time '
                              'the official PyTorch model, interleaved, at the same thread count')

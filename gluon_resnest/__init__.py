@@ -5,6 +5,7 @@ from .threads import configure_command_line as _configure_threads
 _configure_threads()
 from .config import EvalConfig, ExportConfig, TrainConfig  # noqa: E402  (after the thread count is set)
 from .evaluation import evaluate  # noqa: E402
+from .inference import optimize  # noqa: E402
 from .layers import SplitAttentionConv  # noqa: E402
 from .model_zoo import get_model, list_models
 from .resnest import ResNeSt
@@ -14,6 +15,6 @@ from .gluoncv import register as register_gluoncv, unregister as unregister_gluo
 __version__ = '0.1.0'
 
 __all__ = ['get_model', 'list_models', 'ResNeSt', 'SplitAttentionConv', '__version__',
-           'register_gluoncv', 'unregister_gluoncv', 'evaluate', 'EvalConfig', 'TrainConfig', 'ExportConfig']
+           'register_gluoncv', 'unregister_gluoncv', 'evaluate', 'optimize', 'EvalConfig', 'TrainConfig', 'ExportConfig']
 
 register_gluoncv()

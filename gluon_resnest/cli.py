@@ -12,6 +12,7 @@ import dataclasses
 
 from .config import ConfigError, check_model
 from .model_zoo import list_models
+from .threads import DEFAULT_DATA_WORKERS
 
 __all__ = ['add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
            'add_progress', 'build_config', 'flag_name', 'HelpFormatter']
@@ -77,7 +78,7 @@ def add_devices(group, extra_help=''):
                          help='GluonCV spelling: GPUs 0..N-1 (0: CPU)')
 
 
-def add_workers(group, default=4, help_text=None):
+def add_workers(group, default=DEFAULT_DATA_WORKERS, help_text=None):
     """``-j/--num-data-workers``: data loading processes (0: in the main process)."""
     group.add_argument('-j', '--num-data-workers', dest='num_data_workers', type=int, default=default,
                        help=help_text or 'data loading processes (0: in the main process)')

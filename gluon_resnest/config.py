@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 
 from .model_zoo import list_models
 from .pretrained import eval_crop
+from .threads import DEFAULT_DATA_WORKERS
 
 __all__ = ['ConfigError', 'TrainConfig', 'EvalConfig', 'ExportConfig', 'parse_devices', 'check_model',
            'KV_STORES', 'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES']
@@ -117,7 +118,7 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
     rec_val_idx: str = ''
     use_rec: bool = False
     data_backend: str = 'auto'
-    num_data_workers: int = 4
+    num_data_workers: int = DEFAULT_DATA_WORKERS
     classes: Optional[int] = None
     input_size: int = 224
     crop_ratio: Optional[float] = None
@@ -256,7 +257,7 @@ class EvalConfig:  # pylint: disable=too-many-instance-attributes
     crop_ratio: Optional[float] = None
     class_subset: bool = False
     batch_size: int = 32
-    num_data_workers: int = 4
+    num_data_workers: int = DEFAULT_DATA_WORKERS
     gpus: Tuple[int, ...] = ()
     dtype: str = 'float32'
     benchmark: bool = False

@@ -18,6 +18,7 @@ from .config import EvalConfig
 from .data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
 from .devices import contexts
 from .fileio import write_json
+from .inference import optimize
 from .loading import load_deployed, load_network
 from .metrics import accuracy, benchmark, count_parameters
 from .progress import progress_bar
@@ -29,7 +30,7 @@ __all__ = ['evaluate', 'report']
 def _build(config, ctx):
     """The network to evaluate and a description: (block, info dict with layout, classes, source ...)."""
     if config.deploy:
-        net, info = load_deployed(config.model_prefix, config.input_size, config.epoch, ctx)
+        net, info = load_deployed(config.model_prefix, config.input_size, config.epoch, ctx, optimize=False)
         if config.quantized and not info['quantized']:
             raise ValueError('%s-symbol.json has no INT8 operators: it is not a quantized model '
                              '(evaluate it with deploy/--deploy)' % config.model_prefix)
@@ -40,12 +41,13 @@ def _build(config, ctx):
         check_input_shape((1, 3, config.input_size, config.input_size), net.output_stride)
         info = {'layout': 'NCHW', 'classes': net.num_classes, 'quantized': False,
                 'source': config.params_file or ('published' if config.pretrained else 'random init')}
-        net.hybridize(static_alloc=True)
     if config.dtype != 'float32':
         if info['layout'] == 'NHWC':
             raise ValueError('dtype %s is not supported for graphs with folded preprocessing (NHWC input)'
                              % config.dtype)
         net.cast(config.dtype)
+    # The fast path users get by default (oneDNN-fused on CPU), the same call as in the README.
+    optimize(net, config.batch_size, config.input_size, ctx=ctx[0], layout=info['layout'])
     return net, info
 
 

@@ -12,6 +12,7 @@ import warnings
 import mxnet as mx
 
 from .devices import as_contexts
+from .inference import optimize as optimize_network
 from .model_zoo import get_model, list_models
 from .pretrained import classes_in_params, load_weights
 
@@ -120,8 +121,12 @@ def import_graph(prefix, epoch=0, ctx=None):
     return block, symbol, inputs[0]
 
 
-def load_deployed(prefix, crop, epoch=0, ctx=None):
-    """Load an exported model (``PREFIX-symbol.json`` + ``PREFIX-%04d.params``) to evaluate it at ``crop``.
+def load_deployed(prefix, crop, epoch=0, ctx=None, batch_size=1, optimize=True):
+    """Load an exported model (``PREFIX-symbol.json`` + ``PREFIX-%04d.params``) to run it at ``crop``.
+
+    With ``optimize`` (the default) the block is put into its fast inference form on ``ctx`` by
+    :func:`gluon_resnest.optimize` (oneDNN-fused on a CPU with MXNet's oneDNN build; the files themselves
+    hold the portable graph, which loads on any MXNet build and device).
 
     Returns
     -------
@@ -131,4 +136,6 @@ def load_deployed(prefix, crop, epoch=0, ctx=None):
     """
     block, symbol, input_name = import_graph(prefix, epoch, ctx)
     layout, classes = probe_layout(symbol, input_name, crop)
+    if optimize:
+        optimize_network(block, batch_size, crop, ctx=as_contexts(ctx)[0], layout=layout)
     return block, {'layout': layout, 'classes': classes, 'quantized': is_quantized(symbol)}

@@ -31,7 +31,7 @@ TOOLS = {
 }
 INTERPRETER_OPTIONS_WITH_VALUE = ('-W', '-X', '-Q')
 DATA_WORKER_FLAGS = ('-j', '--num-data-workers')
-DEFAULT_DATA_WORKERS = 4  # train_imagenet.py's default for -j
+DEFAULT_DATA_WORKERS = 4  # -j's default in every job (TrainConfig/EvalConfig take it from here)
 
 
 def available_cores():

@@ -228,3 +228,15 @@ def mask_training_batch(net):
     trainer = prepare_for_training(net)
     transform = MaskRCNNDefaultTrainTransform(net.short, net.max_size, net, ashape=net.ashape, multi_stage=True)
     return trainer, MaskRCNNTrainBatchify(net, 1)([transform(*mask_sample(k)) for k in range(2)])
+
+
+def randomize_batchnorm(net):
+    """Initialise ``net`` (Xavier) with random BatchNorm statistics and affine terms, so that BatchNorm
+    does not act as the identity (equivalence and folding tests would not see it otherwise)."""
+    net.initialize(mx.init.Xavier(magnitude=2))
+    for name, param in net.collect_params().items():
+        if name.endswith(('running_var', 'gamma')):
+            param.set_data(mx.nd.random.uniform(0.5, 1.5, param.shape))
+        elif name.endswith(('running_mean', 'beta')):
+            param.set_data(mx.nd.random.normal(0, 0.1, param.shape))
+    return net

@@ -353,3 +353,60 @@ def test_cascade_mask_rcnn_segments_the_final_boxes(hybridize):
     expected = 1 / (1 + np.exp(-logits[np.arange(kept), classes]))
     np.testing.assert_allclose(masks.asnumpy()[0], expected, rtol=1e-4, atol=1e-5)
     assert (np.diff(scores.asnumpy().ravel()) <= 1e-6).all()  # best detections first
+
+
+def test_reset_class_keeps_the_reused_rows_of_every_stage():
+    net = _net()
+    x = mx.nd.random.uniform(shape=(1, 3, 128, 160))
+    net(x)  # completes the deferred initialisation
+    preds = lambda n: [n.class_predictor] + [h.class_predictor for h in n.stage_heads]  # noqa: E731
+    old = [(p.weight.data().asnumpy(), p.bias.data().asnumpy()) for p in preds(net)]
+    boxes = [net.box_predictor.weight.data().asnumpy()] + [
+        h.box_predictor.weight.data().asnumpy() for h in net.stage_heads]
+    net.reset_class(['d', 'x', 'b'], reuse_weights=['b', 'd'])
+    assert net.classes == ['d', 'x', 'b'] and net.num_class == 3
+    for pred, (weight, bias) in zip(preds(net), old):
+        new_weight, new_bias = pred.weight.data().asnumpy(), pred.bias.data().asnumpy()
+        assert new_weight.shape == (4, weight.shape[1])
+        # background, 'd' (old 4th class), 'b' (old 2nd); 'x' is new.
+        np.testing.assert_array_equal(new_weight[[0, 1, 3]], weight[[0, 4, 2]])
+        np.testing.assert_array_equal(new_bias[[0, 1, 3]], bias[[0, 4, 2]])
+        assert not any(np.allclose(new_weight[2], row) for row in weight)
+    kept = [net.box_predictor.weight.data().asnumpy()] + [
+        h.box_predictor.weight.data().asnumpy() for h in net.stage_heads]
+    for mine, want in zip(kept, boxes):  # class-agnostic boxes are untouched
+        np.testing.assert_array_equal(mine, want)
+    _, out = _train_outputs(net)
+    assert out[0].shape == (3, 2, SMALL['num_sample'], 4)
+    net.hybridize()
+    ids = net(x)[0].asnumpy().ravel()
+    assert set(ids[ids >= 0]) <= {0, 1, 2}
+
+
+def test_reset_class_takes_gluoncv_mappings_and_rejects_unknown_names():
+    net = _net()
+    net(mx.nd.random.uniform(shape=(1, 3, 96, 96)))
+    third = net.stage_heads[1].class_predictor.weight.data().asnumpy()
+    net.reset_class(['y', 'c'], reuse_weights={'c': 2, 0: 'a'})
+    np.testing.assert_array_equal(
+        net.stage_heads[1].class_predictor.weight.data().asnumpy()[[1, 2]], third[[1, 3]])
+    with pytest.raises(ValueError, match=r"^z not found in the old class names \['y', 'c'\]$"):
+        net.reset_class(['z'], reuse_weights={'z': 'z'})
+
+
+def test_cascade_mask_rcnn_reset_class_resets_the_mask_predictor_too():
+    net = detection.custom_cascade_mask_rcnn_fpn(['a', 'b', 'c'], backbone='resnest14',
+                                                 pretrained_base=False, **SMALL)
+    net.initialize()
+    x = mx.nd.random.uniform(shape=(1, 3, 128, 160))
+    net(x)
+    old_mask = net.mask.mask.weight.data().asnumpy()
+    old_cls = net.stage_heads[0].class_predictor.weight.data().asnumpy()
+    net.reset_class(['c', 'z'], reuse_weights=['c'])
+    assert net.mask.mask.weight.shape[0] == 2
+    np.testing.assert_array_equal(net.mask.mask.weight.data().asnumpy()[0], old_mask[2])
+    np.testing.assert_array_equal(
+        net.stage_heads[0].class_predictor.weight.data().asnumpy()[[0, 1]], old_cls[[0, 3]])
+    ids, _, _, masks = net(x)
+    assert masks.shape == (1, SMALL['rpn_test_post_nms'], 14, 14)
+    assert set(ids.asnumpy().ravel()) <= {-1, 0, 1}

@@ -9,6 +9,8 @@ import gluon_resnest
 from gluon_resnest.model_zoo import VARIANTS
 from gluon_resnest.resnest import stage_output_names
 
+from conftest import randomize_batchnorm
+
 COMPARED = ['resnest14', 'resnest26', 'resnest50', pytest.param('resnest101', marks=pytest.mark.slow),
             'resnest50_fast_1s2x40d', 'resnest50_fast_2s1x64d', 'resnest50_fast_4s2x40d']
 
@@ -23,20 +25,10 @@ def gluoncv_net(name, **kwargs):
                           use_splat=True, name_prefix=prefix, **config)
 
 
-def _randomized(net):
-    net.initialize(mx.init.Xavier(magnitude=2))
-    for name, param in net.collect_params().items():
-        if name.endswith(('running_var', 'gamma')):
-            param.set_data(mx.nd.random.uniform(0.5, 1.5, param.shape))
-        elif name.endswith(('running_mean', 'beta')):
-            param.set_data(mx.nd.random.normal(0, 0.1, param.shape))
-    return net
-
-
 @pytest.fixture
 def saved_gluoncv(tmp_path):
     def make(name, **kwargs):
-        reference = _randomized(gluoncv_net(name, **kwargs))
+        reference = randomize_batchnorm(gluoncv_net(name, **kwargs))
         path = str(tmp_path / ('%s.params' % name))
         reference.save_parameters(path)
         return reference, path

@@ -29,7 +29,7 @@ from gluoncv.nn.coder import (MultiClassEncoder, NormalizedBoxCenterDecoder,
 from ..gluoncv.detection import pyramid_roi_feats
 
 __all__ = ['CascadeRCNN', 'CascadeHead', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS', 'get_cascade_rcnn',
-           'build_detector']
+           'build_detector', 'class_mapping']
 
 STAGE_IOU_THRESHS = (0.5, 0.6, 0.7)
 STAGE_BOX_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
@@ -115,7 +115,40 @@ class CascadeRCNN(FasterRCNN):
         return len(self.stage_iou_threshs)
 
     def reset_class(self, classes, reuse_weights=None):
-        raise NotImplementedError('CascadeRCNN cannot reset its classes; build it with classes=')
+        """New classes and class predictors of every stage, as GluonCV's ``FasterRCNN.reset_class``.
+
+        Parameters
+        ----------
+        classes : list of str
+            The new categories.
+        reuse_weights : dict or list, optional
+            ``{new: old}`` by index or name, or a list of names kept: those classes' predictor rows
+            (and the background's) are copied into every stage's new class predictor. The
+            class-agnostic box predictors are kept as they are.
+        """
+        mapping = class_mapping(getattr(self, 'classes', []), list(classes), reuse_weights)
+        old_preds = [self.class_predictor] + [head.class_predictor for head in self.stage_heads]
+        box_predictor = self.box_predictor
+        # GluonCV's: classes, stage 1's fresh class predictor, decoder; rows are copied below.
+        super(CascadeRCNN, self).reset_class(list(classes))
+        with self.name_scope():
+            self.box_predictor = box_predictor  # class-agnostic: GluonCV's per-class one dropped
+        for head in self.stage_heads:
+            old = head.class_predictor
+            with head.name_scope():
+                head.class_predictor = nn.Dense(self.num_class + 1, prefix=old.prefix,
+                                                weight_initializer=mx.init.Normal(0.01),
+                                                in_units=old.weight.shape[1])
+            head.class_predictor.initialize(ctx=old.weight.list_ctx())
+        new_preds = [self.class_predictor] + [head.class_predictor for head in self.stage_heads]
+        # Row 0 is the background, kept whenever weights are reused (as GluonCV does).
+        rows = [(0, 0)] + [(new + 1, old + 1) for new, old in mapping.items()] if mapping else []
+        for old, new in zip(old_preds, new_preds):
+            for old_param, new_param in zip(old.params.values(), new.params.values()):
+                data = new_param.data()
+                for dst, src in rows:
+                    data[dst] = old_param.data()[src]
+                new_param.set_data(data)
 
     def _head(self, stage):
         if stage == 0:
@@ -216,6 +249,27 @@ class CascadeRCNN(FasterRCNN):
         res = res.reshape((1, -1, 6))
         return (F.slice_axis(res, axis=-1, begin=0, end=1), F.slice_axis(res, axis=-1, begin=1, end=2),
                 F.slice_axis(res, axis=-1, begin=2, end=6))
+
+
+def class_mapping(old_classes, new_classes, reuse_weights):
+    """``reuse_weights`` as GluonCV's ``reset_class`` reads it, as {new index: old index}."""
+    if not reuse_weights:
+        return {}
+    if isinstance(reuse_weights, (list, tuple)):
+        reuse_weights = {name: name for name in reuse_weights
+                         if name in new_classes and name in old_classes}
+    mapping = {}
+    for new, old in reuse_weights.items():
+        for value, names, which in ((new, new_classes, 'new'), (old, old_classes, 'old')):
+            if isinstance(value, str) and value not in names:
+                raise ValueError('%s not found in the %s class names %s' % (value, which, names))
+        new = new_classes.index(new) if isinstance(new, str) else int(new)
+        old = old_classes.index(old) if isinstance(old, str) else int(old)
+        if not (0 <= new < len(new_classes) and 0 <= old < len(old_classes)):
+            raise ValueError('reuse_weights maps class %d to %d, outside the %d new / %d old '
+                             'classes' % (new, old, len(new_classes), len(old_classes)))
+        mapping[new] = old
+    return mapping
 
 
 def build_detector(cls, kind, name, dataset, pretrained=False, ctx=mx.cpu(), root=None, **kwargs):

@@ -11,7 +11,7 @@ from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import Mask
 from gluoncv.model_zoo.rcnn.mask_rcnn.rcnn_target import MaskTargetGenerator
 
 from ..gluoncv.detection import pyramid_roi_feats
-from .cascade import CascadeRCNN, build_detector
+from .cascade import CascadeRCNN, build_detector, class_mapping
 
 __all__ = ['CascadeMaskRCNN', 'get_cascade_mask_rcnn']
 
@@ -44,6 +44,15 @@ class CascadeMaskRCNN(CascadeRCNN):
             self._target_roi_size = tuple(s * target_roi_scale for s in self._roi_size)
             self.mask_target = MaskTargetGenerator(self._batch_size, self._max_pos, self.num_class,
                                                    self._target_roi_size)
+
+    def reset_class(self, classes, reuse_weights=None):
+        """New classes: :meth:`CascadeRCNN.reset_class` and the mask head's, as GluonCV's
+        ``MaskRCNN.reset_class``."""
+        mapping = class_mapping(getattr(self, 'classes', []), list(classes), reuse_weights)
+        super(CascadeMaskRCNN, self).reset_class(classes, mapping)
+        self.mask.reset_class(list(classes), mapping)
+        self.mask_target = MaskTargetGenerator(self._batch_size, self._max_pos, self.num_class,
+                                               self._target_roi_size)
 
     # pylint: disable=arguments-differ
     def hybrid_forward(self, F, x, gt_box=None, gt_label=None):

@@ -23,6 +23,7 @@ from ..train.build import contexts
 from ..train.checkpoint import save_checkpoint
 from ..train.monitor import ProgressBar, setup_logger
 from ..train.recipe import build_lr_scheduler
+from .cascade import STAGE_IOU_THRESHS
 from .loss import DetectionLoss
 from .zoo import cascade_rcnn_fpn
 
@@ -40,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument('--dataset-root', default=None,
                    help='dataset folder (default: ~/.mxnet/datasets/{voc,coco})')
     p.add_argument('--norm-layer', default=None,
-                   help="'syncbn': SyncBatchNorm recipe; default: frozen BatchNorm")
+                   help="'syncbn': SyncBatchNorm recipe; 'bn': the same recipe with BatchNorm on "
+                        "each device's batch (one device, e.g. CPU); default: frozen BatchNorm")
     p.add_argument('--gpus', default='', help="e.g. '0,1'; empty: CPU")
     p.add_argument('--batch-size', type=int, default=None,
                    help='images per step over all devices (default: 2 per device)')
@@ -49,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument('--resume', default='', help='.params checkpoint to start from')
     p.add_argument('--lr', type=float, default=0.01, help='learning rate for 8 images (scaled '
                    'linearly with --batch-size, as GluonCV does)')
+    p.add_argument('--lr-mode', default='step', help="'step' (GluonCV's) or 'cosine'")
     p.add_argument('--lr-decay', type=float, default=0.1, help='step decay factor')
     p.add_argument('--lr-decay-epoch', default='17,23', help='epochs of the step decays')
     p.add_argument('--lr-warmup', type=int, default=1000, help='warmup iterations')
@@ -59,6 +62,12 @@ def parse_args(argv=None):
                    help='do not load the ImageNet backbone weights')
     p.add_argument('--short', type=int, default=None, help='image short side (default: recipe)')
     p.add_argument('--max-size', type=int, default=None, help='image long side limit')
+    p.add_argument('--box-head', default='recipe',
+                   help="'recipe': the network's own box heads (4 conv + 1 fc with syncbn, else "
+                        "2 fc of 1024); '2fc': two fully connected layers of --box-head-units")
+    p.add_argument('--box-head-units', type=int, default=1024, help="units of the '2fc' box head")
+    p.add_argument('--fpn-channels', type=int, default=None,
+                   help="channels of the FPN's outputs and the RPN head (recipe: 256)")
     p.add_argument('--num-sample', type=int, default=None, help='R-CNN samples per image')
     p.add_argument('--rpn-train-post-nms', type=int, default=None, help='proposals kept in training')
     p.add_argument('--rpn-test-post-nms', type=int, default=None, help='proposals kept at test')
@@ -81,8 +90,17 @@ def _check(args):
                          % (args.network, ', '.join(VARIANTS)))
     if args.dataset not in ('voc', 'coco', 'shapes'):
         raise ValueError('unknown --dataset %r; valid: voc, coco, shapes' % (args.dataset,))
-    if args.norm_layer not in (None, 'syncbn'):
-        raise ValueError("--norm-layer must be 'syncbn' or left out, got %r" % (args.norm_layer,))
+    if args.norm_layer not in (None, 'syncbn', 'bn'):
+        raise ValueError("--norm-layer must be 'syncbn', 'bn' or left out, got %r"
+                         % (args.norm_layer,))
+    if args.lr_mode not in ('step', 'cosine'):
+        raise ValueError("--lr-mode must be 'step' or 'cosine', got %r" % (args.lr_mode,))
+    if args.box_head not in ('recipe', '2fc'):
+        raise ValueError("--box-head must be 'recipe' or '2fc', got %r" % (args.box_head,))
+    for flag in ('box_head_units', 'fpn_channels'):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ValueError('--%s must be positive, got %d'
+                             % (flag.replace('_', '-'), getattr(args, flag)))
     if args.resume and not os.path.isfile(args.resume):
         raise FileNotFoundError('--resume checkpoint %s does not exist' % args.resume)
     if args.eval_only and not args.resume:
@@ -131,14 +149,25 @@ def build_detector(args, classes, num_devices):
     overrides = {key: getattr(args, key) for key in
                  ('short', 'max_size', 'num_sample', 'rpn_train_post_nms', 'rpn_test_post_nms')
                  if getattr(args, key) is not None}
+    if args.fpn_channels is not None:
+        overrides.update(fpn_channels=args.fpn_channels, rpn_channel=args.fpn_channels)
     if args.rpn_train_post_nms is not None:
         overrides['rpn_train_pre_nms'] = max(3 * args.rpn_train_post_nms, 300)
     if args.rpn_test_post_nms is not None:
         overrides['rpn_test_pre_nms'] = max(3 * args.rpn_test_post_nms, 300)
+    if args.box_head == '2fc':
+        # Every stage of a cascade gets its own head of the same kind.
+        stages = len(STAGE_IOU_THRESHS) if args.detector == 'cascade_rcnn' else 1
+        heads = [faster._box_head(False, num_devices, args.box_head_units)  # pylint: disable=W0212
+                 for _ in range(stages)]
+        overrides['box_features'] = heads[0]
+        if len(heads) > 1:
+            overrides['stage_box_features'] = heads[1:]
     per_device = args.batch_size // num_devices
     dataset = args.dataset if args.dataset in ('voc', 'coco') else 'custom'
     return DETECTORS[args.detector](
-        args.network.lower(), dataset, classes=classes, syncbn=args.norm_layer == 'syncbn',
+        args.network.lower(), dataset, classes=classes,
+        syncbn={'syncbn': True, 'bn': 'bn'}.get(args.norm_layer, False),
         pretrained_base=not args.no_pretrained_base, num_devices=num_devices,
         per_device_batch_size=per_device, **overrides)
 
@@ -273,7 +302,7 @@ def _run(args):
     net.collect_train_params().setattr('grad_req', 'write')
     iters = len(train_loader)
     schedule = build_lr_scheduler(
-        'step', args.lr * args.batch_size / 8., args.epochs, iters,
+        args.lr_mode, args.lr * args.batch_size / 8., args.epochs, iters,
         warmup_epochs=min(args.lr_warmup / float(iters), args.epochs - 1e-3),
         warmup_lr=args.lr * args.batch_size / 8. * args.lr_warmup_factor, lr_decay=args.lr_decay,
         lr_decay_epoch=[int(e) for e in args.lr_decay_epoch.split(',') if e.strip()])

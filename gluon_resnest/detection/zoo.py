@@ -8,8 +8,6 @@ The names follow GluonCV's Faster R-CNN ones: ``cascade_rcnn_fpn_syncbn_{backbon
 # The Faster R-CNN integration's recipe pieces are shared, not copied.
 # pylint: disable=protected-access
 
-from mxnet.gluon.contrib.nn import SyncBatchNorm
-
 from ..gluoncv import detection
 from .cascade import get_cascade_rcnn
 from .cascade_mask import get_cascade_mask_rcnn
@@ -61,8 +59,8 @@ def cascade_mask_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, sy
     """
     recipe = dict(detection._MASK, stage_box_features=_stage_heads(syncbn, num_devices))
     if syncbn:
-        recipe.update(norm_layer=SyncBatchNorm,
-                      norm_kwargs={'num_devices': num_devices} if num_devices >= 1 else {})
+        layer, norm_kwargs = detection._trained_norm(syncbn, num_devices)
+        recipe.update(norm_layer=layer, norm_kwargs=norm_kwargs)
     return detection._build(get_cascade_mask_rcnn, backbone, dataset,
                             classes, syncbn, pretrained, pretrained_base, num_devices, recipe,
                             kwargs)

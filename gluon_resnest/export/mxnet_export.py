@@ -1,6 +1,9 @@
 """Hybridized MXNet symbol export (``PREFIX-symbol.json`` + ``PREFIX-0000.params``) with self-check."""
 import os
 
+import numpy as np
+
+from ..inference import fusion_available, optimize
 from ..layers import without_random_ops
 from .common import (ExportCheckError, compare_outputs, deploy_block, input_shape, load_symbol_block,
                      output_dir, random_input, random_ops_in)
@@ -60,7 +63,8 @@ def export_mxnet(net, out_dir, prefix, input_size=224, batch_size=1, preprocess=
         with output_dir(out_dir) as (tmp, publish):
             trace_clean(block, x)
             block.export(os.path.join(tmp, prefix), epoch=0)
-            diff = check_mxnet(os.path.join(tmp, prefix), x, expected) if check else None
+            diff = (check_mxnet(os.path.join(tmp, prefix), x, expected, MXNET_ATOL,
+                                'NHWC' if preprocess else 'NCHW') if check else None)
             paths = publish()
     # Leave the caller's network as it was (its DropBlock rates are restored by now).
     block.hybridize(active=False)
@@ -69,10 +73,16 @@ def export_mxnet(net, out_dir, prefix, input_size=224, batch_size=1, preprocess=
             'max_abs_diff': diff}
 
 
-def check_mxnet(prefix, x, expected, atol=MXNET_ATOL):
+def check_mxnet(prefix, x, expected, atol=MXNET_ATOL, layout='NCHW'):
     """Reload ``PREFIX-*`` and compare its output on ``x`` with ``expected``; return the max diff.
 
-    Also rejects graphs that still contain random or training-only operators.
+    ``layout`` is that of ``x``: 'NHWC' for graphs with folded preprocessing.
+
+    Also rejects graphs that still contain random or training-only operators. Where oneDNN fusion
+    applies (a CPU build with MKLDNN), the reloaded graph is also compared after
+    :func:`gluon_resnest.optimize`, the form :func:`gluon_resnest.loading.load_deployed` runs, to
+    ``atol`` times the largest absolute logit (at least 1); the returned difference is the portable
+    graph's.
     """
     with open(prefix + '-symbol.json') as f:
         bad_ops = random_ops_in(f.read())
@@ -80,7 +90,14 @@ def check_mxnet(prefix, x, expected, atol=MXNET_ATOL):
         raise ExportCheckError('exported graph %s-symbol.json contains random ops: %s'
                                % (prefix, ', '.join(bad_ops)))
     loaded = load_symbol_block(prefix)
-    return compare_outputs(expected, loaded(x).asnumpy(), atol, 'MXNet symbol %s' % prefix)
+    diff = compare_outputs(expected, loaded(x).asnumpy(), atol, 'MXNet symbol %s' % prefix)
+    if fusion_available():
+        size = x.shape[1] if layout == 'NHWC' else x.shape[2]
+        fused = optimize(load_symbol_block(prefix), x.shape[0], size, layout=layout)
+        # Folded BatchNorm rounds differently: the tolerance is relative to the largest logit.
+        compare_outputs(expected, fused(x).asnumpy(), atol * max(1.0, float(np.abs(expected).max())),
+                        'oneDNN-fused MXNet symbol %s' % prefix)
+    return diff
 
 
 def _pick(paths, suffix):

@@ -18,8 +18,9 @@ DropBlock is always off, as in GluonCV's detection networks.
 On CPU, MXNet 1.9.1's ``ROIAlign`` leaves the output of a region whose batch index is -1 unwritten,
 and GluonCV's FPN pooling marks the regions of the other pyramid levels exactly that way, so their
 "zeros" are whatever the memory pool held (RCNN losses of 1e30 after a few networks in one process;
-GluonCV's own ResNet detectors too). The networks built here pool every region on every level and
-zero the other levels' results instead (:func:`pyramid_roi_feats`), which is what the GPU kernel gives.
+GluonCV's own ResNet detectors too). The networks built here pool each region on its own level, as
+GluonCV does, and replace the other levels' unwritten results by zeros (:func:`pyramid_roi_feats`),
+which is what the GPU kernel gives.
 """
 import types
 from functools import partial
@@ -62,7 +63,7 @@ _COMMON = dict(max_size=1333, min_stage=2, max_stage=6, nms_thresh=0.5, nms_topk
                scales=(2, 4, 8, 16, 32), ratios=(0.5, 1, 2), alloc_size=(384, 384),
                rpn_nms_thresh=0.7, rpn_train_pre_nms=12000, rpn_train_post_nms=2000,
                rpn_test_pre_nms=6000, rpn_test_post_nms=1000, rpn_min_size=1, num_sample=512,
-               pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=100)
+               pos_iou_thresh=0.5, pos_ratio=0.25, max_num_gt=100, fpn_channels=256)
 _SYNCBN = dict(short=(640, 800), rpn_channel=256, clip=4.14)
 _FROZEN_BN = dict(short=800, rpn_channel=1024, clip=4.14)
 # Mask-RCNN adds a mask head; GluonCV's FPN Mask-RCNNs use these.
@@ -99,16 +100,28 @@ def _dataset_classes(dataset, classes):
 def detection_backbone(name, syncbn=True, pretrained_base=True, num_devices=0, root=None):
     """Our ResNeSt set up for detection: output stride 32, DropBlock off.
 
-    With ``syncbn`` its BatchNorms are SyncBatchNorm and train; otherwise they are ordinary
-    BatchNorms using their running statistics (frozen), as GluonCV's non-sync FPN recipe does.
+    With ``syncbn`` its BatchNorms are SyncBatchNorm and train (``syncbn='bn'``: BatchNorms that
+    train on each device's own batch statistics); otherwise they are ordinary BatchNorms using their
+    running statistics (frozen), as GluonCV's non-sync FPN recipe does.
     """
     if syncbn:
-        norm = dict(norm_layer=SyncBatchNorm, use_global_stats=False,
-                    norm_kwargs={'num_devices': num_devices} if num_devices >= 1 else {})
+        layer, kwargs = _trained_norm(syncbn, num_devices)
+        norm = dict(norm_layer=layer, use_global_stats=False, norm_kwargs=kwargs)
     else:
         norm = dict(norm_layer=nn.BatchNorm, use_global_stats=True)
     return get_model(_check_backbone(name), pretrained=pretrained_base, root=root, dilated=False,
                      dropblock_prob=0.0, **norm)
+
+
+def _trained_norm(syncbn, num_devices):
+    """Normalisation layer and arguments of the trained-statistics recipe.
+
+    SyncBatchNorm, or with ``syncbn='bn'`` BatchNorm on each device's batch: on one device the
+    same normalisation, with MXNet's oneDNN kernel instead of SyncBatchNorm's generic CPU one.
+    """
+    if syncbn == 'bn':
+        return nn.BatchNorm, {}
+    return SyncBatchNorm, {'num_devices': num_devices} if num_devices >= 1 else {}
 
 
 def fpn_tap_names(network):
@@ -126,25 +139,27 @@ def fpn_tap_names(network):
 
 def _fpn(network, syncbn, num_devices, num_filters=256):
     from gluoncv.nn.feature import FPNFeatureExpander  # pylint: disable=import-outside-toplevel
-    sym_norm = mx.sym.contrib.SyncBatchNorm if syncbn else None
-    sym_norm_kwargs = {'ndev': num_devices} if syncbn and num_devices >= 1 else {}
+    sym_norm = (mx.sym.BatchNorm if syncbn == 'bn' else mx.sym.contrib.SyncBatchNorm) \
+        if syncbn else None
+    sym_norm_kwargs = {'ndev': num_devices} if syncbn is True and num_devices >= 1 else {}
     return FPNFeatureExpander(
         network=network, outputs=fpn_tap_names(network), num_filters=[num_filters] * 4,
-        use_1x1=True, use_upsample=True, use_elewadd=True, use_p6=True, no_bias=syncbn,
+        use_1x1=True, use_upsample=True, use_elewadd=True, use_p6=True, no_bias=bool(syncbn),
         norm_layer=sym_norm, norm_kwargs=sym_norm_kwargs)
 
 
-def _box_head(syncbn, num_devices):
+def _box_head(syncbn, num_devices, dense_units=1024):
     head = nn.HybridSequential()
     if syncbn:
-        norm_kwargs = {'num_devices': num_devices} if num_devices >= 1 else {}
+        layer, kwargs = _trained_norm(syncbn, num_devices)
         for _ in range(4):
-            head.add(nn.Conv2D(256, 3, padding=1, use_bias=False), SyncBatchNorm(**norm_kwargs),
+            head.add(nn.Conv2D(256, 3, padding=1, use_bias=False), layer(**kwargs),
                      nn.Activation('relu'))
-        head.add(nn.Dense(1024, weight_initializer=mx.init.Normal(0.01)), nn.Activation('relu'))
+        head.add(nn.Dense(dense_units, weight_initializer=mx.init.Normal(0.01)), nn.Activation('relu'))
     else:
         for _ in range(2):
-            head.add(nn.Dense(1024, weight_initializer=mx.init.Normal(0.01)), nn.Activation('relu'))
+            head.add(nn.Dense(dense_units, weight_initializer=mx.init.Normal(0.01)),
+                     nn.Activation('relu'))
     return head
 
 
@@ -153,24 +168,36 @@ def pyramid_roi_feats(self, F, features, rpn_rois, roi_size, strides, roi_mode='
     """FPN region pooling as GluonCV's ``RCNN._pyramid_roi_feats``, without masked regions.
 
     Each region goes to level ``floor(4 + log2(sqrt(area) / roi_canonical_scale))`` clipped to the
-    pooled levels (P6 excluded), as in GluonCV; every level pools all regions and the results of the
-    other levels are set to zero before the sum, so no output depends on unwritten memory.
+    pooled levels (P6 excluded), as in GluonCV. As in GluonCV, each level pools only its own regions
+    (the others get batch index -1, which ROIAlign skips forward and backward: on CPU the region
+    pooling's backward is a large share of an R-CNN training step); unlike GluonCV, the skipped
+    regions' outputs, which MXNet leaves unwritten, are replaced by zeros before the sum, so no
+    output depends on unwritten memory. MXNet 1.9.1's CPU ``ROIAlign`` also writes a zero to
+    output element ``n`` (the flat index) for every skipped region ``n``: a skipped region put
+    first takes those writes, which stay inside its own output while there are fewer regions than
+    channels x pooled height x width (12,544 for FPN's 256 channels at 7x7).
     """
     max_stage = self._max_stage - 1 if self._max_stage > 5 else self._max_stage
-    _, x1, y1, x2, y2 = F.split(rpn_rois, axis=-1, num_outputs=5)
+    batch_id, x1, y1, x2, y2 = F.split(rpn_rois, axis=-1, num_outputs=5)
     size = F.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))
     roi_level = F.floor(4 + F.log2(size / roi_canonical_scale + eps))
-    roi_level = F.squeeze(F.clip(roi_level, self._min_stage, max_stage))
+    roi_level = F.clip(roi_level, self._min_stage, max_stage)
+    skipped = -F.ones_like(F.slice_axis(rpn_rois, axis=0, begin=0, end=1))
     pooled = []
     for index, level in enumerate(range(self._min_stage, max_stage + 1)):
+        mine = roi_level == level
+        level_rois = F.concat(F.where(mine, batch_id, -F.ones_like(batch_id)), x1, y1, x2, y2,
+                              dim=-1)
+        level_rois = F.concat(skipped, level_rois, dim=0)
         if roi_mode == 'align':
-            feature = F.contrib.ROIAlign(features[index], rpn_rois, roi_size, 1. / strides[index],
-                                         sample_ratio=sampling_ratio)
+            feature = F.contrib.ROIAlign(features[index], level_rois, roi_size,
+                                         1. / strides[index], sample_ratio=sampling_ratio)
         elif roi_mode == 'pool':
-            feature = F.ROIPooling(features[index], rpn_rois, roi_size, 1. / strides[index])
+            feature = F.ROIPooling(features[index], level_rois, roi_size, 1. / strides[index])
         else:
             raise ValueError('invalid roi_mode %r; valid: align, pool' % (roi_mode,))
-        pooled.append(F.where(roi_level == level, feature, F.zeros_like(feature)))
+        feature = F.slice_axis(feature, axis=0, begin=1, end=None)
+        pooled.append(F.where(F.reshape(mine, (-1,)), feature, F.zeros_like(feature)))
     return F.ElementWiseSum(*pooled)
 
 
@@ -194,11 +221,13 @@ def _build(getter, backbone, dataset, classes, syncbn, pretrained, pretrained_ba
     args = dict(_COMMON, **(_SYNCBN if syncbn else _FROZEN_BN))
     args.update(recipe)
     args.update(kwargs)
-    name = '_'.join(['fpn'] + (['syncbn'] if syncbn else []) + [key])
+    args.setdefault('box_features', _box_head(syncbn, num_devices))
+    fpn_channels = args.pop('fpn_channels')  # the FPN's, not an R-CNN argument
+    name = '_'.join(['fpn'] + (['bn'] if syncbn == 'bn' else ['syncbn'] if syncbn else []) + [key])
     return use_safe_roi_pooling(getter(
         name=name, dataset=dataset, pretrained=pretrained,
-        features=_fpn(network, syncbn, num_devices), top_features=None, classes=classes,
-        box_features=_box_head(syncbn, num_devices),
+        features=_fpn(network, syncbn, num_devices, fpn_channels), top_features=None,
+        classes=classes,
         train_patterns=_SYNCBN_TRAIN_PATTERNS if syncbn else _FROZEN_TRAIN_PATTERNS, **args))
 
 
@@ -215,8 +244,10 @@ def faster_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=T
         published checkpoint ``pretrained=True`` loads (``faster_rcnn_fpn_syncbn_{backbone}_{dataset}``).
     classes : list of str, optional
         Foreground class names; default: the dataset's.
-    syncbn : bool, default True
+    syncbn : bool or 'bn', default True
         SyncBatchNorm recipe (True) or frozen-BatchNorm recipe (False); see the module notes.
+        ``'bn'``: the SyncBatchNorm recipe with BatchNorms that train on each device's batch
+        statistics (for one device, e.g. a CPU).
     pretrained : bool or str, default False
         Load GluonCV's published detection weights (bool or GluonCV hash tag).
     pretrained_base : bool or str, default True
@@ -226,7 +257,8 @@ def faster_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=T
         Devices SyncBatchNorm synchronises over (0: all).
     **kwargs
         Any ``gluoncv.model_zoo.get_faster_rcnn`` / ``FasterRCNN`` argument (``ctx``, ``root``,
-        ``per_device_batch_size``, ``short``, ``rpn_test_post_nms``, ...); overrides the recipe.
+        ``per_device_batch_size``, ``short``, ``rpn_test_post_nms``, ``box_features``, ...), or
+        ``fpn_channels`` (the FPN's output channels, 256); overrides the recipe.
 
     Returns
     -------
@@ -253,8 +285,8 @@ def mask_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=Tru
     from gluoncv.model_zoo.rcnn.mask_rcnn import get_mask_rcnn  # pylint: disable=import-outside-toplevel
     recipe = dict(_MASK)
     if syncbn:
-        recipe.update(norm_layer=SyncBatchNorm,
-                      norm_kwargs={'num_devices': num_devices} if num_devices >= 1 else {})
+        layer, norm_kwargs = _trained_norm(syncbn, num_devices)
+        recipe.update(norm_layer=layer, norm_kwargs=norm_kwargs)
     return _build(get_mask_rcnn, backbone, dataset, classes, syncbn, pretrained, pretrained_base,
                   num_devices, recipe, kwargs)
 

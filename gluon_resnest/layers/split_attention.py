@@ -30,6 +30,21 @@ def radix_sum(F, x, radix):
     return F.add_n(*F.split(x, num_outputs=radix, axis=1))
 
 
+def weighted_radix_sum(F, x, weights, radix):
+    """Sum over the ``radix`` channel groups of ``x`` (N, radix*C, H, W), each times its ``weights``
+    group (N, radix*C, 1, 1): the same products and additions as ``radix_sum(broadcast_mul(x, weights))``.
+
+    Splitting first keeps the feature map in oneDNN's blocked layout until the split: MXNet 1.9 runs
+    ``broadcast_mul`` on plain NCHW only, and a product of the whole map made ``split`` convert it to
+    the blocked layout and back, two more full-map reorders per block.
+    """
+    if radix == 1:
+        return F.broadcast_mul(x, weights)
+    splits = F.split(x, num_outputs=radix, axis=1)
+    parts = F.split(weights, num_outputs=radix, axis=1)
+    return F.add_n(*[F.broadcast_mul(splits[r], parts[r]) for r in range(radix)])
+
+
 class RadixSoftmax(HybridBlock):
     """Attention weights over the radix axis.
 
@@ -150,5 +165,5 @@ class SplitAttentionConv(HybridBlock):
             atten = self.drop(atten)
         atten = self.rsoftmax(self.fc2(atten))
         if inference:
-            return radix_sum(F, F.broadcast_mul(x, atten), self.radix)
+            return weighted_radix_sum(F, x, atten, self.radix)
         return radix_sum(F, x * F.broadcast_like(atten, x), self.radix)
