@@ -14,6 +14,13 @@ to each MXNet network alike. ``--plain`` adds rows of the networks only hybridiz
 (no fusion). Training steps run hybridized with static memory. ``--memory`` reports the peak resident
 memory of a training step at batch 8, each implementation in a fresh process of its own.
 
+Training compares the same work: the official PyTorch ResNeSt has no DropBlock (its ``DropBlock2D``
+raises ``NotImplementedError``; ``dropblock_prob`` defaults to 0 there), so the ``training`` row builds
+both ResNeSt-50s of MXNet with ``dropblock_prob=0`` too. The ``training, DropBlock 0.1`` row times the
+published configuration (DropBlock 0.1 in stages 3 and 4), which only the two MXNet ResNeSts implement.
+Training hybridizes with ``static_alloc=True``, as ``train_imagenet.py`` does (``static_shape`` as
+well measured 3% faster here but holds about 400 MiB more at batch 8).
+
 Usage::
 
     python benchmarks/bench_resnest50.py                 # all cores (OMP_NUM_THREADS defaults to them)
@@ -21,6 +28,7 @@ Usage::
 """
 import argparse
 import os
+from functools import partial
 import platform
 import statistics
 import subprocess
@@ -34,6 +42,7 @@ from gluoncv.model_zoo.resnetv1b import resnet50_v1b  # noqa: E402
 
 import gluon_resnest  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
+from gluon_resnest.layers import set_drop_prob  # noqa: E402
 from gluon_resnest.metrics import batch_seconds  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,11 +51,12 @@ sys.path.insert(0, HERE)
 from torch_official import TorchOfficial, peak_rss_mib  # noqa: E402,F401  pylint: disable=wrong-import-position
 
 
-def build(impl, name, fast=False, batch=1, size=224):
+def build(impl, name, fast=False, batch=1, size=224, training=False, dropblock=None):
     """An initialised network; ``impl`` is 'ours', 'gluoncv' or 'resnet' (resnet50_v1b).
 
     ``fast``: :func:`gluon_resnest.optimize` for (batch, 3, size, size) input, the documented inference
-    path; otherwise hybridized with static memory (the form that trains).
+    path; ``training``: hybridized as the training command does; otherwise hybridized with static memory.
+    ``dropblock`` overrides the ResNeSts' DropBlock probability (None: the published one).
     """
     if impl == 'ours':
         net = gluon_resnest.get_model(name)
@@ -55,10 +65,15 @@ def build(impl, name, fast=False, batch=1, size=224):
         net = getattr(gluoncv_resnest, name)()
     else:
         net = resnet50_v1b()
+    if dropblock is not None:
+        net.apply(partial(set_drop_prob, dropblock))  # drives GluonCV's DropBlock layers too
     net.initialize(mx.init.Xavier())
     if fast:
         return gluon_resnest.optimize(net, batch_size=batch, input_size=size)
-    net.hybridize(static_alloc=True, static_shape=True)
+    if training:
+        net.hybridize(static_alloc=True)
+    else:
+        net.hybridize(static_alloc=True, static_shape=True)
     return net
 
 
@@ -86,16 +101,22 @@ def training_step(net, batch, size):
     return step
 
 
+# Training rows: DropBlock probability of the ResNeSts (0: the official PyTorch model's only setting).
+TRAINING_DROPBLOCK = {'training': 0.0, 'training-dropblock': None}
+
+
 def case_rates(mode, batch, impls, args, official):
     """Median images/s of each implementation for one case, their timed runs interleaved."""
     timers = {}
+    training = mode in TRAINING_DROPBLOCK
     for impl in impls:
-        net = build(impl, args.model, fast=mode == 'inference', batch=batch, size=args.size)
-        make = training_step if mode == 'training' else inference_step
+        net = build(impl, args.model, fast=mode == 'inference', batch=batch, size=args.size,
+                    training=training, dropblock=TRAINING_DROPBLOCK.get(mode))
+        make = training_step if training else inference_step
         step = make(net, batch, args.size)
         timers[impl] = lambda step=step: timed(step, batch, args.iters)
-    if official is not None:
-        op = 'training' if mode == 'training' else 'inference'
+    if official is not None and mode != 'training-dropblock':
+        op = 'training' if training else 'inference'
         timers['torch'] = lambda: official.rate(op, args.model, batch, args.size, args.iters)
     for timer in timers.values():  # warm-up
         for _ in range(args.warmup):
@@ -109,7 +130,7 @@ def case_rates(mode, batch, impls, args, official):
 
 def format_row(row):
     names = [('gluoncv', 'GluonCV'), ('resnet', 'resnet50_v1b'), ('torch', 'PyTorch official')]
-    text = '%-16s batch %d  ours %6.1f img/s' % (row['mode'], row['batch'], row['ours'])
+    text = '%-18s batch %d  ours %6.1f img/s' % (row['mode'], row['batch'], row['ours'])
     for key, name in names:
         if key in row:
             text += '  | %s %6.1f, ours %.2fx' % (name, row[key], row['ours'] / row[key])
@@ -119,12 +140,17 @@ def format_row(row):
 def measure(args, official=None):
     impls = ['ours', 'gluoncv'] + (['resnet'] if args.resnet else [])
     rows = []
-    cases = [('inference', 1), ('inference', 8)] + ([('training', 8)] if args.cases == 'all' else [])
-    if args.plain:
-        cases[2:2] = [('inference-plain', 1), ('inference-plain', 8)]
+    cases = []
+    if args.cases != 'training':
+        cases = [('inference', 1), ('inference', 8)]
+        if args.plain:
+            cases += [('inference-plain', 1), ('inference-plain', 8)]
+    if args.cases != 'inference':
+        cases += [('training', 8), ('training-dropblock', 8)]
     for mode, batch in cases:
-        # GluonCV's DropBlock sizes its training mask for 224 px only.
-        case_impls = [i for i in impls if i != 'gluoncv' or mode != 'training' or args.size == 224]
+        # resnet50_v1b has no DropBlock; GluonCV's DropBlock sizes its training mask for 224 px only.
+        case_impls = [i for i in impls if mode != 'training-dropblock'
+                      or (i == 'ours' or (i == 'gluoncv' and args.size == 224))]
         row = dict(case_rates(mode, batch, case_impls, args, official), mode=mode, batch=batch)
         if 'gluoncv' in row:
             row['ratio'] = row['ours'] / row['gluoncv']
@@ -133,16 +159,16 @@ def measure(args, official=None):
     return rows
 
 
-def training_peak_mib(impl, model, batch=8, size=224, steps=3):
+def training_peak_mib(impl, model, dropblock, batch=8, size=224, steps=3):
     """Peak resident memory (MiB) of a fresh process that runs ``steps`` training steps of ``impl``.
 
     A process of its own, so that nothing else this benchmark built counts.
     """
     code = ('import sys; sys.path.insert(0, %r); import bench_resnest50 as b\n'
-            'step = b.training_step(b.build(%r, %r), %d, %d)\n'
+            'step = b.training_step(b.build(%r, %r, training=True, dropblock=%r), %d, %d)\n'
             'for _ in range(%d): step()\n'
             'b.mx.nd.waitall(); print(b.peak_rss_mib())'
-            % (HERE, impl, model, batch, size, steps))
+            % (HERE, impl, model, dropblock, batch, size, steps))
     out = subprocess.run([sys.executable, '-c', code], check=True, stdout=subprocess.PIPE,
                          universal_newlines=True).stdout
     return float(out.split()[-1])
@@ -156,12 +182,18 @@ def official_training_peak_mib(torch_python, threads, model, batch=8, size=224, 
 
 
 def memory(args):
-    """Peak resident memory of a training step at batch 8, per implementation (MiB)."""
-    peaks = {impl: training_peak_mib(impl, args.model) for impl in ('ours', 'gluoncv')}
+    """Peak resident memory of a training step at batch 8, per implementation (MiB).
+
+    Keys 'ours', 'gluoncv', 'torch' without DropBlock (the same work), 'ours-dropblock' and
+    'gluoncv-dropblock' with the published DropBlock 0.1.
+    """
+    peaks = {impl: training_peak_mib(impl, args.model, 0.0) for impl in ('ours', 'gluoncv')}
     if args.torch_python:
         peaks['torch'] = official_training_peak_mib(args.torch_python,
                                                     int(os.environ['OMP_NUM_THREADS']), args.model)
-    print('training step, batch 8, peak resident memory: '
+    for impl in ('ours', 'gluoncv'):
+        peaks[impl + '-dropblock'] = training_peak_mib(impl, args.model, None)
+    print('training step, batch 8, peak resident memory (no DropBlock unless named): '
           + ', '.join('%s %.0f MiB' % (impl, mib) for impl, mib in peaks.items()), flush=True)
     return peaks
 
@@ -173,8 +205,8 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--iters', type=int, default=3, help='calls per timed run')
-    parser.add_argument('--cases', default='all', choices=['all', 'inference'],
-                        help="'inference': skip the training step")
+    parser.add_argument('--cases', default='all', choices=['all', 'inference', 'training'],
+                        help="'inference' or 'training': time only those rows")
     parser.add_argument('--plain', action='store_true',
                         help='also time inference of the networks only hybridized (no oneDNN fusion)')
     parser.add_argument('--resnet', action='store_true', help='also time resnet50_v1b as a yardstick')

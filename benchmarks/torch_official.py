@@ -12,7 +12,10 @@ interleaved with MXNet's in the same run, at the same thread count::
         print(official.peak_rss_mib())
 
 Inference runs the model in ``eval()`` mode under ``torch.no_grad()``; a training step is forward,
-cross-entropy, backward and a Nesterov SGD update, as the MXNet benchmarks time it.
+cross-entropy, backward and a Nesterov SGD update, as the MXNet benchmarks time it. The official models
+are built as their functions build them: without DropBlock, the only setting they support (their
+``DropBlock2D`` raises ``NotImplementedError``), so MXNet networks compared with them in training must
+be built with ``dropblock_prob=0``.
 """
 import json
 import os

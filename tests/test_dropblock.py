@@ -8,7 +8,8 @@ from gluoncv.nn.dropblock import DropBlockScheduler as GluonCVDropBlockScheduler
 from gluoncv.nn.dropblock import set_drop_prob as gluoncv_set_drop_prob
 
 import gluon_resnest
-from gluon_resnest.layers import DropBlock, DropBlockScheduler, set_drop_prob, without_random_ops
+from gluon_resnest.layers import (DropBlock, DropBlockScheduler, set_drop_prob, trace_mode,
+                                  without_random_ops)
 
 
 def _block(prob=0.2, hybrid=False):
@@ -46,6 +47,47 @@ def test_drop_fraction_and_block_shape():
     padded = np.pad(zero, ((0, 0), (0, 0), (1, 1), (1, 1)))
     neighbours = padded[..., :-2, 1:-1] | padded[..., 2:, 1:-1] | padded[..., 1:-1, :-2] | padded[..., 1:-1, 2:]
     assert not (zero & ~neighbours).any()
+
+
+def _naive_dropblock(x, seeds, block_size):
+    """Every seed drops the block_size x block_size square centred on it (clipped at the borders);
+    each sample's kept units are scaled by its count of units over its count of kept units."""
+    half = block_size // 2
+    dropped = np.zeros(x.shape, bool)
+    for n, c, i, j in zip(*np.nonzero(seeds)):
+        dropped[n, c, max(i - half, 0):i + half + 1, max(j - half, 0):j + half + 1] = True
+    kept = ~dropped
+    scale = kept[0].size / kept.reshape(len(x), -1).sum(axis=1)
+    return x * kept * scale[:, None, None, None]
+
+
+def _uniform_seeds(x, gamma):
+    return mx.nd.random.uniform_like(x).asnumpy() < gamma
+
+
+def _dropout_seeds(x, gamma):
+    return mx.nd.Dropout(mx.nd.ones_like(x), p=gamma, mode='always').asnumpy() == 0
+
+
+# eager and graphs traced for training draw uniform seeds; graphs of unknown mode the zeros of Dropout
+@pytest.mark.parametrize('form,draw', [('eager', _uniform_seeds), ('training graph', _uniform_seeds),
+                                       ('unknown-mode graph', _dropout_seeds)])
+@pytest.mark.parametrize('block_size', [3, 5])
+def test_matches_naive_dropblock_from_the_same_seeds(form, draw, block_size):
+    block = DropBlock(0.3, block_size)
+    block.initialize()
+    if form != 'eager':
+        block.hybridize(static_alloc=True)
+    x = mx.nd.random.uniform(0.5, 1.5, shape=(3, 4, 11, 9))
+    gamma = 0.3 / block_size ** 2
+    for seed in (3, 4):
+        mx.random.seed(seed)  # draw the seeds again from the same stream
+        seeds = draw(x, gamma)
+        mx.random.seed(seed)
+        with trace_mode(True if form == 'training graph' else None), mx.autograd.record():
+            out = block(x).asnumpy()
+        assert seeds.any()
+        np.testing.assert_allclose(out, _naive_dropblock(x.asnumpy(), seeds, block_size), rtol=1e-5)
 
 
 @pytest.mark.parametrize('first_call_recorded', [True, False])
@@ -87,7 +129,7 @@ def test_scheduler_ramps_linearly_and_retraces():
     assert not net._cached_graph  # the next call traces with the new probability
     with mx.autograd.record():
         net(x)
-    assert 'Dropout' in net._cached_graph[1].tojson()
+    assert '_random_uniform_like' in net._cached_graph[1].tojson()
 
 
 def test_inference_graph_holds_no_dropblock_ops_training_graph_does():
@@ -100,8 +142,9 @@ def test_inference_graph_holds_no_dropblock_ops_training_graph_does():
     training_graph = net._cached_graph[1].tojson()
     net(x)
     inference_graph = net._cached_graph[1].tojson()
-    assert training_graph.count('"Dropout"') == 3 * (6 + 3)  # three per block of stages 3 and 4
-    assert '"Dropout"' not in inference_graph and '"ones_like"' not in inference_graph
+    assert training_graph.count('"_random_uniform_like"') == 3 * (6 + 3)  # three per block of stages 3, 4
+    assert '"Dropout"' not in training_graph  # the run-time gated form is for graphs of unknown mode
+    assert '"_random_uniform_like"' not in inference_graph and '"Pooling"' in inference_graph
     with mx.autograd.record():
         net(x)
     assert net._cached_graph[1].tojson() == training_graph  # swapped back, not re-traced
