@@ -132,10 +132,15 @@ def test_training_and_inference_graphs_agree_in_values_and_gradients(radix, card
                 out = block(data)
                 loss = (out * head).sum()
             loss.backward()
-        assert pooling_op in block._cached_graph[1].tojson()
+        graph = block._cached_graph[1].tojson()
+        assert pooling_op in graph
+        if training and radix > 1:
+            # convex_radix_sum: radix - 1 products of difference maps, no broadcast weight map kept
+            assert 'broadcast_like' not in graph
+            assert graph.count('"op": "broadcast_mul"') == radix - 1
         np.testing.assert_allclose(out.asnumpy(), expected, rtol=1e-5, atol=1e-5)
         forms[training] = (data.grad.asnumpy(), block.conv.weight.grad().asnumpy(),
-                           block.fc1.weight.grad().asnumpy())
+                           block.fc1.weight.grad().asnumpy(), block.fc2.weight.grad().asnumpy())
     for trained, inferred in zip(forms[True], forms[False]):
         assert np.abs(trained).max() > 0
         np.testing.assert_allclose(trained, inferred, rtol=1e-4, atol=1e-5)
