@@ -8,7 +8,7 @@ import pytest
 from mxnet import autograd, gluon
 
 from gluon_resnest.detection import CascadeRCNN, shapes, train
-from gluon_resnest.gluoncv.detection import pyramid_roi_feats
+from gluon_resnest.gluoncv.detection import cpu_region_limit, pyramid_roi_feats
 
 
 class _Levels(object):
@@ -60,6 +60,40 @@ def test_fpn_pooling_pools_and_backpropagates_each_region_on_its_own_level():
         np.testing.assert_allclose(got.asnumpy(), want_out, rtol=1e-5, atol=1e-6)
         for feature, want in zip(features, want_grads):
             np.testing.assert_allclose(feature.grad.asnumpy(), want, rtol=1e-4, atol=1e-5)
+
+
+def _level_by_level(features, rois, levels):
+    out = np.zeros((len(levels), features[0].shape[1], 7, 7), np.float32)
+    for feature, stride, level in zip(features, (4, 8, 16, 32), (2, 3, 4, 5)):
+        index = mx.nd.array(np.flatnonzero(levels == level))
+        out[levels == level] = mx.nd.contrib.ROIAlign(feature, rois.take(index), (7, 7), 1. / stride,
+                                                      sample_ratio=2).asnumpy()
+    return out
+
+
+def test_cpu_region_limit_is_where_fpn_pooling_stops_being_exact():
+    """8 channels at 7x7 hold 392 output elements per region: 391 regions pool exactly; past the
+    limit the graph form (which cannot check the count) loses elements to ROIAlign's zero-writes,
+    and the eager form refuses with a one-line error."""
+    limit = cpu_region_limit(8, (7, 7))
+    assert limit == 391
+    features, rois, levels = _pyramid_case(limit)
+    got = pyramid_roi_feats(_Levels(), mx.nd, features, rois, (7, 7), (4, 8, 16, 32))
+    np.testing.assert_allclose(got.asnumpy(), _level_by_level(features, rois, levels),
+                               rtol=1e-5, atol=1e-6)
+    features, rois, levels = _pyramid_case(3 * limit)
+    with pytest.raises(ValueError, match=r'^1173 regions in one FPN pooling call; on CPU at most 391 '
+                                         r'with 8 channels at 7x7$'):
+        pyramid_roi_feats(_Levels(), mx.nd, features, rois, (7, 7), (4, 8, 16, 32))
+    names = ['p%d' % k for k in range(4)]
+    graph = pyramid_roi_feats(_Levels(), mx.sym, [mx.sym.var(n) for n in names], mx.sym.var('rois'),
+                              (7, 7), (4, 8, 16, 32))
+    inputs = dict(zip(names, features), rois=rois)
+    got = graph.eval(ctx=mx.cpu(), **inputs)[0].asnumpy()
+    want = _level_by_level(features, rois, levels)
+    lost = (got == 0) & (want > 0)  # positive features: zeros only where a region leaves the map
+    assert lost.sum() > 0
+    np.testing.assert_allclose(got[~lost], want[~lost], rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope='module')
@@ -145,6 +179,11 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
     (['--box-head-units', '0'], '--box-head-units must be positive, got 0'),
     (['--norm-layer', 'gn'], "--norm-layer must be 'syncbn', 'bn' or left out, got 'gn'"),
     (['--lr-mode', 'poly'], "--lr-mode must be 'step' or 'cosine', got 'poly'"),
+    (['--no-pretrained-base', '--fpn-channels', '1', '--num-sample', '32', '--batch-size', '2'],
+     '--num-sample 32 x 2 images per device = 64 regions per pooling call: on CPU at most 48 with '
+     '1 FPN channels; lower --num-sample or --batch-size, or raise --fpn-channels'),
+    (['--no-pretrained-base', '--fpn-channels', '2', '--num-sample', '16', '--rpn-test-post-nms', '100'],
+     '--rpn-test-post-nms 100 regions per pooling call: on CPU at most 97 with 2 FPN channels'),
 ])
 def test_bad_option_values_give_one_line_errors(shapes_root, flags, message):
     argv = ['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root', shapes_root] + flags

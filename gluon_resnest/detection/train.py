@@ -273,6 +273,21 @@ def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log, batch_siz
     bar.close()
 
 
+def _check_cpu_regions(net, args):
+    """FPN region pooling on CPU takes a bounded number of regions per call (cpu_region_limit)."""
+    # pylint: disable=protected-access
+    limit = faster.cpu_region_limit(net.fpn_channels, net._roi_size)
+    channels = '%d FPN channels' % net.fpn_channels
+    if net._batch_size * net._num_sample > limit:
+        raise ValueError('--num-sample %d x %d images per device = %d regions per pooling call: on CPU '
+                         'at most %d with %s; lower --num-sample or --batch-size, or raise '
+                         '--fpn-channels' % (net._num_sample, net._batch_size,
+                                             net._num_sample * net._batch_size, limit, channels))
+    if net._rpn_test_post_nms > limit:
+        raise ValueError('--rpn-test-post-nms %d regions per pooling call: on CPU at most %d with %s'
+                         % (net._rpn_test_post_nms, limit, channels))
+
+
 def _setup(args, log, dist):
     if args.horovod:  # one device per process
         ctx = [mx.gpu(dist.local_rank)] if args.gpus else [mx.cpu()]
@@ -285,6 +300,8 @@ def _setup(args, log, dist):
                          % (args.batch_size, devices, ' of all workers' if dist.num_workers > 1 else ''))
     train, val, classes = load_datasets(args.dataset, args.dataset_root)
     net = build_detector(args, classes, len(ctx), dist.num_workers)
+    if any(c.device_type == 'cpu' for c in ctx):
+        _check_cpu_regions(net, args)
     if args.resume:
         load_detector(net, args.resume, ctx)
     for param in net.collect_params().values():

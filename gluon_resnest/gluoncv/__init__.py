@@ -13,9 +13,9 @@
 :func:`unregister` restores GluonCV's own entries. ``python -m gluon_resnest.gluoncv SCRIPT.py ARGS...``
 runs one of GluonCV's scripts unchanged with our networks registered.
 """
-from .detection import (custom_faster_rcnn_fpn, custom_mask_rcnn_fpn, custom_rcnn_fpn,
-                        detection_backbone, faster_rcnn_fpn, fpn_tap_names, mask_rcnn_fpn,
-                        pyramid_roi_feats, use_safe_roi_pooling)
+from .detection import (cpu_region_limit, custom_faster_rcnn_fpn, custom_mask_rcnn_fpn,
+                        custom_rcnn_fpn, detection_backbone, faster_rcnn_fpn, fpn_tap_names,
+                        mask_rcnn_fpn, pyramid_roi_feats, use_safe_roi_pooling)
 from .registry import (classifier, is_registered, register, registered_names, unregister,
                        zoo_entries)
 from .segmentation import deeplab_ade, get_backbone, our_backbones, segmentation_backbone
@@ -24,4 +24,4 @@ __all__ = ['register', 'unregister', 'is_registered', 'registered_names', 'zoo_e
            'get_backbone', 'segmentation_backbone', 'our_backbones', 'deeplab_ade',
            'faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom_faster_rcnn_fpn', 'custom_mask_rcnn_fpn',
            'custom_rcnn_fpn', 'detection_backbone', 'fpn_tap_names', 'classifier',
-           'pyramid_roi_feats', 'use_safe_roi_pooling']
+           'pyramid_roi_feats', 'use_safe_roi_pooling', 'cpu_region_limit']

@@ -34,7 +34,7 @@ from ..resnest import stage_output_names
 
 __all__ = ['faster_rcnn_fpn', 'custom_faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom_mask_rcnn_fpn',
            'custom_rcnn_fpn', 'detection_backbone', 'fpn_tap_names', 'pyramid_roi_feats',
-           'use_safe_roi_pooling', 'DETECTION_DATASETS', 'fpn_zoo_entries']
+           'use_safe_roi_pooling', 'cpu_region_limit', 'DETECTION_DATASETS', 'fpn_zoo_entries']
 
 DETECTION_DATASETS = ('coco', 'voc')
 NORM_TAGS = ((True, 'fpn_syncbn'), (False, 'fpn'))
@@ -175,8 +175,15 @@ def pyramid_roi_feats(self, F, features, rpn_rois, roi_size, strides, roi_mode='
     output depends on unwritten memory. MXNet 1.9.1's CPU ``ROIAlign`` also writes a zero to
     output element ``n`` (the flat index) for every skipped region ``n``: a skipped region put
     first takes those writes, which stay inside its own output while there are fewer regions than
-    channels x pooled height x width (12,544 for FPN's 256 channels at 7x7).
+    channels x pooled height x width (12,544 for FPN's 256 channels at 7x7): see
+    :func:`cpu_region_limit`. Called eagerly on CPU with more regions, it raises ValueError.
     """
+    if F is mx.nd and features[0].context.device_type == 'cpu':
+        limit = cpu_region_limit(features[0].shape[1], roi_size)
+        if rpn_rois.shape[0] > limit:
+            raise ValueError('%d regions in one FPN pooling call; on CPU at most %d with %d channels '
+                             'at %dx%d' % ((rpn_rois.shape[0], limit, features[0].shape[1])
+                                           + tuple(roi_size)))
     max_stage = self._max_stage - 1 if self._max_stage > 5 else self._max_stage
     batch_id, x1, y1, x2, y2 = F.split(rpn_rois, axis=-1, num_outputs=5)
     size = F.sqrt((x2 - x1 + 1) * (y2 - y1 + 1))
@@ -199,6 +206,15 @@ def pyramid_roi_feats(self, F, features, rpn_rois, roi_size, strides, roi_mode='
         feature = F.slice_axis(feature, axis=0, begin=1, end=None)
         pooled.append(F.where(F.reshape(mine, (-1,)), feature, F.zeros_like(feature)))
     return F.ElementWiseSum(*pooled)
+
+
+def cpu_region_limit(channels, roi_size):
+    """Most regions one call of :func:`pyramid_roi_feats` pools correctly on CPU: one fewer than
+    ``channels`` x pooled height x width (MXNet 1.9.1's CPU ``ROIAlign`` zero-writes for skipped regions
+    must land in the first region's output). An R-CNN pools ``num_sample`` x per-device batch regions
+    per call while training and ``rpn_test_post_nms`` at inference (one image per call).
+    """
+    return channels * roi_size[0] * roi_size[1] - 1
 
 
 def use_safe_roi_pooling(net):
@@ -224,11 +240,13 @@ def _build(getter, backbone, dataset, classes, syncbn, pretrained, pretrained_ba
     args.setdefault('box_features', _box_head(syncbn, num_devices))
     fpn_channels = args.pop('fpn_channels')  # the FPN's, not an R-CNN argument
     name = '_'.join(['fpn'] + (['bn'] if syncbn == 'bn' else ['syncbn'] if syncbn else []) + [key])
-    return use_safe_roi_pooling(getter(
+    net = use_safe_roi_pooling(getter(
         name=name, dataset=dataset, pretrained=pretrained,
         features=_fpn(network, syncbn, num_devices, fpn_channels), top_features=None,
         classes=classes,
         train_patterns=_SYNCBN_TRAIN_PATTERNS if syncbn else _FROZEN_TRAIN_PATTERNS, **args))
+    net.fpn_channels = fpn_channels  # the pooled features' channels (see cpu_region_limit)
+    return net
 
 
 def faster_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=True,
