@@ -185,8 +185,9 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
     (['--no-pretrained-base', '--fpn-channels', '2', '--num-sample', '16', '--rpn-test-post-nms', '100'],
      '--rpn-test-post-nms 100 regions per pooling call: on CPU at most 97 with 2 FPN channels'),
 ])
-def test_bad_option_values_give_one_line_errors(shapes_root, flags, message):
-    argv = ['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root', shapes_root] + flags
+def test_bad_option_values_give_one_line_errors(shapes_root, tmp_path, flags, message):
+    argv = ['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root', shapes_root,
+            '--save-prefix', str(tmp_path / 'run')] + flags
     with pytest.raises(SystemExit) as info:
         train.main(argv)
     assert str(info.value.code) == 'error: ' + message
