@@ -97,16 +97,24 @@ def optimize(net, batch_size=1, input_size=224, ctx=None, layout='NCHW'):
 
 
 def _params_context_dtype(net):
-    """Where the parameters are and their float type (the input's): (context, dtype name)."""
-    ctx, dtype = mx.cpu(), 'float32'
+    """Where the parameters are and the input's float type: (context, dtype name).
+
+    The input takes the float type that holds most parameter values: a network cast to float16 keeps
+    its BatchNorm parameters in float32 (MXNet needs them so), whichever layer comes first.
+    """
+    ctx, counts = None, {}
     for param in net.collect_params().values():
         if np.dtype(param.dtype).kind == 'f':
-            dtype = np.dtype(param.dtype).name
-        try:
-            return param.list_ctx()[0], dtype
-        except RuntimeError:  # deferred initialisation: the context is not known yet
-            continue
-    return ctx, dtype
+            name = np.dtype(param.dtype).name
+            size = int(np.prod([d for d in param.shape if d > 0])) if param.shape else 1
+            counts[name] = counts.get(name, 0) + size
+        if ctx is None:
+            try:
+                ctx = param.list_ctx()[0]
+            except RuntimeError:  # deferred initialisation: the context is not known yet
+                pass
+    dtype = max(counts, key=counts.get) if counts else 'float32'
+    return ctx if ctx is not None else mx.cpu(), dtype
 
 
 def _fusable(net):

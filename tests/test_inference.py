@@ -95,6 +95,19 @@ def test_without_fusion_it_hybridizes_with_static_memory(monkeypatch):
     np.testing.assert_allclose(net(x).asnumpy(), expected, rtol=0, atol=ATOL)
 
 
+def test_float16_network_is_traced_with_float16_input():
+    """A network cast to float16 keeps its BatchNorm parameters in float32; the traced input follows
+    the parameters that hold most values (float16), also when a BatchNorm comes first. (MXNet has no
+    float16 convolution on CPU, so only the choice is checked here.)"""
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.BatchNorm(in_channels=3), mx.gluon.nn.Conv2D(4, 3, in_channels=3))
+    net.initialize(mx.init.Xavier())
+    assert inference._params_context_dtype(net) == (mx.cpu(), 'float32')  # pylint: disable=protected-access
+    net.cast('float16')
+    assert np.dtype(list(net.collect_params().values())[0].dtype) == np.float32  # BatchNorm first
+    assert inference._params_context_dtype(net) == (mx.cpu(), 'float16')  # pylint: disable=protected-access
+
+
 @needs_fusion
 @pytest.mark.parametrize('preprocess', [False, True], ids=['nchw', 'raw-images'])
 def test_exported_graph_is_portable_and_loads_fused(tmp_path, preprocess):
