@@ -212,6 +212,8 @@ def _loaders(net, train, val, args, num_devices, dist):
                                                         ashape=net.ashape, multi_stage=True)),
         batch_size, num_workers=num_workers, batchify_fn=FasterRCNNTrainBatchify(net, num_devices),
         **order)
+    if val is None:
+        return train_loader, order['sampler'], None
     short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
     val_loader = gluon.data.DataLoader(
         val.transform(FasterRCNNDefaultValTransform(short, net.max_size)), num_devices,
@@ -315,7 +317,8 @@ def _setup(args, log, dist):
 
 
 def main(args=None):
-    """Train (or with ``--eval-only`` evaluate) and return the last evaluation's results."""
+    """Train (or with ``--eval-only`` evaluate) and return the last evaluation's results (under
+    Horovod only rank 0 evaluates; the other ranks return an empty dict)."""
     if args is None or isinstance(args, (list, tuple)):
         args = parse_args(args)
     try:
@@ -334,10 +337,15 @@ def _run(args):
     mx.random.seed(args.seed)
     np.random.seed(args.seed)
     ctx, train, val, classes, net = _setup(args, log, dist)
-    train_loader, sampler, val_loader = _loaders(net, train, val, args, len(ctx), dist)
+    # Rank 0 alone evaluates (and writes checkpoints); the other workers build no held-out loader.
+    train_loader, sampler, val_loader = _loaders(net, train, val if dist.is_root else None, args,
+                                                 len(ctx), dist)
     metrics = _metrics(args.dataset, val, classes,
-                       [float(v) for v in args.val_iou.split(',') if v.strip()], prefix)
+                       [float(v) for v in args.val_iou.split(',') if v.strip()],
+                       prefix) if dist.is_root else None
     if args.eval_only:
+        if not dist.is_root:
+            return {}
         results = evaluate(net, val_loader, metrics, ctx)
         log.info('held-out %s', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
         return results
