@@ -116,11 +116,19 @@ def peak_rss_mib():
 
 # ---- the server side: runs under the --torch-python interpreter, never imported by MXNet code ----
 
+def _installed_version(dist):
+    """The installed distribution's version ('?' when its metadata is missing)."""
+    from importlib import metadata  # pylint: disable=import-outside-toplevel
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return '?'
+
+
 def _serve(threads):
     import time  # pylint: disable=import-outside-toplevel
     try:
         import torch  # pylint: disable=import-outside-toplevel
-        import resnest  # pylint: disable=import-outside-toplevel
         import resnest.torch as official  # pylint: disable=import-outside-toplevel
     except ImportError as err:
         sys.stdout.write(json.dumps({'error': 'cannot import torch and resnest (%s)' % err}) + '\n')
@@ -157,7 +165,7 @@ def _serve(threads):
         req = json.loads(line)
         try:
             if req['op'] == 'hello':
-                reply = {'torch': torch.__version__, 'resnest': getattr(resnest, '__version__', '?'),
+                reply = {'torch': torch.__version__, 'resnest': _installed_version('resnest'),
                          'threads': torch.get_num_threads()}
             elif req['op'] == 'peak_rss':
                 reply = {'mib': peak_rss_mib()}
