@@ -275,7 +275,7 @@ def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log, batch_siz
     bar.close()
 
 
-def _check_cpu_regions(net, args):
+def _check_cpu_regions(net):
     """FPN region pooling on CPU takes a bounded number of regions per call (cpu_region_limit)."""
     # pylint: disable=protected-access
     limit = faster.cpu_region_limit(net.fpn_channels, net._roi_size)
@@ -303,7 +303,7 @@ def _setup(args, log, dist):
     train, val, classes = load_datasets(args.dataset, args.dataset_root)
     net = build_detector(args, classes, len(ctx), dist.num_workers)
     if any(c.device_type == 'cpu' for c in ctx):
-        _check_cpu_regions(net, args)
+        _check_cpu_regions(net)
     if args.resume:
         load_detector(net, args.resume, ctx)
     for param in net.collect_params().values():
