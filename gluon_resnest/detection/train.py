@@ -280,11 +280,12 @@ def _check_cpu_regions(net):
     # pylint: disable=protected-access
     limit = faster.cpu_region_limit(net.fpn_channels, net._roi_size)
     channels = '%d FPN channels' % net.fpn_channels
-    if net._batch_size * net._num_sample > limit:
+    regions = net._num_sample * net._batch_size
+    if regions > limit:
         raise ValueError('--num-sample %d x %d images per device = %d regions per pooling call: on CPU '
                          'at most %d with %s; lower --num-sample or --batch-size, or raise '
-                         '--fpn-channels' % (net._num_sample, net._batch_size,
-                                             net._num_sample * net._batch_size, limit, channels))
+                         '--fpn-channels' % (net._num_sample, net._batch_size, regions, limit,
+                                             channels))
     if net._rpn_test_post_nms > limit:
         raise ValueError('--rpn-test-post-nms %d regions per pooling call: on CPU at most %d with %s'
                          % (net._rpn_test_post_nms, limit, channels))

@@ -21,9 +21,12 @@ CASCADE_BACKBONES = ('resnest14', 'resnest50', 'resnest101', 'resnest200')
 CASCADE_MASK_BACKBONES = ('resnest50', 'resnest101')
 
 
-def _stage_heads(syncbn, num_devices):
+def _stage_recipe(syncbn, num_devices, kwargs):
+    """The recipe's box heads of stages 2 and 3, built only when ``kwargs`` gives none."""
     # The first stage's box head is FasterRCNN's own box_features; later stages get fresh copies.
-    return [detection._box_head(syncbn, num_devices) for _ in range(2)]
+    if 'stage_box_features' in kwargs:
+        return {}
+    return dict(stage_box_features=[detection._box_head(syncbn, num_devices) for _ in range(2)])
 
 
 def cascade_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=True,
@@ -40,7 +43,7 @@ def cascade_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, syncbn=
     -------
     CascadeRCNN
     """
-    recipe = dict(stage_box_features=_stage_heads(syncbn, num_devices))
+    recipe = _stage_recipe(syncbn, num_devices, kwargs)
     return detection._build(get_cascade_rcnn, backbone, dataset, classes,
                             syncbn, pretrained, pretrained_base, num_devices, recipe, kwargs)
 
@@ -57,7 +60,7 @@ def cascade_mask_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, sy
     -------
     CascadeMaskRCNN
     """
-    recipe = dict(detection._MASK, stage_box_features=_stage_heads(syncbn, num_devices))
+    recipe = dict(detection._MASK, **_stage_recipe(syncbn, num_devices, kwargs))
     if syncbn:
         layer, norm_kwargs = detection._trained_norm(syncbn, num_devices)
         recipe.update(norm_layer=layer, norm_kwargs=norm_kwargs)

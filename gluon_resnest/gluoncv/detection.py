@@ -237,7 +237,8 @@ def _build(getter, backbone, dataset, classes, syncbn, pretrained, pretrained_ba
     args = dict(_COMMON, **(_SYNCBN if syncbn else _FROZEN_BN))
     args.update(recipe)
     args.update(kwargs)
-    args.setdefault('box_features', _box_head(syncbn, num_devices))
+    if 'box_features' not in args:  # the recipe's head, built only when none is given
+        args['box_features'] = _box_head(syncbn, num_devices)
     fpn_channels = args.pop('fpn_channels')  # the FPN's, not an R-CNN argument
     name = '_'.join(['fpn'] + (['bn'] if syncbn == 'bn' else ['syncbn'] if syncbn else []) + [key])
     net = use_safe_roi_pooling(getter(
