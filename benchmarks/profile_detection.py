@@ -16,6 +16,7 @@ from mxnet import autograd
 
 from gluon_resnest.detection import train
 from gluon_resnest.detection.loss import DetectionLoss
+from gluon_resnest.train.distributed import setup_distributed
 
 
 def _phases(net, trainer, loader, loss_fn, ctx, batch_size, steps):
@@ -24,9 +25,7 @@ def _phases(net, trainer, loader, loss_fn, ctx, batch_size, steps):
     batches = iter(loader)
     for _ in range(steps):
         tic = time.time()
-        batch = next(batches)
-        shards = [[(part[k] if isinstance(part, (list, tuple)) else part).as_in_context(c)
-                   for part in batch] for k, c in enumerate(ctx)]
+        shards = train.device_shards(next(batches), ctx)
         mx.nd.waitall()
         times['data'].append(time.time() - tic)
         tic = time.time()
@@ -57,9 +56,9 @@ def main(argv=None):
     args = train.parse_args(argv[split + 1:])
     train._check(args)  # pylint: disable=protected-access
     log = train.setup_logger('/dev/null')
-    ctx, data, val, _, net = train._setup(args, log)  # pylint: disable=protected-access
-    loader, _ = train._loaders(net, data, val, args.batch_size, len(ctx),  # pylint: disable=W0212
-                               args.num_workers)
+    dist = setup_distributed('local')
+    ctx, data, _, _, net = train._setup(args, log, dist)  # pylint: disable=protected-access
+    loader, _, _ = train._loaders(net, data, None, args, len(ctx), dist)  # pylint: disable=W0212
     net.collect_params().setattr('grad_req', 'null')
     net.collect_train_params().setattr('grad_req', 'write')
     trainer = mx.gluon.Trainer(net.collect_train_params(), 'sgd',

@@ -1,6 +1,8 @@
 """The detection command's CPU options (light box head, per-device BatchNorm, cosine schedule) and
 the FPN region pooling they rely on."""
 import json
+import os
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -9,6 +11,11 @@ from mxnet import autograd, gluon
 
 from gluon_resnest.detection import CascadeRCNN, shapes, train
 from gluon_resnest.gluoncv.detection import cpu_region_limit, pyramid_roi_feats
+
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+import profile_detection  # noqa: E402  pylint: disable=wrong-import-position
 
 
 class _Levels(object):
@@ -191,3 +198,18 @@ def test_bad_option_values_give_one_line_errors(shapes_root, tmp_path, flags, me
     with pytest.raises(SystemExit) as info:
         train.main(argv)
     assert str(info.value.code) == 'error: ' + message
+
+
+@pytest.mark.slow
+def test_profile_script_times_the_commands_network(shapes_root, capsys):
+    """benchmarks/profile_detection.py builds what the command builds and prints its phases."""
+    profile_detection.main(['--steps', '1', '--warmup', '0', '--top', '40', '--',
+                            '--network', 'resnest14', '--dataset', 'shapes', '--dataset-root',
+                            shapes_root, '--no-pretrained-base', '--short', '96', '--max-size', '96',
+                            '--num-sample', '16', '--rpn-train-post-nms', '64', '--norm-layer', 'bn',
+                            '--box-head', '2fc', '--box-head-units', '32'])
+    out = capsys.readouterr().out
+    assert 'cascade_rcnn step, batch 2:' in out
+    for phase in ('data', 'forward', 'backward', 'update'):
+        assert '  %s ' % phase in out
+    assert '_backward_ROIAlign' in out

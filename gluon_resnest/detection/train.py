@@ -29,7 +29,8 @@ from .cascade import STAGE_IOU_THRESHS
 from .loss import DetectionLoss
 from .zoo import cascade_rcnn_fpn
 
-__all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 'load_detector']
+__all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 'load_detector',
+           'device_shards']
 
 # BatchNorm's running statistics (Gluon's names, and those of blocks built from symbols).
 BATCHNORM_STATISTICS = ('running_mean', 'running_var', 'moving_mean', 'moving_var')
@@ -246,14 +247,19 @@ def evaluate(net, loader, metrics, ctx):
     return {name: float(metric.get()[1][-1]) for name, metric in metrics.items()}
 
 
+def device_shards(batch, ctx):
+    """One batch of the training loader as one list of inputs per device of ``ctx``."""
+    return [[(part[k] if isinstance(part, (list, tuple)) else part).as_in_context(c)
+             for part in batch] for k, c in enumerate(ctx)]
+
+
 def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log, batch_size):
     losses_sum, count, tic = {}, 0, time.time()
     bar = ProgressBar(len(loader), epoch, args.epochs,
                       enabled=not args.no_progress and sys.stderr.isatty())
     net.hybridize(static_alloc=False)
     for step, batch in enumerate(loader):
-        shards = [[(part[k] if isinstance(part, (list, tuple)) else part).as_in_context(c)
-                   for part in batch] for k, c in enumerate(ctx)]
+        shards = device_shards(batch, ctx)
         with autograd.record():
             results = [loss_fn(net, *shard) for shard in shards]
         autograd.backward([r['total'] for r in results])
