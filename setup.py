@@ -21,6 +21,8 @@ setup(
         'numpy<1.24',
         # The last GluonCV release (it reports itself as 0.11.0).
         'gluoncv==0.10.5.post0',
+        # The training loader decodes and augments with OpenCV (GluonCV depends on it too).
+        'opencv-python',
     ],
     extras_require={
         # scikit-learn ships the digits images the offline demo dataset is made from.

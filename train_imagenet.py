@@ -29,9 +29,9 @@ def _data_flags(parser):
     group.add_argument('--rec-val-idx', default='', help='its index (default: .rec -> .idx)')
     group.add_argument('--use-rec', action='store_true', help='require the RecordIO flags (GluonCV compat)')
     group.add_argument('--data-backend', default='auto', choices=DATA_BACKENDS,
-                       help="who decodes and augments training images: 'recordio' MXNet's C++ RecordIO "
-                       "pipeline (needs --rec-train; several times faster), 'python' Gluon transforms, 'auto' "
-                       "recordio whenever --rec-train is given without --auto-aug")
+                       help="who decodes and augments training images: 'python' OpenCV in the -j loader "
+                       "processes (Gluon transforms with --auto-aug), 'recordio' MXNet's C++ RecordIO pipeline "
+                       "(needs --rec-train), 'auto' python (recordio when resuming a recordio run)")
     cli.add_workers(group, help_text='data loading processes per worker (0: in the training process); C++ '
                     'decoding threads (at least 1) with --data-backend recordio')
     group.add_argument('--classes', type=int, default=None,

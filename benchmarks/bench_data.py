@@ -1,10 +1,13 @@
-"""Training input speed: the Python loader vs MXNet's C++ RecordIO pipeline, side by side in one run.
+"""Training input speed: the trainer's two loaders, Gluon's transforms and a bare ImageRecordIter, in one run.
 
-Three loaders read the same indexed RecordIO file with the recipe's training augmentation (random-resized
+Four loaders read the same indexed RecordIO file with the recipe's training augmentation (random-resized
 crop, mirror, colour jitter 0.4, PCA lighting 0.1, mean/std) at ``--input-size``:
 
-- ``python``: the trainer's ``--data-backend python`` loader (Gluon ``DataLoader`` + transforms, ``T``
-  worker processes);
+- ``python``: the trainer's ``--data-backend python`` loader (Gluon ``DataLoader`` with ``T`` worker
+  processes, decoding and augmenting with OpenCV: ``gluon_resnest.data.opencv_augment``);
+- ``gluon_transforms``: the same ``DataLoader`` with Gluon's ``transforms`` (MXNet's decoder and image
+  operators), as GluonCV's ``train_imagenet.py`` without ``--use-rec`` does and the trainer does with
+  ``--auto-aug``;
 - ``recordio``: the trainer's ``--data-backend recordio`` loader (``RecordIOTrainIter``, ``T`` threads);
 - ``bare_imagerecorditer``: one ``mx.io.ImageRecordIter`` with ``preprocess_threads=T`` set up as GluonCV's
   ``train_imagenet.py --use-rec`` does (not reproducible across runs; the yardstick for overhead).
@@ -39,7 +42,8 @@ import numpy as np  # noqa: E402
 from gluon_resnest.config import TrainConfig  # noqa: E402
 from gluon_resnest.data import MEAN, STD, ImageRecord  # noqa: E402
 from gluon_resnest.data.recordio import RecordIOTrainIter  # noqa: E402
-from gluon_resnest.train.data import train_loader  # noqa: E402
+from gluon_resnest.data.train_transforms import train_transform  # noqa: E402
+from gluon_resnest.train.data import ShardedShuffleSampler, train_loader  # noqa: E402
 
 JITTER, LIGHTING, MIN_AREA = 0.4, 0.1, 0.08
 
@@ -85,6 +89,16 @@ def python_loader(rec, batch_size, input_size, threads):
                          min_random_area=MIN_AREA, jitter_param=JITTER, lighting_param=LIGHTING,
                          batch_size=batch_size, num_data_workers=threads)
     loader, sampler = train_loader(ImageRecord(rec), config, SimpleNamespace(num_workers=1, rank=0), batch_size)
+    return loader, sampler.set_epoch
+
+
+def gluon_transforms_loader(rec, batch_size, input_size, threads):
+    """The same DataLoader with Gluon's transforms on MXNet-decoded images."""
+    dataset = ImageRecord(rec)
+    transform = train_transform(input_size, min_random_area=MIN_AREA, jitter=JITTER, lighting=LIGHTING)
+    sampler = ShardedShuffleSampler(len(dataset), batch_size)
+    loader = mx.gluon.data.DataLoader(dataset.transform_first(transform), batch_size=batch_size, sampler=sampler,
+                                      num_workers=threads, last_batch='discard')
     return loader, sampler.set_epoch
 
 
@@ -146,7 +160,7 @@ def time_pass(loader, set_epoch, epoch, batches):
 
 def bench_threads(rec, args, threads, batches):
     """Median images/s (and peak memory growth) of each loader at one thread count, interleaved."""
-    makers = {'python': python_loader, 'recordio': recordio_loader,
+    makers = {'python': python_loader, 'gluon_transforms': gluon_transforms_loader, 'recordio': recordio_loader,
               'bare_imagerecorditer': lambda *a: (lambda it: (it, it.set_epoch))(BareIter(*a))}
     loaders = {name: make(rec, args.batch_size, args.input_size, threads) for name, make in makers.items()}
     results = {name: [] for name in loaders}
@@ -171,16 +185,18 @@ def main(argv=None):
               'OMP_NUM_THREADS=%s' % (os.path.basename(rec), len(ImageRecord(rec)), args.batch_size,
                                       args.input_size, batches, args.runs, platform.processor() or 'cpu',
                                       os.cpu_count(), os.environ.get('OMP_NUM_THREADS')))
-        print('| threads | python img/s | recordio img/s | bare ImageRecordIter img/s | recordio / python | '
-              'recordio / bare | recordio peak MiB | bare peak MiB |')
-        print('|---|---|---|---|---|---|---|---|')
+        print('| threads | python (OpenCV) img/s | Gluon transforms img/s | recordio (C++) img/s | '
+              'bare ImageRecordIter img/s | python / Gluon | recordio / Gluon | recordio / bare | '
+              'recordio peak MiB | bare peak MiB |')
+        print('|---|---|---|---|---|---|---|---|---|---|')
         by_threads = {}
         for threads in counts:
             res = bench_threads(rec, args, threads, batches)
             by_threads[threads] = {name: round(speed, 1) for name, (speed, _) in res.items()}
-            py, cc, bare = (res[k][0] for k in ('python', 'recordio', 'bare_imagerecorditer'))
-            print('| %d | %.1f | %.1f | %.1f | %.2fx | %.2f | %.0f | %.0f |' % (
-                threads, py, cc, bare, cc / py, cc / bare, res['recordio'][1], res['bare_imagerecorditer'][1]))
+            py, gl, cc, bare = (res[k][0] for k in ('python', 'gluon_transforms', 'recordio', 'bare_imagerecorditer'))
+            print('| %d | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.2f | %.0f | %.0f |' % (
+                threads, py, gl, cc, bare, py / gl, cc / gl, cc / bare, res['recordio'][1],
+                res['bare_imagerecorditer'][1]))
             sys.stdout.flush()
     if args.json:
         top = by_threads[counts[-1]]

@@ -16,7 +16,7 @@ def test_loaders_deliver_normalised_batches_of_the_file(tmp_path):
     rec = str(tmp_path / 'photos.rec')
     bench_data.write_photo_rec(rec, 24)
     labels = set()
-    for make in (bench_data.python_loader, bench_data.recordio_loader):
+    for make in (bench_data.python_loader, bench_data.gluon_transforms_loader, bench_data.recordio_loader):
         loader, set_epoch = make(rec, 8, 32, 1)
         set_epoch(0)
         batches = list(loader)
@@ -36,8 +36,9 @@ def test_table_and_json_line_agree(capsys):
     row = [cell.strip() for cell in lines[-2].strip('|').split('|')]
     record = json.loads(lines[-1])
     assert record['threads'] == 1 and row[0] == '1'
-    speeds = [float(row[i]) for i in (1, 2, 3)]
-    assert speeds == [record['python'], record['recordio'], record['bare_imagerecorditer']]
-    # The ratio is of the unrounded speeds, printed to 0.01; the speeds above are rounded to 0.1.
-    assert abs(float(row[4].rstrip('x')) - speeds[1] / speeds[0]) <= 0.01
-    assert abs(float(row[5]) - speeds[1] / speeds[2]) <= 0.01
+    speeds = [float(row[i]) for i in (1, 2, 3, 4)]
+    assert speeds == [record['python'], record['gluon_transforms'], record['recordio'], record['bare_imagerecorditer']]
+    # The ratios are of the unrounded speeds, printed to 0.01; the speeds above are rounded to 0.1.
+    assert abs(float(row[5].rstrip('x')) - speeds[0] / speeds[1]) <= 0.01
+    assert abs(float(row[6].rstrip('x')) - speeds[2] / speeds[1]) <= 0.01
+    assert abs(float(row[7]) - speeds[2] / speeds[3]) <= 0.01

@@ -186,13 +186,22 @@ def _rec_flags(root):
 
 def test_backend_choice_is_logged(tiny, tmp_path):
     flags = QUICK + _rec_flags(tiny) + ['--num-epochs', '1']
-    train_imagenet.main(flags + ['--save-dir', str(tmp_path / 'a')])
+    run = train_imagenet.main(flags + ['--save-dir', str(tmp_path / 'a')])
+    assert run.config.data_backend == 'python' and type(run.loader).__name__ == 'DataLoader'
     log = open(str(tmp_path / 'a' / 'train_imagenet.log')).read()
-    assert "MXNet's C++ RecordIO pipeline" in log
+    assert 'decoded and augmented with OpenCV in 0 loader process(es) (-j 0: in the training process)' in log
     args = train_imagenet.parse_args(flags + ['--auto-aug', '--save-dir', str(tmp_path / 'b')])
     from gluon_resnest.train.data import data_backend  # pylint: disable=import-outside-toplevel
     backend, reason = data_backend(args)
-    assert backend == 'python' and 'AutoAugment has no C++ form' in reason
+    assert backend == 'python' and "by Gluon's transforms in Python (--auto-aug" in reason
+    # auto keeps a resumed run of the C++ path on it; a resumed run of the Python path stays in Python.
+    train_imagenet.main(flags + ['--data-backend', 'recordio', '--save-dir', str(tmp_path / 'c')])
+    for save, backend in (('a', 'python'), ('c', 'recordio')):
+        run = train_imagenet.main(QUICK + _rec_flags(tiny) + ['--num-epochs', '2', '--resume', '--save-dir',
+                                                              str(tmp_path / save)])
+        assert run.config.data_backend == backend
+    assert "MXNet's C++ RecordIO pipeline (1 thread(s)), as the run being resumed" in \
+        open(str(tmp_path / 'c' / 'train_imagenet.log')).read()
 
 
 @pytest.mark.parametrize('flags, message', [
@@ -206,10 +215,13 @@ def test_bad_backend_flags(flags, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_cli_label_error_is_one_line(tiny, tmp_path, capsys):
+@pytest.mark.parametrize('backend, workers', [('python', '0'), ('python', '2'), ('recordio', '1')])
+def test_cli_label_error_is_one_line(tiny, tmp_path, backend, workers):
     with pytest.raises(SystemExit) as info:
-        train_imagenet.main(QUICK + _rec_flags(tiny)[:-1] + ['2', '--save-dir', str(tmp_path / 's')])
+        train_imagenet.main(QUICK + _rec_flags(tiny)[:-1] + ['2', '--data-backend', backend, '-j', workers,
+                                                             '--save-dir', str(tmp_path / 's')])
     assert str(info.value).startswith('error: ') and 'has label 2, outside 0..1 (--classes 2)' in str(info.value)
+    assert 'train.rec record ' in str(info.value)
     assert '\n' not in str(info.value)
 
 
@@ -261,8 +273,9 @@ def test_demo_trains_from_rec_through_the_cpp_path(tmp_path):
         os.path.join(root, 'val.rec'), '--classes', '10', '--input-size', '32', '--batch-size', '16',
         '--lr', '0.01', '--num-epochs', '3', '--warmup-epochs', '1', '--last-gamma', '--no-wd',
         '--label-smoothing', '0.1', '--min-random-area', '0.5', '--random-mirror', '0', '--jitter-param', '0',
-        '--lighting-param', '0', '-j', '1', '--save-dir', str(tmp_path / 'run'), '--no-progress'])
-    assert run.config.data_backend == 'recordio'
+        '--lighting-param', '0', '-j', '1', '--save-dir', str(tmp_path / 'run'), '--no-progress',
+        '--data-backend', 'recordio'])
+    assert run.config.data_backend == 'recordio' and type(run.loader).__name__ == 'RecordIOTrainIter'
     # The folder path reaches 0.96-0.98 after 3 epochs of this recipe (0.98 after 5).
     assert run.history.records[-1]['val-top1'] >= 0.9
 

@@ -2,6 +2,9 @@
 
 - :mod:`.datasets`: ImageNet folder and RecordIO datasets returning (HWC uint8 image, int label), and
   :func:`make_loader` (a ``gluon.data.DataLoader`` with ``-j`` workers).
+- :mod:`.opencv_augment`: the recipe's training augmentation with OpenCV on encoded images (the training
+  loader's), each image's random draws from (seed, epoch, index).
+- :mod:`.recordio`: training batches through MXNet's C++ RecordIO pipeline.
 - :mod:`.eval_protocol`: the ResNeSt evaluation protocol (:class:`EvalTransform`; each model's crop is
   :func:`gluon_resnest.pretrained.eval_crop`) and
   the ImageNet :data:`MEAN`/:data:`STD` the training transforms normalise with too.

@@ -38,6 +38,12 @@ def _decode(buf, what):
     return img
 
 
+def _class_label(header):
+    """The class of a RecordIO header: its label, or the first of a multi-label record's labels."""
+    label = header.label
+    return int(label if isinstance(label, (int, float)) else label[0])
+
+
 def resolve_split_dir(root, split):
     """``root/split`` if that folder exists, else ``root`` itself (already a split folder).
 
@@ -129,6 +135,12 @@ class ImageFolder(Dataset):
         with open(path, 'rb') as f:
             return _decode(f.read(), path)
 
+    def read_encoded(self, idx):
+        """``(encoded bytes, label, path)`` of image ``idx``, undecoded."""
+        path, label = self.items[idx]
+        with open(path, 'rb') as f:
+            return f.read(), label, path
+
     @property
     def num_classes(self):
         """Number of class folders."""
@@ -209,10 +221,16 @@ class ImageRecord(Dataset):
                 head = f.read(24)  # IRHeader: flag, label, id, id2
                 flag = struct.unpack('<I', head[:4])[0] if len(head) == 24 else 0
                 header, _ = mx.recordio.unpack(head + f.read(4 * flag))  # flag > 0: that many labels follow
-        label = header.label
-        if not isinstance(label, (int, float)):
-            label = label[0]  # multi-label records: the first label is the class
-        return (_decode(buf, '%s record %s' % (self.rec, key)) if decode else None), int(label)
+        return (_decode(buf, self._name(key)) if decode else None), _class_label(header)
+
+    def _name(self, key):
+        return '%s record %s' % (self.rec, key)
+
+    def read_encoded(self, idx):
+        """``(encoded bytes, label, name)`` of the ``idx``-th record, undecoded."""
+        key = self._record.keys[idx]
+        header, buf = mx.recordio.unpack(self._record.read_idx(key))
+        return buf, _class_label(header), self._name(key)
 
     def __getitem__(self, idx):
         return self.read(self._record.keys[idx])

@@ -145,7 +145,7 @@ def build_run(config):
     source = _resume_source(config, log, dist.is_root)
     train_set, val_set = load_datasets(config)
     run.classes = _classes(config, train_set)
-    backend, reason = data_backend(config)
+    backend, reason = data_backend(config, source.get('config') if source else None)
     log.info(reason)
     # Resolved, so that checkpoints record the path used.
     config = run.config = dataclasses.replace(config, data_backend=backend)
@@ -154,7 +154,7 @@ def build_run(config):
         run.loader, run.sampler = recordio_train_loader(config, dist, run.classes, per_worker,
                                                         _data_threads(config, source, log))
     else:
-        run.loader, run.sampler = train_loader(train_set, config, dist, per_worker)
+        run.loader, run.sampler = train_loader(train_set, config, dist, per_worker, run.classes)
     run.val_loader = val_loader(val_set, config, dist, per_worker) if val_set is not None else None
     seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
     run.net, dropblock = _network(config, run.classes, ctx)

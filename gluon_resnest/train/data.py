@@ -3,14 +3,16 @@
 Both splits use the project's datasets (``gluon_resnest.data``); validation uses ``EvalTransform`` so that
 the val top-1 logged here is what ``eval.py`` measures on the saved checkpoint. The training order is a
 permutation drawn from ``(seed, epoch)``, split across workers, so a resumed run (even from the middle of
-an epoch) sees exactly the batches an uninterrupted run would. Training from RecordIO reads through MXNet's
-C++ pipeline (:class:`~gluon_resnest.data.recordio.RecordIOTrainIter`) unless ``--data-backend python``
-or ``--auto-aug`` (no C++ form) asks for the Python transforms.
+an epoch) sees exactly the batches an uninterrupted run would. Training images are decoded and augmented
+with OpenCV in the loader's processes (:mod:`~gluon_resnest.data.opencv_augment`; each image's augmentation
+drawn from ``(seed, epoch, index)``), or by Gluon's transforms with ``--auto-aug``; ``--data-backend recordio``
+reads RecordIO through MXNet's C++ pipeline instead (:class:`~gluon_resnest.data.recordio.RecordIOTrainIter`).
 """
 import numpy as np
 from mxnet.gluon.data import DataLoader, Dataset, Sampler
 
 from ..data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
+from ..data.opencv_augment import AugmentedTrainSet, TrainAugment
 from ..data.recordio import RecordIOTrainIter
 from ..data.train_transforms import train_transform
 
@@ -80,39 +82,69 @@ def load_datasets(config):
     return train, val
 
 
-def train_loader(dataset, config, dist, batch_size):
+def train_loader(dataset, config, dist, batch_size, classes=None):
     """A DataLoader over this worker's shard of ``dataset`` with the recipe's training transform.
 
-    ``config`` (a TrainConfig) gives the augmentation, seed and workers; ``batch_size`` is per worker.
+    ``config`` (a TrainConfig) gives the augmentation, seed and workers; ``batch_size`` is per worker;
+    ``classes``, when given, bounds the labels (one-line error naming an image outside 0..classes-1).
 
     Returns
     -------
     (DataLoader, ShardedShuffleSampler)
         Call ``sampler.set_epoch(epoch, start_batch)`` before iterating the loader.
     """
-    transform = train_transform(config.input_size, auto_aug=config.auto_aug,
-                                min_random_area=config.min_random_area, random_mirror=bool(config.random_mirror),
-                                jitter=config.jitter_param, lighting=config.lighting_param)
     sampler = ShardedShuffleSampler(len(dataset), batch_size, dist.num_workers, dist.rank, config.seed)
     if sampler.batches_per_epoch < 1:
         raise ValueError('%d training images are fewer than one batch of %d on each of %d worker(s)'
                          % (len(dataset), batch_size, dist.num_workers))
-    loader = DataLoader(dataset.transform_first(transform), batch_size=batch_size, sampler=sampler,
-                        num_workers=config.num_data_workers, last_batch='discard')
+    if config.auto_aug:  # AutoAugment works on Gluon images: Gluon's transforms
+        transform = train_transform(config.input_size, auto_aug=True, min_random_area=config.min_random_area,
+                                    random_mirror=bool(config.random_mirror), jitter=config.jitter_param,
+                                    lighting=config.lighting_param)
+        dataset, order = dataset.transform_first(transform), sampler
+    else:
+        augment = TrainAugment(config.input_size, min_random_area=config.min_random_area,
+                               random_mirror=bool(config.random_mirror), jitter=config.jitter_param,
+                               lighting=config.lighting_param)
+        dataset, order = AugmentedTrainSet(dataset, augment, config.seed, classes), _EpochTagged(sampler)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=config.num_data_workers,
+                        last_batch='discard')
     return loader, sampler
 
 
-def data_backend(config):
-    """``(backend, reason)``: 'recordio' (C++) or 'python', resolving ``data_backend='auto'``."""
-    if config.data_backend == 'python':
-        return 'python', 'training images decoded and augmented in Python (data_backend python)'
-    if not config.rec_train:
-        return 'python', 'training images decoded and augmented in Python (image folder)'
-    if config.auto_aug:
-        return 'python', ('--auto-aug: AutoAugment has no C++ form, so training images are decoded and '
-                          'augmented in Python instead of MXNet\'s C++ RecordIO pipeline')
-    return 'recordio', "training images decoded and augmented by MXNet's C++ RecordIO pipeline (%d thread(s))" \
+class _EpochTagged(Sampler):
+    # (epoch, index) keys for AugmentedTrainSet: the epoch seeds each image's augmentation.
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self):
+        return len(self.sampler)
+
+
+def data_backend(config, resumed=None):
+    """``(backend, reason)``: 'python' or 'recordio' (C++), resolving ``data_backend='auto'``.
+
+    ``auto`` takes the Python path (OpenCV in the loader's processes; Gluon's transforms with AutoAugment),
+    the faster one where both were measured, except that a run resumed from a checkpoint of the C++ path
+    (``resumed``: that run's settings) stays on it, so that its epochs continue as they began.
+    """
+    gluon = 'training images decoded and augmented by Gluon\'s transforms in Python (--auto-aug: AutoAugment ' \
+        'works on Gluon images)'
+    opencv = 'training images decoded and augmented with OpenCV in %d loader process(es)%s' \
+        % (config.num_data_workers, '' if config.num_data_workers else ' (-j 0: in the training process)')
+    cpp = "training images decoded and augmented by MXNet's C++ RecordIO pipeline (%d thread(s))" \
         % max(1, config.num_data_workers)
+    if config.data_backend == 'recordio':
+        return 'recordio', cpp
+    if config.auto_aug:
+        return 'python', gluon
+    if config.data_backend == 'auto' and config.rec_train and (resumed or {}).get('data_backend') == 'recordio':
+        return 'recordio', cpp + ', as the run being resumed'
+    return 'python', opencv
 
 
 def recordio_train_loader(config, dist, classes, batch_size, threads):

@@ -1,0 +1,155 @@
+"""The Python training path's OpenCV augmentation: against naive step-by-step references, its crop window,
+determinism by (seed, epoch, index) across loader processes, mid-epoch resume and undecodable images."""
+import os
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from gluon_resnest.config import TrainConfig
+from gluon_resnest.data import MEAN, STD, ImageFolder, ImageRecord
+from gluon_resnest.data.opencv_augment import (EIGVAL, EIGVEC, AugmentedTrainSet, TrainAugment, colour_matrix,
+                                               crop_window)
+from gluon_resnest.train.data import train_loader
+
+
+def _naive_colour(img, order, factors, alpha):
+    """Gluon's colour steps one after another on a float RGB image (0..255), without clipping."""
+    img = img.astype(np.float64)
+    for step, factor in zip(order, factors):
+        grey = 0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2]
+        if step == 0:
+            img = img * factor
+        elif step == 1:
+            img = img * factor + (1 - factor) * grey.mean()
+        else:
+            img = img * factor + (1 - factor) * grey[..., None]
+    rgb = np.dot(EIGVEC * alpha, EIGVAL)  # Gluon RandomLighting's formula
+    return img + rgb
+
+
+@pytest.mark.parametrize('order', [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)])
+def test_colour_matrix_is_the_steps_one_after_another(order):
+    rng = np.random.RandomState(sum(order[i] * 3 ** i for i in range(3)))
+    img = rng.uniform(0, 255, (9, 7, 3))
+    factors, alpha = rng.uniform(0.6, 1.4, 3), rng.normal(0, 0.1, 3)
+    matrix, offset = colour_matrix(img.reshape(-1, 3).mean(0), order, factors, alpha)
+    np.testing.assert_allclose(img.dot(matrix.T) + offset, _naive_colour(img, order, factors, alpha), atol=1e-9)
+
+
+def test_crop_window_area_aspect_and_fallback():
+    rng = np.random.Generator(np.random.PCG64(3))
+    for _ in range(300):
+        top, left, h, w = crop_window(375, 500, rng, min_area=0.08)
+        assert 0 <= top and top + h <= 375 and 0 <= left and left + w <= 500
+        assert 0.08 * 0.97 <= h * w / (375.0 * 500) <= 1.0
+        assert 3 / 4.0 * 0.97 <= w / float(h) <= 4 / 3.0 * 1.03
+    # A 10x400 strip fits no crop of aspect <= 4/3 and area >= 0.5: the central crop of aspect 4/3.
+    assert crop_window(10, 400, rng, min_area=0.5) == (0, 193, 10, 13)
+    assert crop_window(400, 10, rng, min_area=0.5) == (193, 0, 13, 10)
+
+
+def _naive_augment(png, seed, size, min_area, jitter, lighting):
+    """The documented augmentation written step by step (PIL decode, uint8 crop, float colour steps)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    img = np.asarray(Image.open(png).convert('RGB'))
+    top, left, h, w = crop_window(img.shape[0], img.shape[1], rng, min_area)
+    img = cv2.resize(np.ascontiguousarray(img[top:top + h, left:left + w]), (size, size),
+                     interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    order = rng.permutation(3)
+    factors = rng.uniform(1 - jitter, 1 + jitter, 3)
+    alpha = rng.normal(0, lighting, 3)
+    img = np.clip(_naive_colour(img, order, factors, alpha), 0, 255) / 255.0
+    return ((img - np.array(MEAN)) / np.array(STD)).transpose(2, 0, 1)
+
+
+def test_augment_matches_the_naive_steps(tmp_path):
+    pixels = np.random.RandomState(0).randint(0, 256, (61, 83, 3)).astype(np.uint8)
+    png = str(tmp_path / 'a.png')
+    Image.fromarray(pixels).save(png)
+    with open(png, 'rb') as f:
+        buf = f.read()
+    augment = TrainAugment(24, min_random_area=0.3, jitter=0.4, lighting=0.1)
+    for seed in range(8):
+        out = augment(buf, np.random.Generator(np.random.PCG64(seed)))
+        assert out.shape == (3, 24, 24) and out.dtype == np.float32
+        np.testing.assert_allclose(out, _naive_augment(png, seed, 24, 0.3, 0.4, 0.1), atol=2e-5)
+    # Without jitter and lighting: the crop itself, normalised (the colour pass is skipped).
+    plain = TrainAugment(24, min_random_area=0.3, random_mirror=False, jitter=0, lighting=0)
+    rng = np.random.Generator(np.random.PCG64(5))
+    top, left, h, w = crop_window(61, 83, np.random.Generator(np.random.PCG64(5)), 0.3)
+    expected = cv2.resize(np.ascontiguousarray(pixels[top:top + h, left:left + w]), (24, 24),
+                          interpolation=cv2.INTER_LINEAR) / 255.0
+    np.testing.assert_allclose(plain(buf, rng), ((expected - MEAN) / STD).transpose(2, 0, 1), atol=2e-5)
+
+
+def test_undecodable_image_is_a_one_line_error_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r'^cannot decode image x\.jpg: not an image OpenCV can read \(5 bytes\)$'):
+        TrainAugment(8)(b'hello', np.random.Generator(np.random.PCG64(0)), 'x.jpg')
+    with pytest.raises(ValueError, match='must be positive'):
+        TrainAugment(0)
+
+
+def _config(**kwargs):
+    return TrainConfig(**dict(dict(model='resnest14', data_dir='unused', input_size=32, batch_size=4,
+                                   jitter_param=0.4, lighting_param=0.1, seed=11), **kwargs))
+
+
+def _epoch(loader, sampler, epoch, start=0):
+    sampler.set_epoch(epoch, start)
+    return [(d.asnumpy(), l.asnumpy()) for d, l in loader]
+
+
+def test_loader_batches_depend_on_seed_epoch_and_index_only(tiny):
+    folder = ImageFolder(os.path.join(tiny, 'train'))
+    one = SimpleNamespace(num_workers=1, rank=0)
+    in_process = train_loader(folder, _config(num_data_workers=0), one, 4)
+    two_procs = train_loader(folder, _config(num_data_workers=2), one, 4)
+    first = _epoch(*in_process, epoch=3)
+    assert len(first) == 12 and first[0][0].shape == (4, 3, 32, 32) and first[0][0].dtype == np.float32
+    for (a, la), (b, lb) in zip(first, _epoch(*two_procs, epoch=3)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    # Resumed at batch 5: the rest of the epoch, pixel for pixel.
+    for (a, _), (b, _) in zip(first[5:], _epoch(*in_process, epoch=3, start=5)):
+        np.testing.assert_array_equal(a, b)
+    # Another epoch or seed: other images or other augmentations.
+    assert not np.array_equal(first[0][0], _epoch(*in_process, epoch=4)[0][0])
+    other_seed = train_loader(folder, _config(num_data_workers=0, seed=12), one, 4)
+    assert not np.array_equal(first[0][0], _epoch(*other_seed, epoch=3)[0][0])
+    # Labels are the folder's: every class, each image once per epoch.
+    labels = np.concatenate([l for _, l in first])
+    assert sorted(np.bincount(labels.astype(int)).tolist()) == [16, 16, 16]
+
+
+def test_folder_and_its_record_file_give_the_same_batches(tiny):
+    folder = ImageFolder(os.path.join(tiny, 'train'))
+    record = ImageRecord(os.path.join(tiny, 'train.rec'))
+    for idx in (0, 17, 47):
+        buf, label, name = folder.read_encoded(idx)
+        assert record.read_encoded(idx)[:2] == (buf, label)
+        assert name == folder.items[idx][0] and record.read_encoded(idx)[2].endswith('train.rec record %d' % idx)
+    one = SimpleNamespace(num_workers=1, rank=0)
+    from_folder = _epoch(*train_loader(folder, _config(), one, 4), epoch=0)
+    from_record = _epoch(*train_loader(record, _config(), one, 4), epoch=0)
+    for (a, la), (b, lb) in zip(from_folder, from_record):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+
+
+def test_corrupt_training_image_stops_the_loader_naming_the_file(tmp_path, tiny_dataset):
+    root = tiny_dataset(str(tmp_path / 'data'), classes=2, train_per_class=4, val_per_class=1)
+    folder = ImageFolder(os.path.join(root, 'train'))
+    bad = folder.items[2][0]
+    with open(bad, 'wb') as f:
+        f.write(b'\xff\xd8 truncated')
+    dataset = AugmentedTrainSet(folder, TrainAugment(16), seed=0)
+    with pytest.raises(ValueError, match='^cannot decode image %s' % bad):
+        dataset[(0, 2)]
+    loader, sampler = train_loader(folder, _config(), SimpleNamespace(num_workers=1, rank=0), 8)
+    with pytest.raises(ValueError, match='cannot decode image %s' % bad):
+        _epoch(loader, sampler, 0)
