@@ -6,9 +6,14 @@ per two logical cores. Measured on a 2-core machine, each tool is fastest with:
 - inference and export (``eval.py``, ``python -m gluon_resnest.export``, the PyTorch checkpoint
   converter, ``python -m gluon_resnest.summary``): all cores. ResNeSt-50 batch-1 inference took 129 ms
   of operator time with both cores and 288 ms with MXNet's default of one.
-- training (``train_imagenet.py``): the cores left over by the data-loading worker processes
-  (``-j``), at least one. The README demo (one worker) trained at 86 images/s with one compute thread
-  and 56 images/s with two, which made the worker and the compute threads share a core.
+- training (``train_imagenet.py``) on the CPU: all cores, except with ``--auto-aug``. The README demo
+  (one data worker) trained at 82-99 images/s with two compute threads and 60-70 with one, and 81-85
+  against 58-61 through the C++ RecordIO pipeline: these loaders wait for the slow CPU steps most of
+  the time. With ``--auto-aug`` the workers run Gluon's transforms, whose MXNet operators compete with
+  the compute threads: 56-58 images/s with one thread, 39 with two; so the compute threads get the
+  cores the ``-j`` workers leave, at least one.
+- training on GPUs (``--gpus``): the cores the ``-j`` workers leave, at least one, since there the
+  loader is what limits (not measured here: no GPU).
 
 ``OMP_NUM_THREADS`` set by the user always wins. The choice is printed once, to stderr.
 
@@ -42,16 +47,20 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def compute_threads(tool, cores, data_workers=0):
-    """Fastest OpenMP thread count for ``tool`` ('train', 'eval', 'export', 'convert', 'summary')."""
+def compute_threads(tool, cores, data_workers=0, workers_busy=True):
+    """Fastest OpenMP thread count for ``tool`` ('train', 'eval', 'export', 'convert', 'summary').
+
+    ``workers_busy`` (training only): the ``-j`` data workers need their cores (training on GPUs, or
+    Gluon's transforms in the workers); otherwise training takes all cores.
+    """
     if tool == 'train':
-        return max(1, cores - data_workers)
+        return max(1, cores - data_workers) if workers_busy else cores
     if tool in ('eval', 'export', 'convert', 'summary'):
         return cores
     raise ValueError('unknown tool %r' % (tool,))
 
 
-def configure(tool, data_workers=0, stream=None):
+def configure(tool, data_workers=0, stream=None, workers_busy=True):
     """Set ``OMP_NUM_THREADS`` for ``tool`` unless the user set it; print the choice once.
 
     Returns the thread count in effect. Has no effect on MXNet if it is already loaded (it then only
@@ -62,9 +71,13 @@ def configure(tool, data_workers=0, stream=None):
         threads, why = os.environ['OMP_NUM_THREADS'], 'set by OMP_NUM_THREADS'
     else:
         cores = available_cores()
-        threads = str(compute_threads(tool, cores, data_workers))
-        why = ('%d cores - %d data workers' % (cores, data_workers) if tool == 'train'
-               else 'all %d cores' % cores)
+        threads = str(compute_threads(tool, cores, data_workers, workers_busy))
+        if tool != 'train':
+            why = 'all %d cores' % cores
+        elif workers_busy:
+            why = '%d cores - %d data workers' % (cores, data_workers)
+        else:
+            why = 'all %d cores: training on the CPU, the data workers mostly wait for it' % cores
         if 'mxnet' not in sys.modules:
             os.environ['OMP_NUM_THREADS'] = threads
         else:
@@ -76,20 +89,31 @@ def configure(tool, data_workers=0, stream=None):
     return threads
 
 
+def _option(argv, names):
+    """The last value given to option ``names`` in ``argv`` (``--name V``, ``--name=V``, ``-jV``), or None."""
+    found = None
+    for index, arg in enumerate(argv):
+        name, eq, value = arg.partition('=')
+        if name in names and not eq:
+            value = argv[index + 1] if index + 1 < len(argv) else None
+        elif name not in names:
+            short = [n for n in names if len(n) == 2 and arg.startswith(n) and len(arg) > 2]
+            if not short:
+                continue
+            value = arg[2:]
+        found = value
+    return found
+
+
+def _workers_busy(argv):
+    """Whether train_imagenet.py's data workers need their own cores: training on GPUs or --auto-aug."""
+    return bool(_option(argv, ('--gpus',))) or '--auto-aug' in argv
+
+
 def _data_workers(argv):
     """The value of train_imagenet.py's -j/--num-data-workers in ``argv`` (its default if absent)."""
-    workers = DEFAULT_DATA_WORKERS
-    for index, arg in enumerate(argv):
-        name, _, value = arg.partition('=')
-        if name in DATA_WORKER_FLAGS and not value and index + 1 < len(argv):
-            value = argv[index + 1]
-        elif name not in DATA_WORKER_FLAGS and arg.startswith('-j'):
-            value = arg[2:]  # -j4
-        elif name not in DATA_WORKER_FLAGS:
-            continue
-        if value.isdigit():
-            workers = int(value)
-    return workers
+    value = _option(argv, DATA_WORKER_FLAGS)
+    return int(value) if value is not None and value.isdigit() else DEFAULT_DATA_WORKERS
 
 
 def command_line_tool(argv):
@@ -111,4 +135,6 @@ def configure_command_line():
     tool, args = command_line_tool(argv)
     if tool is None:
         return None
-    return configure(tool, _data_workers(args) if tool == 'train' else 0)
+    if tool == 'train':
+        return configure(tool, _data_workers(args), workers_busy=_workers_busy(args))
+    return configure(tool)

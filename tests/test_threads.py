@@ -33,6 +33,19 @@ def test_data_workers_from_train_arguments(args, workers):
     assert threads._data_workers(args) == workers  # pylint: disable=protected-access
 
 
+@pytest.mark.parametrize('args,busy', [
+    ([], False), (['-j', '2', '--lr', '0.1'], False), (['--gpus', '0,1'], True), (['--gpus=0'], True),
+    (['--gpus', ''], False), (['--auto-aug'], True), (['--gpus', '0', '--gpus', ''], False),
+])
+def test_data_workers_need_their_cores_on_gpus_or_with_autoaugment(args, busy):
+    assert threads._workers_busy(args) == busy  # pylint: disable=protected-access
+
+
+def test_training_on_the_cpu_takes_all_cores():
+    assert threads.compute_threads('train', cores=2, data_workers=1, workers_busy=False) == 2
+    assert threads.compute_threads('train', cores=8, data_workers=4, workers_busy=False) == 8
+
+
 def test_training_leaves_the_data_workers_their_cores():
     assert threads.compute_threads('train', cores=2, data_workers=1) == 1
     assert threads.compute_threads('train', cores=8, data_workers=2) == 6
@@ -72,7 +85,11 @@ def _thread_line(args):
 def test_tools_set_their_threads_before_mxnet_loads():
     cores = threads.available_cores()
     assert _thread_line(['train_imagenet.py', '-j', '1', '--help']) == [
-        'train: %d compute threads (%d cores - 1 data workers; set OMP_NUM_THREADS to override)'
-        % (max(1, cores - 1), cores)]
+        'train: %d compute threads (all %d cores: training on the CPU, the data workers mostly wait for it; '
+        'set OMP_NUM_THREADS to override)' % (cores, cores)]
+    for busy in (['--gpus', '0'], ['--auto-aug']):
+        assert _thread_line(['train_imagenet.py', '-j', '1'] + busy + ['--help']) == [
+            'train: %d compute threads (%d cores - 1 data workers; set OMP_NUM_THREADS to override)'
+            % (max(1, cores - 1), cores)]
     assert _thread_line(['-m', 'gluon_resnest.export', '--help']) == [
         'export: %d compute threads (all %d cores; set OMP_NUM_THREADS to override)' % (cores, cores)]
