@@ -7,9 +7,9 @@ and the ImageNet normalisation to CHW float32.
 
 Every colour step is affine in RGB (contrast blends with the image's mean grey level, which an affine step
 maps affinely), so the whole chain is one 3x4 matrix per image, built from the crop's mean colour and
-applied in one pass (``cv2.transform``), with the BGR->RGB swap folded in. Pixel values are clipped to
-0..255 once, after the colour steps; Gluon's transforms on uint8 images round and clip after each step,
-which differs only where a step leaves 0..255.
+applied in one pass (``cv2.transform``), with the BGR->RGB swap and the normalisation folded in. Pixel
+values are clipped to 0..255 once, after the colour steps; Gluon's transforms on uint8 images round and
+clip after each step, which differs only where a step leaves 0..255.
 
 The random draws of an image come from ``(seed, epoch, index)`` alone, so the same seed gives the same
 batches whatever the number of loader processes, and a run resumed mid-epoch sees the images an
@@ -123,22 +123,19 @@ class TrainAugment(object):
         order = rng.permutation(3)
         factors = rng.uniform(max(0.0, 1 - self.jitter), 1 + self.jitter, 3) if self.jitter > 0 else np.ones(3)
         alpha = rng.normal(0, self.lighting, 3) if self.lighting > 0 else np.zeros(3)
-        if self.jitter > 0 or self.lighting > 0:
-            mean_rgb = cv2.mean(img)[2::-1]
-            matrix, offset = colour_matrix(mean_rgb, order, factors, alpha)
-            # Columns reversed: the decoded image is BGR, the matrix maps RGB.
-            transform = np.hstack([matrix[:, ::-1], offset[:, None]]).astype(np.float32)
-            rgb = cv2.transform(img.astype(np.float32), transform)
-            np.clip(rgb, 0, 255, out=rgb)
-        else:
-            rgb = img[:, :, ::-1].astype(np.float32)
+        matrix, offset = colour_matrix(cv2.mean(img)[2::-1], order, factors, alpha)
+        # One pass: the colour steps, then the normalisation (rows scaled), on the BGR image (columns
+        # reversed). Clipping the normalised values to the images of 0 and 255 is clipping to 0..255.
+        transform = np.hstack([matrix[:, ::-1] * self._scale[:, None],
+                               (offset * self._scale + self._shift)[:, None]]).astype(np.float32)
+        normalised = cv2.transform(img.astype(np.float32), transform)
         # Allocated last, after the temporaries above: allocated before them, each image cost twice as
         # long (the decoder and cv2.transform ran 1.6x and 6x slower, measured per call; the heap top
         # was likely being returned to the system and faulted in again).
         out = np.empty((3, size, size), dtype=np.float32)
         for channel in range(3):
-            np.multiply(rgb[:, :, channel], self._scale[channel], out=out[channel])
-            out[channel] += self._shift[channel]
+            np.clip(normalised[:, :, channel], self._shift[channel], 255 * self._scale[channel] + self._shift[channel],
+                    out=out[channel])
         return out
 
 
