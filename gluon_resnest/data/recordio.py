@@ -20,7 +20,6 @@ batches per epoch; the few records that do not fill a batch slice are left out o
 few each epoch).
 """
 import math
-import os
 
 import mxnet as mx
 import numpy as np
