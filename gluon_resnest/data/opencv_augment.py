@@ -142,8 +142,8 @@ class TrainAugment(object):
 class AugmentedTrainSet(object):
     """A training dataset read as encoded images and augmented by :class:`TrainAugment`.
 
-    Items are keyed by ``(epoch, index)`` (what :func:`tagged` yields): the augmentation of ``index`` in
-    ``epoch`` draws from ``(seed, epoch, index)``.
+    Items are keyed by ``(epoch, index)`` (the trainer's sampler yields such keys): the augmentation of
+    ``index`` in ``epoch`` draws from ``(seed, epoch, index)``.
 
     Parameters
     ----------
