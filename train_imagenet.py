@@ -30,7 +30,7 @@ def _data_flags(parser):
     group.add_argument('--use-rec', action='store_true', help='require the RecordIO flags (GluonCV compat)')
     group.add_argument('--data-backend', default='auto', choices=DATA_BACKENDS,
                        help="who decodes and augments training images: 'python' OpenCV in the -j loader "
-                       "processes (Gluon transforms with --auto-aug), 'recordio' MXNet's C++ RecordIO pipeline "
+                       "processes (AutoAugment too), 'recordio' MXNet's C++ RecordIO pipeline "
                        "(needs --rec-train), 'auto' python (recordio when resuming a recordio run)")
     cli.add_workers(group, help_text='data loading processes per worker (0: in the training process); C++ '
                     'decoding threads (at least 1) with --data-backend recordio')

@@ -6,11 +6,13 @@ crop, mirror, colour jitter 0.4, PCA lighting 0.1, mean/std) at ``--input-size``
 - ``python``: the trainer's ``--data-backend python`` loader (Gluon ``DataLoader`` with ``T`` worker
   processes, decoding and augmenting with OpenCV: ``gluon_resnest.data.opencv_augment``);
 - ``gluon_transforms``: the same ``DataLoader`` with Gluon's ``transforms`` (MXNet's decoder and image
-  operators), as GluonCV's ``train_imagenet.py`` without ``--use-rec`` does and the trainer does with
-  ``--auto-aug``;
+  operators), as GluonCV's ``train_imagenet.py`` without ``--use-rec`` does;
 - ``recordio``: the trainer's ``--data-backend recordio`` loader (``RecordIOTrainIter``, ``T`` threads);
 - ``bare_imagerecorditer``: one ``mx.io.ImageRecordIter`` with ``preprocess_threads=T`` set up as GluonCV's
   ``train_imagenet.py --use-rec`` does (not reproducible across runs; the yardstick for overhead).
+
+``--auto-aug`` adds AutoAugment's ImageNet policy after the flip and times only the first two loaders
+(the C++ pipeline has no AutoAugment).
 
 Each figure is images/s over whole passes (the first pass of each loader is a warm-up), the median of
 ``--runs`` passes, interleaved so that machine load hits all loaders alike. Without ``--rec`` the file is
@@ -22,6 +24,7 @@ Usage::
     python benchmarks/bench_data.py                      # 1, 2 and all threads
     python benchmarks/bench_data.py --threads 2 --json   # one thread count; last line is JSON
     python benchmarks/bench_data.py --rec ~/data/train.rec --batches 50
+    python benchmarks/bench_data.py --auto-aug           # the two loaders that apply AutoAugment
 """
 import argparse
 import json
@@ -31,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from types import SimpleNamespace
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
@@ -60,6 +64,8 @@ def parse_args(argv=None):
     parser.add_argument('--batches', type=int, default=0, help='batches per pass (default: a whole epoch)')
     parser.add_argument('--runs', type=int, default=3, help='timed passes per loader (median reported)')
     parser.add_argument('--json', action='store_true', help='end with one JSON line: loader -> images/s')
+    parser.add_argument('--auto-aug', action='store_true',
+                        help='with AutoAugment: only the two loaders that have it (python, gluon_transforms)')
     return parser.parse_args(argv)
 
 
@@ -83,19 +89,20 @@ def write_photo_rec(path, count, seed=0):
     writer.close()
 
 
-def python_loader(rec, batch_size, input_size, threads):
+def python_loader(rec, batch_size, input_size, threads, auto_aug=False):
     """The trainer's Python loader (``--data-backend python``), one worker."""
     config = TrainConfig(model='resnest50', rec_train=rec, rec_val=rec, input_size=input_size,
                          min_random_area=MIN_AREA, jitter_param=JITTER, lighting_param=LIGHTING,
-                         batch_size=batch_size, num_data_workers=threads)
+                         batch_size=batch_size, num_data_workers=threads, auto_aug=auto_aug)
     loader, sampler = train_loader(ImageRecord(rec), config, SimpleNamespace(num_workers=1, rank=0), batch_size)
     return loader, sampler.set_epoch
 
 
-def gluon_transforms_loader(rec, batch_size, input_size, threads):
+def gluon_transforms_loader(rec, batch_size, input_size, threads, auto_aug=False):
     """The same DataLoader with Gluon's transforms on MXNet-decoded images."""
     dataset = ImageRecord(rec)
-    transform = train_transform(input_size, min_random_area=MIN_AREA, jitter=JITTER, lighting=LIGHTING)
+    transform = train_transform(input_size, min_random_area=MIN_AREA, jitter=JITTER, lighting=LIGHTING,
+                                auto_aug=auto_aug)
     sampler = ShardedShuffleSampler(len(dataset), batch_size)
     loader = mx.gluon.data.DataLoader(dataset.transform_first(transform), batch_size=batch_size, sampler=sampler,
                                       num_workers=threads, last_batch='discard')
@@ -160,8 +167,12 @@ def time_pass(loader, set_epoch, epoch, batches):
 
 def bench_threads(rec, args, threads, batches):
     """Median images/s (and peak memory growth) of each loader at one thread count, interleaved."""
-    makers = {'python': python_loader, 'gluon_transforms': gluon_transforms_loader, 'recordio': recordio_loader,
-              'bare_imagerecorditer': lambda *a: (lambda it: (it, it.set_epoch))(BareIter(*a))}
+    if args.auto_aug:  # no C++ form of AutoAugment
+        makers = {'python': partial(python_loader, auto_aug=True),
+                  'gluon_transforms': partial(gluon_transforms_loader, auto_aug=True)}
+    else:
+        makers = {'python': python_loader, 'gluon_transforms': gluon_transforms_loader, 'recordio': recordio_loader,
+                  'bare_imagerecorditer': lambda *a: (lambda it: (it, it.set_epoch))(BareIter(*a))}
     loaders = {name: make(rec, args.batch_size, args.input_size, threads) for name, make in makers.items()}
     results = {name: [] for name in loaders}
     for run in range(args.runs + 1):  # run 0: warm-up
@@ -185,18 +196,27 @@ def main(argv=None):
               'OMP_NUM_THREADS=%s' % (os.path.basename(rec), len(ImageRecord(rec)), args.batch_size,
                                       args.input_size, batches, args.runs, platform.processor() or 'cpu',
                                       os.cpu_count(), os.environ.get('OMP_NUM_THREADS')))
-        print('| threads | python (OpenCV) img/s | Gluon transforms img/s | recordio (C++) img/s | '
-              'bare ImageRecordIter img/s | python / Gluon | recordio / Gluon | recordio / bare | '
-              'recordio peak MiB | bare peak MiB |')
-        print('|---|---|---|---|---|---|---|---|---|---|')
+        if args.auto_aug:
+            print('| threads | python (OpenCV + AutoAugment) img/s | Gluon transforms + AutoAugment img/s | '
+                  'python / Gluon |')
+            print('|---|---|---|---|')
+        else:
+            print('| threads | python (OpenCV) img/s | Gluon transforms img/s | recordio (C++) img/s | '
+                  'bare ImageRecordIter img/s | python / Gluon | recordio / Gluon | recordio / bare | '
+                  'recordio peak MiB | bare peak MiB |')
+            print('|---|---|---|---|---|---|---|---|---|---|')
         by_threads = {}
         for threads in counts:
             res = bench_threads(rec, args, threads, batches)
             by_threads[threads] = {name: round(speed, 1) for name, (speed, _) in res.items()}
-            py, gl, cc, bare = (res[k][0] for k in ('python', 'gluon_transforms', 'recordio', 'bare_imagerecorditer'))
-            print('| %d | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.2f | %.0f | %.0f |' % (
-                threads, py, gl, cc, bare, py / gl, cc / gl, cc / bare, res['recordio'][1],
-                res['bare_imagerecorditer'][1]))
+            py, gl = res['python'][0], res['gluon_transforms'][0]
+            if args.auto_aug:
+                print('| %d | %.1f | %.1f | %.2fx |' % (threads, py, gl, py / gl))
+            else:
+                cc, bare = res['recordio'][0], res['bare_imagerecorditer'][0]
+                print('| %d | %.1f | %.1f | %.1f | %.1f | %.2fx | %.2fx | %.2f | %.0f | %.0f |' % (
+                    threads, py, gl, cc, bare, py / gl, cc / gl, cc / bare, res['recordio'][1],
+                    res['bare_imagerecorditer'][1]))
             sys.stdout.flush()
     if args.json:
         top = by_threads[counts[-1]]

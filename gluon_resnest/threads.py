@@ -6,12 +6,11 @@ per two logical cores. Measured on a 2-core machine, each tool is fastest with:
 - inference and export (``eval.py``, ``python -m gluon_resnest.export``, the PyTorch checkpoint
   converter, ``python -m gluon_resnest.summary``): all cores. ResNeSt-50 batch-1 inference took 129 ms
   of operator time with both cores and 288 ms with MXNet's default of one.
-- training (``train_imagenet.py``) on the CPU: all cores, except with ``--auto-aug``. The README demo
-  (one data worker) trained at 82-99 images/s with two compute threads and 60-70 with one, and 81-85
-  against 58-61 through the C++ RecordIO pipeline: these loaders wait for the slow CPU steps most of
-  the time. With ``--auto-aug`` the workers run Gluon's transforms, whose MXNet operators compete with
-  the compute threads: 56-58 images/s with one thread, 39 with two; so the compute threads get the
-  cores the ``-j`` workers leave, at least one.
+- training (``train_imagenet.py``) on the CPU: all cores. The README demo (one data worker) trained
+  at 82-99 images/s with two compute threads and 60-70 with one; 70-80 against 56-62 with
+  ``--auto-aug``; 81-85 against 58-61 through the C++ RecordIO pipeline: the loaders wait for the slow
+  CPU steps most of the time. (When the workers ran Gluon's transforms, whose MXNet operators compete
+  with the compute threads, one thread was faster: 56-58 against 39 images/s.)
 - training on GPUs (``--gpus``): the cores the ``-j`` workers leave, at least one, since there the
   loader is what limits (not measured here: no GPU).
 
@@ -50,8 +49,8 @@ def available_cores():
 def compute_threads(tool, cores, data_workers=0, workers_busy=True):
     """Fastest OpenMP thread count for ``tool`` ('train', 'eval', 'export', 'convert', 'summary').
 
-    ``workers_busy`` (training only): the ``-j`` data workers need their cores (training on GPUs, or
-    Gluon's transforms in the workers); otherwise training takes all cores.
+    ``workers_busy`` (training only): the ``-j`` data workers need their cores (training on GPUs);
+    otherwise training takes all cores.
     """
     if tool == 'train':
         return max(1, cores - data_workers) if workers_busy else cores
@@ -106,8 +105,8 @@ def _option(argv, names):
 
 
 def _workers_busy(argv):
-    """Whether train_imagenet.py's data workers need their own cores: training on GPUs or --auto-aug."""
-    return bool(_option(argv, ('--gpus',))) or '--auto-aug' in argv
+    """Whether train_imagenet.py's data workers need their own cores: when it trains on GPUs."""
+    return bool(_option(argv, ('--gpus',)))
 
 
 def _data_workers(argv):

@@ -42,3 +42,15 @@ def test_table_and_json_line_agree(capsys):
     assert abs(float(row[5].rstrip('x')) - speeds[0] / speeds[1]) <= 0.01
     assert abs(float(row[6].rstrip('x')) - speeds[2] / speeds[1]) <= 0.01
     assert abs(float(row[7]) - speeds[2] / speeds[3]) <= 0.01
+
+
+def test_auto_aug_mode_times_the_two_loaders_with_autoaugment(capsys):
+    bench_data.main(['--images', '16', '--threads', '1', '--batch-size', '8', '--input-size', '32',
+                     '--runs', '1', '--json', '--auto-aug'])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert 'AutoAugment' in lines[-4] and len(lines[-2].strip('|').split('|')) == 4
+    record = json.loads(lines[-1])
+    assert sorted(record['by_threads']['1']) == ['gluon_transforms', 'python']
+    row = [float(cell.strip().rstrip('x')) for cell in lines[-2].strip('|').split('|')]
+    assert row[1:3] == [record['python'], record['gluon_transforms']]
+    assert abs(row[3] - row[1] / row[2]) <= 0.01

@@ -1,15 +1,18 @@
 """The Python training path's OpenCV augmentation: against naive step-by-step references, its crop window,
 determinism by (seed, epoch, index) across loader processes, mid-epoch resume and undecodable images."""
 import os
+import random
 from types import SimpleNamespace
 
 import cv2
+import mxnet as mx
 import numpy as np
 import pytest
 from PIL import Image
 
 from gluon_resnest.config import TrainConfig
 from gluon_resnest.data import MEAN, STD, ImageFolder, ImageRecord
+from gluon_resnest.data.autoaugment import IMAGENET_POLICY, AutoAugment
 from gluon_resnest.data.opencv_augment import (EIGVAL, EIGVEC, AugmentedTrainSet, TrainAugment, colour_matrix,
                                                crop_window)
 from gluon_resnest.train.data import train_loader
@@ -51,7 +54,7 @@ def test_crop_window_area_aspect_and_fallback():
     assert crop_window(400, 10, rng, min_area=0.5) == (193, 0, 13, 10)
 
 
-def _naive_augment(png, seed, size, min_area, jitter, lighting):
+def _naive_augment(png, seed, size, min_area, jitter, lighting, policy=None):
     """The documented augmentation written step by step (PIL decode, uint8 crop, float colour steps)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     img = np.asarray(Image.open(png).convert('RGB'))
@@ -60,6 +63,9 @@ def _naive_augment(png, seed, size, min_area, jitter, lighting):
                      interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:
         img = img[:, ::-1]
+    if policy:  # the policy through Gluon's AutoAugment block, seeded as documented
+        block = AutoAugment(policy, rng=random.Random(int(rng.integers(1 << 62))))
+        img = block(mx.nd.array(np.ascontiguousarray(img), dtype='uint8')).asnumpy()
     order = rng.permutation(3)
     factors = rng.uniform(1 - jitter, 1 + jitter, 3)
     alpha = rng.normal(0, lighting, 3)
@@ -85,6 +91,23 @@ def test_augment_matches_the_naive_steps(tmp_path):
     expected = cv2.resize(np.ascontiguousarray(pixels[top:top + h, left:left + w]), (24, 24),
                           interpolation=cv2.INTER_LINEAR) / 255.0
     np.testing.assert_allclose(plain(buf, rng), ((expected - MEAN) / STD).transpose(2, 0, 1), atol=2e-5)
+
+
+def test_augment_with_autoaugment_matches_the_naive_steps(tmp_path):
+    pixels = np.random.RandomState(1).randint(0, 256, (50, 70, 3)).astype(np.uint8)
+    png = str(tmp_path / 'b.png')
+    Image.fromarray(pixels).save(png)
+    with open(png, 'rb') as f:
+        buf = f.read()
+    augment = TrainAugment(20, min_random_area=0.3, jitter=0.4, lighting=0.1, auto_aug=True)
+    identity = ((('Equalize', 0.0, None),),)  # draws as the policy does, changes nothing
+    changed = 0
+    for seed in range(12):
+        expected = _naive_augment(png, seed, 20, 0.3, 0.4, 0.1, IMAGENET_POLICY)
+        out = augment(buf, np.random.Generator(np.random.PCG64(seed)))
+        np.testing.assert_allclose(out, expected, atol=2e-5)
+        changed += not np.allclose(expected, _naive_augment(png, seed, 20, 0.3, 0.4, 0.1, identity), atol=1e-3)
+    assert changed >= 6  # the policy changed most of these images, so skipping it would fail above
 
 
 def test_undecodable_image_is_a_one_line_error_naming_it(tmp_path):

@@ -13,7 +13,7 @@ import numpy as np
 from mxnet.gluon import Block
 from PIL import Image, ImageEnhance, ImageOps
 
-__all__ = ['AutoAugment', 'IMAGENET_POLICY', 'apply_op', 'OPS']
+__all__ = ['AutoAugment', 'IMAGENET_POLICY', 'apply_op', 'auto_augment', 'OPS']
 
 NUM_BINS = 10
 FILL = (128, 128, 128)  # grey fill for pixels uncovered by rotations and shears
@@ -107,6 +107,18 @@ def apply_op(img, name, magnitude, rng=random):
     return OPS[name](img, magnitude, rng)
 
 
+def auto_augment(img, rng, policy=IMAGENET_POLICY):
+    """One randomly chosen sub-policy of ``policy`` applied to an HWC uint8 RGB NumPy image.
+
+    ``rng`` is a ``random.Random`` (or the ``random`` module); returns a new HWC uint8 array.
+    """
+    img = Image.fromarray(img)
+    for name, prob, magnitude in policy[rng.randrange(len(policy))]:
+        if rng.random() < prob:
+            img = apply_op(img, name, magnitude, rng)
+    return np.asarray(img, dtype=np.uint8)
+
+
 class AutoAugment(Block):
     """Apply one randomly chosen sub-policy of ``policy`` to an HWC uint8 RGB image.
 
@@ -128,13 +140,8 @@ class AutoAugment(Block):
         self._rng = rng
 
     def forward(self, x):  # pylint: disable=arguments-differ
-        rng = self._rng or random
         is_nd = isinstance(x, mx.nd.NDArray)
-        img = Image.fromarray(x.asnumpy() if is_nd else np.asarray(x))
-        for name, prob, magnitude in self.policy[rng.randrange(len(self.policy))]:
-            if rng.random() < prob:
-                img = apply_op(img, name, magnitude, rng)
-        out = np.asarray(img, dtype=np.uint8)
+        out = auto_augment(x.asnumpy() if is_nd else np.asarray(x), self._rng or random, self.policy)
         return mx.nd.array(out, dtype='uint8') if is_nd else out
 
     def __repr__(self):

@@ -2,8 +2,8 @@
 
 Per image: decode (OpenCV's libjpeg-turbo), random-resized crop (area ``min_random_area``..1, aspect
 3/4..4/3, ten tries, then the central crop of the nearest allowed aspect), bilinear resize to ``input_size``,
-horizontal flip, then colour jitter (brightness, contrast, saturation, in random order), PCA lighting noise
-and the ImageNet normalisation to CHW float32.
+horizontal flip, optionally AutoAugment's ImageNet policy (on PIL images), then colour jitter (brightness,
+contrast, saturation, in random order), PCA lighting noise and the ImageNet normalisation to CHW float32.
 
 Every colour step is affine in RGB (contrast blends with the image's mean grey level, which an affine step
 maps affinely), so the whole chain is one 3x4 matrix per image, built from the crop's mean colour and
@@ -16,10 +16,12 @@ batches whatever the number of loader processes, and a run resumed mid-epoch see
 uninterrupted run would.
 """
 import math
+import random
 
 import cv2
 import numpy as np
 
+from .autoaugment import auto_augment
 from .eval_protocol import MEAN, STD
 
 __all__ = ['TrainAugment', 'AugmentedTrainSet', 'colour_matrix', 'crop_window']
@@ -91,9 +93,13 @@ class TrainAugment(object):
     random_mirror : bool
     jitter, lighting : float
         Brightness/contrast/saturation jitter and PCA lighting noise (0 disables).
+    auto_aug : bool
+        AutoAugment's ImageNet policy (:func:`~gluon_resnest.data.autoaugment.auto_augment`, on PIL
+        images) after the flip, before the colour steps, as in the recipe.
     """
 
-    def __init__(self, input_size=224, min_random_area=0.08, random_mirror=True, jitter=0.4, lighting=0.1):
+    def __init__(self, input_size=224, min_random_area=0.08, random_mirror=True, jitter=0.4, lighting=0.1,
+                 auto_aug=False):
         if input_size < 1:
             raise ValueError('input_size must be positive, got %r' % (input_size,))
         if not 0 < min_random_area <= 1:
@@ -103,6 +109,7 @@ class TrainAugment(object):
         self.random_mirror = random_mirror
         self.jitter = jitter
         self.lighting = lighting
+        self.auto_aug = auto_aug
         self._scale = 1.0 / (255.0 * np.asarray(STD))
         self._shift = -np.asarray(MEAN) / np.asarray(STD)
 
@@ -120,13 +127,18 @@ class TrainAugment(object):
         img = cv2.resize(img[top:top + crop_h, left:left + crop_w], (size, size), interpolation=cv2.INTER_LINEAR)
         if self.random_mirror and rng.random() < 0.5:
             img = cv2.flip(img, 1)
+        channels = slice(None, None, -1)  # the decoded image is BGR
+        if self.auto_aug:
+            img = auto_augment(np.ascontiguousarray(img[:, :, ::-1]), random.Random(int(rng.integers(1 << 62))))
+            channels = slice(None)
         order = rng.permutation(3)
         factors = rng.uniform(max(0.0, 1 - self.jitter), 1 + self.jitter, 3) if self.jitter > 0 else np.ones(3)
         alpha = rng.normal(0, self.lighting, 3) if self.lighting > 0 else np.zeros(3)
-        matrix, offset = colour_matrix(cv2.mean(img)[2::-1], order, factors, alpha)
+        matrix, offset = colour_matrix(cv2.mean(img)[:3][channels], order, factors, alpha)
         # One pass: the colour steps, then the normalisation (rows scaled), on the BGR image (columns
-        # reversed). Clipping the normalised values to the images of 0 and 255 is clipping to 0..255.
-        transform = np.hstack([matrix[:, ::-1] * self._scale[:, None],
+        # reversed; RGB after AutoAugment). Clipping the normalised values to the images of 0 and 255 is
+        # clipping to 0..255.
+        transform = np.hstack([matrix[:, channels] * self._scale[:, None],
                                (offset * self._scale + self._shift)[:, None]]).astype(np.float32)
         normalised = cv2.transform(img.astype(np.float32), transform)
         # Allocated last, after the temporaries above: allocated before them, each image cost twice as

@@ -1,4 +1,8 @@
-"""The training-time image transform of the ResNeSt recipe (the validation one is ``EvalTransform``).
+"""The training-time image transform of the ResNeSt recipe as Gluon transforms on decoded images.
+
+The trainer uses the same steps in OpenCV on encoded images (:mod:`.opencv_augment`, 2-6x faster); this
+Gluon form is for a user's own ``DataLoader`` of decoded images. The validation transform is
+``EvalTransform``.
 
 Random-resized crop to ``input_size``, horizontal flip, optional AutoAugment (ImageNet policy), colour
 jitter 0.4 and PCA lighting noise 0.1 (as GluonCV's and the official scripts), then ToTensor and the same

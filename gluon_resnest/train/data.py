@@ -4,9 +4,9 @@ Both splits use the project's datasets (``gluon_resnest.data``); validation uses
 the val top-1 logged here is what ``eval.py`` measures on the saved checkpoint. The training order is a
 permutation drawn from ``(seed, epoch)``, split across workers, so a resumed run (even from the middle of
 an epoch) sees exactly the batches an uninterrupted run would. Training images are decoded and augmented
-with OpenCV in the loader's processes (:mod:`~gluon_resnest.data.opencv_augment`; each image's augmentation
-drawn from ``(seed, epoch, index)``), or by Gluon's transforms with ``--auto-aug``; ``--data-backend recordio``
-reads RecordIO through MXNet's C++ pipeline instead (:class:`~gluon_resnest.data.recordio.RecordIOTrainIter`).
+with OpenCV in the loader's processes (:mod:`~gluon_resnest.data.opencv_augment`; each image's augmentation,
+AutoAugment included, drawn from ``(seed, epoch, index)``); ``--data-backend recordio`` reads RecordIO
+through MXNet's C++ pipeline instead (:class:`~gluon_resnest.data.recordio.RecordIOTrainIter`).
 """
 import numpy as np
 from mxnet.gluon.data import DataLoader, Dataset, Sampler
@@ -14,7 +14,6 @@ from mxnet.gluon.data import DataLoader, Dataset, Sampler
 from ..data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
 from ..data.opencv_augment import AugmentedTrainSet, TrainAugment
 from ..data.recordio import RecordIOTrainIter
-from ..data.train_transforms import train_transform
 
 __all__ = ['ShardedShuffleSampler', 'load_datasets', 'train_loader', 'val_loader', 'data_backend',
            'recordio_train_loader']
@@ -97,16 +96,10 @@ def train_loader(dataset, config, dist, batch_size, classes=None):
     if sampler.batches_per_epoch < 1:
         raise ValueError('%d training images are fewer than one batch of %d on each of %d worker(s)'
                          % (len(dataset), batch_size, dist.num_workers))
-    if config.auto_aug:  # AutoAugment works on Gluon images: Gluon's transforms
-        transform = train_transform(config.input_size, auto_aug=True, min_random_area=config.min_random_area,
-                                    random_mirror=bool(config.random_mirror), jitter=config.jitter_param,
-                                    lighting=config.lighting_param)
-        dataset, order = dataset.transform_first(transform), sampler
-    else:
-        augment = TrainAugment(config.input_size, min_random_area=config.min_random_area,
-                               random_mirror=bool(config.random_mirror), jitter=config.jitter_param,
-                               lighting=config.lighting_param)
-        dataset, order = AugmentedTrainSet(dataset, augment, config.seed, classes), _EpochTagged(sampler)
+    augment = TrainAugment(config.input_size, min_random_area=config.min_random_area,
+                           random_mirror=bool(config.random_mirror), jitter=config.jitter_param,
+                           lighting=config.lighting_param, auto_aug=config.auto_aug)
+    dataset, order = AugmentedTrainSet(dataset, augment, config.seed, classes), _EpochTagged(sampler)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=config.num_data_workers,
                         last_batch='discard')
     return loader, sampler
@@ -128,21 +121,19 @@ class _EpochTagged(Sampler):
 def data_backend(config, resumed=None):
     """``(backend, reason)``: 'python' or 'recordio' (C++), resolving ``data_backend='auto'``.
 
-    ``auto`` takes the Python path (OpenCV in the loader's processes; Gluon's transforms with AutoAugment),
-    the faster one where both were measured, except that a run resumed from a checkpoint of the C++ path
-    (``resumed``: that run's settings) stays on it, so that its epochs continue as they began.
+    ``auto`` takes the Python path (OpenCV in the loader's processes), the faster one where both were
+    measured, except that a run resumed from a checkpoint of the C++ path (``resumed``: that run's
+    settings) stays on it, so that its epochs continue as they began.
     """
-    gluon = 'training images decoded and augmented by Gluon\'s transforms in Python (--auto-aug: AutoAugment ' \
-        'works on Gluon images)'
-    opencv = 'training images decoded and augmented with OpenCV in %d loader process(es)%s' \
-        % (config.num_data_workers, '' if config.num_data_workers else ' (-j 0: in the training process)')
+    opencv = 'training images decoded and augmented with OpenCV%s in %d loader process(es)%s' % (
+        ' and AutoAugment (PIL)' if config.auto_aug else '', config.num_data_workers,
+        '' if config.num_data_workers else ' (-j 0: in the training process)')
     cpp = "training images decoded and augmented by MXNet's C++ RecordIO pipeline (%d thread(s))" \
         % max(1, config.num_data_workers)
     if config.data_backend == 'recordio':
         return 'recordio', cpp
-    if config.auto_aug:
-        return 'python', gluon
-    if config.data_backend == 'auto' and config.rec_train and (resumed or {}).get('data_backend') == 'recordio':
+    if config.data_backend == 'auto' and config.rec_train and not config.auto_aug \
+            and (resumed or {}).get('data_backend') == 'recordio':
         return 'recordio', cpp + ', as the run being resumed'
     return 'python', opencv
 
