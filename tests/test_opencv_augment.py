@@ -73,12 +73,17 @@ def _naive_augment(png, seed, size, min_area, jitter, lighting, policy=None):
     return ((img - np.array(MEAN)) / np.array(STD)).transpose(2, 0, 1)
 
 
-def test_augment_matches_the_naive_steps(tmp_path):
-    pixels = np.random.RandomState(0).randint(0, 256, (61, 83, 3)).astype(np.uint8)
-    png = str(tmp_path / 'a.png')
+def _png(tmp_path, seed, shape):
+    """(random pixels, path of their PNG, the PNG's bytes)."""
+    pixels = np.random.RandomState(seed).randint(0, 256, shape).astype(np.uint8)
+    png = str(tmp_path / ('%d.png' % seed))
     Image.fromarray(pixels).save(png)
     with open(png, 'rb') as f:
-        buf = f.read()
+        return pixels, png, f.read()
+
+
+def test_augment_matches_the_naive_steps(tmp_path):
+    pixels, png, buf = _png(tmp_path, 0, (61, 83, 3))
     augment = TrainAugment(24, min_random_area=0.3, jitter=0.4, lighting=0.1)
     for seed in range(8):
         out = augment(buf, np.random.Generator(np.random.PCG64(seed)))
@@ -94,11 +99,7 @@ def test_augment_matches_the_naive_steps(tmp_path):
 
 
 def test_augment_with_autoaugment_matches_the_naive_steps(tmp_path):
-    pixels = np.random.RandomState(1).randint(0, 256, (50, 70, 3)).astype(np.uint8)
-    png = str(tmp_path / 'b.png')
-    Image.fromarray(pixels).save(png)
-    with open(png, 'rb') as f:
-        buf = f.read()
+    _, png, buf = _png(tmp_path, 1, (50, 70, 3))
     augment = TrainAugment(20, min_random_area=0.3, jitter=0.4, lighting=0.1, auto_aug=True)
     identity = ((('Equalize', 0.0, None),),)  # draws as the policy does, changes nothing
     changed = 0
