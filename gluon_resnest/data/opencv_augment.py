@@ -23,6 +23,7 @@ import numpy as np
 
 from .autoaugment import auto_augment
 from .eval_protocol import MEAN, STD
+from .train_transforms import check_crop
 
 __all__ = ['TrainAugment', 'AugmentedTrainSet', 'colour_matrix', 'crop_window']
 
@@ -100,10 +101,7 @@ class TrainAugment(object):
 
     def __init__(self, input_size=224, min_random_area=0.08, random_mirror=True, jitter=0.4, lighting=0.1,
                  auto_aug=False):
-        if input_size < 1:
-            raise ValueError('input_size must be positive, got %r' % (input_size,))
-        if not 0 < min_random_area <= 1:
-            raise ValueError('min_random_area must be in (0, 1], got %r' % (min_random_area,))
+        check_crop(input_size, min_random_area)
         self.input_size = input_size
         self.min_random_area = min_random_area
         self.random_mirror = random_mirror

@@ -13,7 +13,15 @@ from mxnet.gluon.data.vision import transforms
 from .autoaugment import AutoAugment
 from .eval_protocol import MEAN, STD
 
-__all__ = ['train_transform']
+__all__ = ['train_transform', 'check_crop']
+
+
+def check_crop(input_size, min_random_area):
+    """Raise a one-line ``ValueError`` unless the random-resized crop's settings are valid."""
+    if input_size < 1:
+        raise ValueError('input_size must be positive, got %r' % (input_size,))
+    if not 0 < min_random_area <= 1:
+        raise ValueError('min_random_area must be in (0, 1], got %r' % (min_random_area,))
 
 
 def train_transform(input_size=224, auto_aug=False, min_random_area=0.08, random_mirror=True,
@@ -31,10 +39,7 @@ def train_transform(input_size=224, auto_aug=False, min_random_area=0.08, random
     jitter, lighting : float
         Brightness/contrast/saturation jitter and AlexNet-style lighting noise (0 disables).
     """
-    if input_size < 1:
-        raise ValueError('input_size must be positive, got %r' % (input_size,))
-    if not 0 < min_random_area <= 1:
-        raise ValueError('min_random_area must be in (0, 1], got %r' % (min_random_area,))
+    check_crop(input_size, min_random_area)
     steps = [transforms.RandomResizedCrop(input_size, scale=(min_random_area, 1.0))]
     if random_mirror:
         steps.append(transforms.RandomFlipLeftRight())
