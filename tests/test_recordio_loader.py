@@ -187,7 +187,7 @@ def _rec_flags(root):
 def test_backend_choice_is_logged(tiny, tmp_path):
     flags = QUICK + _rec_flags(tiny) + ['--num-epochs', '1']
     run = train_imagenet.main(flags + ['--save-dir', str(tmp_path / 'a')])
-    assert run.config.data_backend == 'python' and type(run.loader).__name__ == 'DataLoader'
+    assert run.config.data_backend == 'python' and type(run.loader).__name__ == 'SharedBatchLoader'
     log = open(str(tmp_path / 'a' / 'train_imagenet.log')).read()
     assert 'decoded and augmented with OpenCV in 0 loader process(es) (-j 0: in the training process)' in log
     args = train_imagenet.parse_args(flags + ['--auto-aug', '--save-dir', str(tmp_path / 'b')])

@@ -118,7 +118,8 @@ class TrainAugment(object):
             raise ValueError('cannot decode image %s: not an image OpenCV can read (%d bytes)' % (what, len(buf)))
         return img
 
-    def __call__(self, buf, rng, what='image'):
+    def __call__(self, buf, rng, what='image', out=None):
+        """The augmented image of ``buf`` (into ``out``, a float32 (3, size, size) array, if given)."""
         img = self.decode(buf, what)
         top, left, crop_h, crop_w = crop_window(img.shape[0], img.shape[1], rng, self.min_random_area)
         size = self.input_size
@@ -139,10 +140,11 @@ class TrainAugment(object):
         transform = np.hstack([matrix[:, channels] * self._scale[:, None],
                                (offset * self._scale + self._shift)[:, None]]).astype(np.float32)
         normalised = cv2.transform(img.astype(np.float32), transform)
-        # Allocated last, after the temporaries above: allocated before them, each image cost twice as
-        # long (the decoder and cv2.transform ran 1.6x and 6x slower, measured per call; the heap top
-        # was likely being returned to the system and faulted in again).
-        out = np.empty((3, size, size), dtype=np.float32)
+        if out is None:
+            # Allocated last, after the temporaries above: allocated before them, each image cost twice as
+            # long (the decoder and cv2.transform ran 1.6x and 6x slower, measured per call; the heap top
+            # was likely being returned to the system and faulted in again).
+            out = np.empty((3, size, size), dtype=np.float32)
         for channel in range(3):
             np.clip(normalised[:, :, channel], self._shift[channel], 255 * self._scale[channel] + self._shift[channel],
                     out=out[channel])
@@ -153,7 +155,8 @@ class AugmentedTrainSet(object):
     """A training dataset read as encoded images and augmented by :class:`TrainAugment`.
 
     Items are keyed by ``(epoch, index)`` (the trainer's sampler yields such keys): the augmentation of
-    ``index`` in ``epoch`` draws from ``(seed, epoch, index)``.
+    ``index`` in ``epoch`` draws from ``(seed, epoch, index)``. ``write(key, out)`` augments into a given
+    array (:class:`~gluon_resnest.data.shared_batches.SharedBatchLoader`'s buffers).
 
     Parameters
     ----------
@@ -171,14 +174,21 @@ class AugmentedTrainSet(object):
         self.seed = seed
         self.classes = classes
 
+    def write(self, key, out):
+        """Augment the image of ``key`` into ``out`` (float32, (3, size, size)); returns its label."""
+        return self._augment(key, out)[1]
+
     def __getitem__(self, key):
+        return self._augment(key, None)
+
+    def _augment(self, key, out):
         epoch, index = key
         buf, label, what = self.dataset.read_encoded(index)
         if self.classes is not None and not 0 <= label < self.classes:
             raise ValueError('%s has label %d, outside 0..%d (--classes %d)'
                              % (what, label, self.classes - 1, self.classes))
         rng = np.random.Generator(np.random.PCG64([self.seed, epoch, index]))
-        return self.augment(buf, rng, what), label
+        return self.augment(buf, rng, what, out), label
 
     def __len__(self):
         return len(self.dataset)

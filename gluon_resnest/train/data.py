@@ -4,16 +4,18 @@ Both splits use the project's datasets (``gluon_resnest.data``); validation uses
 the val top-1 logged here is what ``eval.py`` measures on the saved checkpoint. The training order is a
 permutation drawn from ``(seed, epoch)``, split across workers, so a resumed run (even from the middle of
 an epoch) sees exactly the batches an uninterrupted run would. Training images are decoded and augmented
-with OpenCV in the loader's processes (:mod:`~gluon_resnest.data.opencv_augment`; each image's augmentation,
-AutoAugment included, drawn from ``(seed, epoch, index)``); ``--data-backend recordio`` reads RecordIO
+with OpenCV (:mod:`~gluon_resnest.data.opencv_augment`; each image's augmentation, AutoAugment included,
+drawn from ``(seed, epoch, index)``) in the loader's processes, straight into reused shared-memory batches
+(:mod:`~gluon_resnest.data.shared_batches`); ``--data-backend recordio`` reads RecordIO
 through MXNet's C++ pipeline instead (:class:`~gluon_resnest.data.recordio.RecordIOTrainIter`).
 """
 import numpy as np
-from mxnet.gluon.data import DataLoader, Dataset, Sampler
+from mxnet.gluon.data import Dataset, Sampler
 
 from ..data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
 from ..data.opencv_augment import AugmentedTrainSet, TrainAugment
 from ..data.recordio import RecordIOTrainIter
+from ..data.shared_batches import SharedBatchLoader
 
 __all__ = ['ShardedShuffleSampler', 'load_datasets', 'train_loader', 'val_loader', 'data_backend',
            'recordio_train_loader']
@@ -82,14 +84,14 @@ def load_datasets(config):
 
 
 def train_loader(dataset, config, dist, batch_size, classes=None):
-    """A DataLoader over this worker's shard of ``dataset`` with the recipe's training transform.
+    """Batches of this worker's shard of ``dataset`` with the recipe's training augmentation (OpenCV).
 
     ``config`` (a TrainConfig) gives the augmentation, seed and workers; ``batch_size`` is per worker;
     ``classes``, when given, bounds the labels (one-line error naming an image outside 0..classes-1).
 
     Returns
     -------
-    (DataLoader, ShardedShuffleSampler)
+    (SharedBatchLoader, ShardedShuffleSampler)
         Call ``sampler.set_epoch(epoch, start_batch)`` before iterating the loader.
     """
     sampler = ShardedShuffleSampler(len(dataset), batch_size, dist.num_workers, dist.rank, config.seed)
@@ -100,8 +102,8 @@ def train_loader(dataset, config, dist, batch_size, classes=None):
                            random_mirror=bool(config.random_mirror), jitter=config.jitter_param,
                            lighting=config.lighting_param, auto_aug=config.auto_aug)
     dataset, order = AugmentedTrainSet(dataset, augment, config.seed, classes), _EpochTagged(sampler)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=config.num_data_workers,
-                        last_batch='discard')
+    size = config.input_size
+    loader = SharedBatchLoader(dataset, order, batch_size, (3, size, size), num_workers=config.num_data_workers)
     return loader, sampler
 
 
