@@ -45,19 +45,29 @@ def _expected(keys, batch_size, shape):
 
 
 @pytest.mark.parametrize('workers', [0, 1, 3])
-def test_batches_in_sampler_order_whatever_the_workers(workers):
-    keys = list(np.random.RandomState(0).permutation(50))
-    loader = SharedBatchLoader(Keyed(), keys, 4, (2, 3, 3), num_workers=workers)
-    assert len(loader) == 12
+@pytest.mark.parametrize('batch_size', [4, 10])  # with 3 workers: chunks of 2 and 2; of 4, 4 and 2
+def test_batches_in_sampler_order_whatever_the_workers(workers, batch_size):
+    keys = list(np.random.RandomState(0).permutation(50 if batch_size == 4 else 95))
+    loader = SharedBatchLoader(Keyed(), keys, batch_size, (2, 3, 3), num_workers=workers)
+    assert len(loader) == (12 if batch_size == 4 else 9)
     for _ in range(2):  # a second epoch reuses the buffers
         # Kept until the end: a batch handed out must not change when its buffer makes later batches.
         got = [(d, l) for d, l in loader]
-        expected = _expected(keys, 4, (2, 3, 3))
-        assert len(got) == len(expected) == 12  # the last 2 keys do not fill a batch
+        expected = _expected(keys, batch_size, (2, 3, 3))
+        assert len(got) == len(expected) == len(loader)  # the last keys do not fill a batch
         for (data, label), (want, want_label) in zip(got, expected):
-            assert data.dtype == np.float32 and data.shape == (4, 2, 3, 3)
+            assert data.dtype == np.float32 and data.shape == (batch_size, 2, 3, 3)
             np.testing.assert_array_equal(data.asnumpy(), want)
             np.testing.assert_array_equal(label.asnumpy(), want_label)
+    loader.close()
+
+
+@pytest.mark.parametrize('batch_size, workers, buffers', [(64, 8, 3), (64, 1, 3), (4, 8, 4), (3, 8, 6)])
+def test_buffers_do_not_grow_with_the_workers(batch_size, workers, buffers):
+    loader = SharedBatchLoader(Keyed(), [], batch_size, (3,), num_workers=workers)
+    # Three batches, or at least two chunks per worker where a batch has fewer chunks than that.
+    assert loader._buffers.shape == (buffers, batch_size, 3)  # pylint: disable=protected-access
+    assert list(loader) == []
     loader.close()
 
 

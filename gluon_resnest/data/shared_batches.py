@@ -1,12 +1,12 @@
-"""Training batches made by worker processes straight into a ring of reused shared-memory buffers.
+"""Training batches made by worker processes straight into a few reused shared-memory buffers.
 
 Gluon's ``DataLoader`` with workers stacks each batch and copies it into a new shared-memory segment,
 which the kernel maps in page by page (4 KiB pages: shared memory gets no transparent huge pages): for a
 batch of 32 float32 224 px images that is ~25 ms of page faults per batch, about 0.8 ms per image, as
 much as a third of what decoding and augmenting the image costs. Here the buffers are mapped once, before
-the workers are forked, and reused for every batch: a worker writes each image in place
-(``dataset.write(key, out)``), the training process copies the finished batch into an NDArray (~2 ms)
-and hands the buffer to the next batch.
+the workers are forked, and reused for every batch: the workers write the images of a batch in place
+(``dataset.write(key, out)``), each a chunk of it, the training process copies the finished batch into
+an NDArray (~2 ms) and hands the buffer to a later batch.
 
 Batches come out in the sampler's order whatever the number of workers; what a batch holds depends only
 on its keys (the dataset's draws are keyed by them), so any ``num_workers`` gives the same batches.
@@ -27,37 +27,46 @@ __all__ = ['SharedBatchLoader']
 class SharedBatchLoader(object):
     """Batches of ``batch_size`` keys of ``sampler``, as ``(float32 data, label)`` NDArrays on the CPU.
 
+    The workers share each batch: it is cut into ``num_workers`` chunks of consecutive keys, so a batch is
+    ready about ``num_workers`` times sooner than if one worker made it, and the batches in flight (the
+    buffers) need not grow with the workers.
+
     Parameters
     ----------
     dataset : object
         ``dataset.write(key, out) -> label`` writes the sample of ``key`` into ``out`` (a float32 array of
-        ``sample_shape``) and returns its label.
+        ``sample_shape``) and returns its integer label.
     sampler : iterable
         Keys, in training order; a last partial batch is dropped.
     batch_size : int
     sample_shape : tuple of int
     num_workers : int, default 0
         Worker processes (forked here, at construction); 0 makes the batches in the calling process.
-    prefetch : int, optional
-        Batches in flight (buffers); default twice the workers, as Gluon's ``DataLoader``. Memory:
-        ``prefetch`` x batch_size x prod(sample_shape) x 4 bytes of shared memory, held while the loader lives.
+    buffers : int, optional
+        Batches in flight; default 3, more where a batch has fewer chunks than twice the workers (at least
+        two chunks per worker in flight). Memory: ``buffers`` x batch_size x prod(sample_shape) x 4 bytes
+        of shared memory, held while the loader lives.
     """
 
-    def __init__(self, dataset, sampler, batch_size, sample_shape, num_workers=0, prefetch=None):
+    def __init__(self, dataset, sampler, batch_size, sample_shape, num_workers=0, buffers=None):
         if batch_size < 1:
             raise ValueError('batch size must be >= 1, got %d' % batch_size)
         if num_workers < 0:
             raise ValueError('number of data workers must be >= 0, got %d' % num_workers)
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
-        slots = max(1, prefetch or 2 * num_workers)
+        self.chunk = -(-batch_size // max(1, num_workers))
+        chunks = -(-batch_size // self.chunk)
+        slots = (buffers or max(3, -(-2 * num_workers // chunks))) if num_workers else 1
         shape = (slots, batch_size) + tuple(sample_shape)
         if num_workers:
-            self._memory = mmap.mmap(-1, int(np.prod(shape)) * 4)  # MAP_SHARED: the forked workers write it
+            # MAP_SHARED and anonymous: the forked workers write it; not a /dev/shm file, so not bounded by
+            # that file system's size (64 MiB in a default Docker container).
+            self._memory = mmap.mmap(-1, int(np.prod(shape)) * 4)
             self._buffers = np.frombuffer(self._memory, dtype=np.float32).reshape(shape)
         else:
             self._buffers = np.empty(shape, dtype=np.float32)
         self._seq = 0  # batches submitted so far, over all epochs
-        self._in_flight = 0
+        self._in_flight = 0  # chunks submitted and not yet returned
         self._workers = []
         if num_workers:
             context = multiprocessing.get_context('fork')
@@ -77,27 +86,36 @@ class SharedBatchLoader(object):
         if not self._workers:
             yield from self._in_process()
             return
-        keys, free, done = iter(self.sampler), list(range(len(self._buffers))), {}
+        keys, free, pending = iter(self.sampler), list(range(len(self._buffers))), {}
         first = self._seq
         while True:
             while free:
-                batch = [key for _, key in zip(range(self.batch_size), keys)]
-                if len(batch) < self.batch_size:
+                keys_of_batch = [key for _, key in zip(range(self.batch_size), keys)]
+                if len(keys_of_batch) < self.batch_size:
                     break
-                self._tasks.put((self._seq, free.pop(), batch))
-                self._seq, self._in_flight = self._seq + 1, self._in_flight + 1
+                pending[self._seq] = _Batch(free.pop(), self.batch_size)
+                for start in range(0, self.batch_size, self.chunk):
+                    self._tasks.put((self._seq, pending[self._seq].slot, start,
+                                     keys_of_batch[start:start + self.chunk]))
+                    self._in_flight += 1
+                self._seq += 1
             if first == self._seq:
                 return
-            while first not in done:
-                seq, slot, labels, error = self._result()
-                done[seq] = slot, labels, error
-            slot, labels, error = done.pop(first)
-            if error is not None:
-                raise error
-            data, label = mx.nd.array(self._buffers[slot]), _labels(labels)
-            free.append(slot)
+            batch = pending.pop(first)
+            while batch.missing:
+                seq, start, labels, error = self._result()
+                done = batch if seq == first else pending[seq]
+                done.missing -= min(self.chunk, self.batch_size - start)
+                if error is not None:
+                    done.error = done.error or error
+                else:
+                    done.labels[start:start + len(labels)] = labels
+            if batch.error is not None:
+                raise batch.error
+            data = mx.nd.array(self._buffers[batch.slot])
+            free.append(batch.slot)
             first += 1
-            yield data, label
+            yield data, mx.nd.array(batch.labels, dtype=batch.labels.dtype)
 
     def _in_process(self):
         keys, out = iter(self.sampler), self._buffers[0]
@@ -105,8 +123,8 @@ class SharedBatchLoader(object):
             batch = [key for _, key in zip(range(self.batch_size), keys)]
             if len(batch) < self.batch_size:
                 return
-            labels = [self.dataset.write(key, out[i]) for i, key in enumerate(batch)]
-            yield mx.nd.array(out), _labels(labels)
+            labels = np.array([self.dataset.write(key, out[i]) for i, key in enumerate(batch)], dtype=np.int64)
+            yield mx.nd.array(out), mx.nd.array(labels, dtype=labels.dtype)
 
     def _result(self):
         while True:
@@ -122,7 +140,7 @@ class SharedBatchLoader(object):
             return result
 
     def _drain(self):
-        # Batches of an epoch left early (Ctrl-C, an error): wait until their buffers are free again.
+        # Chunks of an epoch left early (Ctrl-C, an error): wait until their buffers are free again.
         while self._in_flight:
             self._result()
 
@@ -132,9 +150,12 @@ class SharedBatchLoader(object):
             self._finalizer()
 
 
-def _labels(labels):
-    labels = np.asarray(labels)
-    return mx.nd.array(labels, dtype=labels.dtype)
+class _Batch(object):
+    # A batch in flight: its buffer, its labels so far, how many of its samples are still being made.
+    __slots__ = ('slot', 'labels', 'missing', 'error')
+
+    def __init__(self, slot, size):
+        self.slot, self.labels, self.missing, self.error = slot, np.zeros(size, dtype=np.int64), size, None
 
 
 def _work(dataset, buffers, tasks, results):
@@ -143,12 +164,12 @@ def _work(dataset, buffers, tasks, results):
         task = tasks.get()
         if task is None:
             return
-        seq, slot, keys = task
+        seq, slot, start, keys = task
         try:
-            labels = [dataset.write(key, buffers[slot, i]) for i, key in enumerate(keys)]
-            results.put((seq, slot, labels, None))
+            labels = [dataset.write(key, buffers[slot, start + i]) for i, key in enumerate(keys)]
+            results.put((seq, start, labels, None))
         except Exception as exc:  # pylint: disable=broad-except
-            results.put((seq, slot, None, _picklable(exc)))  # raised in the training process when this batch is due
+            results.put((seq, start, None, _picklable(exc)))  # raised in the training process when this batch is due
 
 
 def _picklable(exc):
