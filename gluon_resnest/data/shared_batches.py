@@ -5,8 +5,8 @@ which the kernel maps in page by page (4 KiB pages: shared memory gets no transp
 batch of 32 float32 224 px images that is ~25 ms of page faults per batch, about 0.8 ms per image, as
 much as a third of what decoding and augmenting the image costs. Here the buffers are mapped once, before
 the workers are forked, and reused for every batch: the workers write the images of a batch in place
-(``dataset.write(key, out)``), each a chunk of it, the training process copies the finished batch into
-an NDArray (~2 ms) and hands the buffer to a later batch.
+(``dataset.write(key, out)``), each a chunk of it, the training process copies the finished batch out
+(2-3 ms) and hands the buffer to a later batch.
 
 Batches come out in the sampler's order whatever the number of workers; what a batch holds depends only
 on its keys (the dataset's draws are keyed by them), so any ``num_workers`` gives the same batches.
@@ -112,7 +112,7 @@ class SharedBatchLoader(object):
                     done.labels[start:start + len(labels)] = labels
             if batch.error is not None:
                 raise batch.error
-            data = mx.nd.array(self._buffers[batch.slot])
+            data = _copy_out(self._buffers[batch.slot])
             free.append(batch.slot)
             first += 1
             yield data, mx.nd.array(batch.labels, dtype=batch.labels.dtype)
@@ -124,7 +124,7 @@ class SharedBatchLoader(object):
             if len(batch) < self.batch_size:
                 return
             labels = np.array([self.dataset.write(key, out[i]) for i, key in enumerate(batch)], dtype=np.int64)
-            yield mx.nd.array(out), mx.nd.array(labels, dtype=labels.dtype)
+            yield _copy_out(out), mx.nd.array(labels, dtype=labels.dtype)
 
     def _result(self):
         while True:
@@ -148,6 +148,15 @@ class SharedBatchLoader(object):
         """Stop the worker processes (also done when the loader is garbage-collected)."""
         if self._workers:
             self._finalizer()
+
+
+def _copy_out(buffer):
+    # numpy asks for huge pages for a large new array (madvise), so copying a batch of 32 at 224 px
+    # takes 2-3 ms wherever the memory comes from. mx.nd.array's new memory is faulted in 4 KiB pages
+    # whenever the heap has no free block that size: 14 ms a batch over its first ten calls in a fresh
+    # process, and with other loaders in the same process (bench_data.py) the OpenCV loader at -j 2 gave
+    # 698-777 img/s instead of 947-953.
+    return mx.nd.from_numpy(np.array(buffer), zero_copy=True)
 
 
 class _Batch(object):
