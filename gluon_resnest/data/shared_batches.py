@@ -155,7 +155,7 @@ def _copy_out(buffer):
     # takes 2-3 ms wherever the memory comes from. mx.nd.array's new memory is faulted in 4 KiB pages
     # whenever the heap has no free block that size: 14 ms a batch over its first ten calls in a fresh
     # process, and with other loaders in the same process (bench_data.py) the OpenCV loader at -j 2 gave
-    # 698-777 img/s instead of 947-953.
+    # 698-879 img/s instead of 891-990 (five runs each).
     return mx.nd.from_numpy(np.array(buffer), zero_copy=True)
 
 
