@@ -3,10 +3,11 @@
 Four loaders read the same indexed RecordIO file with the recipe's training augmentation (random-resized
 crop, mirror, colour jitter 0.4, PCA lighting 0.1, mean/std) at ``--input-size``:
 
-- ``python``: the trainer's ``--data-backend python`` loader (Gluon ``DataLoader`` with ``T`` worker
-  processes, decoding and augmenting with OpenCV: ``gluon_resnest.data.opencv_augment``);
-- ``gluon_transforms``: the same ``DataLoader`` with Gluon's ``transforms`` (MXNet's decoder and image
-  operators), as GluonCV's ``train_imagenet.py`` without ``--use-rec`` does;
+- ``python``: the trainer's ``--data-backend python`` loader (``T`` worker processes decoding and
+  augmenting with OpenCV, ``gluon_resnest.data.opencv_augment``, into reused shared-memory batches,
+  ``gluon_resnest.data.shared_batches``);
+- ``gluon_transforms``: Gluon's ``DataLoader`` with ``T`` workers and Gluon's ``transforms`` (MXNet's
+  decoder and image operators), as GluonCV's ``train_imagenet.py`` without ``--use-rec`` does;
 - ``recordio``: the trainer's ``--data-backend recordio`` loader (``RecordIOTrainIter``, ``T`` threads);
 - ``bare_imagerecorditer``: one ``mx.io.ImageRecordIter`` with ``preprocess_threads=T`` set up as GluonCV's
   ``train_imagenet.py --use-rec`` does (not reproducible across runs; the yardstick for overhead).
@@ -99,7 +100,7 @@ def python_loader(rec, batch_size, input_size, threads, auto_aug=False):
 
 
 def gluon_transforms_loader(rec, batch_size, input_size, threads, auto_aug=False):
-    """The same DataLoader with Gluon's transforms on MXNet-decoded images."""
+    """Gluon's DataLoader with Gluon's transforms on MXNet-decoded images."""
     dataset = ImageRecord(rec)
     transform = train_transform(input_size, min_random_area=MIN_AREA, jitter=JITTER, lighting=LIGHTING,
                                 auto_aug=auto_aug)

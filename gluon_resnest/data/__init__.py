@@ -4,6 +4,8 @@
   :func:`make_loader` (a ``gluon.data.DataLoader`` with ``-j`` workers).
 - :mod:`.opencv_augment`: the recipe's training augmentation with OpenCV on encoded images (the training
   loader's), each image's random draws from (seed, epoch, index).
+- :mod:`.shared_batches`: the training loader's worker processes, writing batches in place into a few
+  reused shared-memory buffers.
 - :mod:`.recordio`: training batches through MXNet's C++ RecordIO pipeline.
 - :mod:`.eval_protocol`: the ResNeSt evaluation protocol (:class:`EvalTransform`; each model's crop is
   :func:`gluon_resnest.pretrained.eval_crop`) and
