@@ -12,8 +12,8 @@ from gluon_resnest.data.shared_batches import SharedBatchLoader
 class Keyed(object):
     """Sample ``key`` is an array filled with ``key`` (and its index); its label is ``key % 3``."""
 
-    def __init__(self, fail=None, exit_on=None, unpicklable=None):
-        self.fail, self.exit_on, self.unpicklable = fail, exit_on, unpicklable
+    def __init__(self, fail=None, exit_on=None, unpicklable=None, two_args=None):
+        self.fail, self.exit_on, self.unpicklable, self.two_args = fail, exit_on, unpicklable, two_args
 
     def write(self, key, out):
         if key == self.fail:
@@ -22,6 +22,8 @@ class Keyed(object):
             os._exit(3)
         if key == self.unpicklable:
             raise _Unpicklable()
+        if key == self.two_args:
+            raise _TwoArgs('sample', key)
         out[...] = key
         out.reshape(-1)[0] = -key
         return key % 3
@@ -31,6 +33,12 @@ class _Unpicklable(Exception):
     def __init__(self):
         super().__init__('holds a lock')
         self.lock = threading.Lock()
+
+
+class _TwoArgs(Exception):
+    # Pickles, but unpickling calls _TwoArgs(message) with one argument and fails.
+    def __init__(self, what, key):
+        super().__init__('%s %d fails' % (what, key))
 
 
 def _expected(keys, batch_size, shape):
@@ -93,9 +101,11 @@ def test_a_failing_sample_raises_its_error_in_the_training_process(workers):
     loader.close()
 
 
-def test_an_error_that_does_not_pickle_arrives_as_its_text():
-    loader = SharedBatchLoader(Keyed(unpicklable=2), list(range(8)), 4, (3,), num_workers=1)
-    with pytest.raises(RuntimeError, match='^_Unpicklable: holds a lock$'):
+@pytest.mark.parametrize('fault, text', [('unpicklable', '_Unpicklable: holds a lock'),
+                                         ('two_args', '_TwoArgs: sample 2 fails')])
+def test_an_error_that_does_not_pickle_arrives_as_its_text(fault, text):
+    loader = SharedBatchLoader(Keyed(**{fault: 2}), list(range(8)), 4, (3,), num_workers=1)
+    with pytest.raises(RuntimeError, match='^%s$' % text):
         list(loader)
     loader.close()
 

@@ -182,9 +182,10 @@ def _work(dataset, buffers, tasks, results):
 
 
 def _picklable(exc):
-    # An exception that does not pickle would be lost in the queue's feeder thread, and the batch with it.
+    # An exception that does not pickle would be lost in the queue's feeder thread, and the batch with it;
+    # one that does not unpickle would raise the unpickling error in the training process instead.
     try:
-        pickle.dumps(exc)
+        pickle.loads(pickle.dumps(exc))
         return exc
     except Exception:  # pylint: disable=broad-except
         return RuntimeError('%s: %s' % (type(exc).__name__, exc))
