@@ -143,6 +143,40 @@ IMAGES = [[('dog', (20, 30, 90, 110)), ('car', (80, 20, 150, 100))],
           [('cat', (10, 10, 70, 60)), ('person', (60, 40, 140, 120))]]
 
 
+def interrupt_training_at(monkeypatch, step, before=None):
+    """Make the trainer's ``step``-th training step (counted over the run) end with Ctrl-C (SIGINT to
+    this process), after ``before(run)`` if given."""
+    import signal  # pylint: disable=import-outside-toplevel
+    from gluon_resnest.train import loop  # pylint: disable=import-outside-toplevel
+    real, calls = loop._train_step, []
+
+    def step_then_sigint(run, epoch, data, label):
+        calls.append(epoch)
+        loss = real(run, epoch, data, label)
+        if len(calls) == step:
+            if before is not None:
+                before(run)
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+    monkeypatch.setattr(loop, '_train_step', step_then_sigint)
+
+
+def assert_resumed_as_uninterrupted(uninterrupted, resumed, model='resnest14'):
+    """The last checkpoints of two runs' save folders hold the same position and, up to MXNet's float
+    non-determinism, the same weights (2% of how far the uninterrupted run's weights moved after epoch 1)."""
+    from gluon_resnest.train import latest_checkpoint  # pylint: disable=import-outside-toplevel
+    a, b = latest_checkpoint(uninterrupted, model), latest_checkpoint(resumed, model)
+    assert (a['epoch'], a['num_update']) == (b['epoch'], b['num_update'])
+
+    def flat(path):
+        loaded = mx.nd.load(path)
+        return np.concatenate([loaded[k].asnumpy().ravel() for k in sorted(loaded)])
+    final_a, final_b = flat(a['params']), flat(b['params'])
+    epoch1 = flat(os.path.join(uninterrupted, '%s-0001.params' % model))
+    assert np.abs(final_a - final_b).max() < 0.02 * np.abs(final_a - epoch1).max()
+    return a
+
+
 def voc_image(index):
     """Image ``index`` of the two-image detection set: shaded boxes on dark noise (uint8 HWC)."""
     rng = np.random.RandomState(index)

@@ -1,7 +1,10 @@
 """The Python training path's OpenCV augmentation: against naive step-by-step references, its crop window,
-determinism by (seed, epoch, index) across loader processes, mid-epoch resume and undecodable images."""
+determinism by (seed, epoch, index) across loader processes, mid-epoch resume (also after Ctrl-C with loader
+processes) and undecodable images."""
 import os
 import random
+import signal
+import sys
 from types import SimpleNamespace
 
 import cv2
@@ -10,12 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO, assert_resumed_as_uninterrupted, interrupt_training_at
 from gluon_resnest.config import TrainConfig
 from gluon_resnest.data import MEAN, STD, ImageFolder, ImageRecord
 from gluon_resnest.data.autoaugment import IMAGENET_POLICY, AutoAugment
 from gluon_resnest.data.opencv_augment import (EIGVAL, EIGVEC, AugmentedTrainSet, TrainAugment, colour_matrix,
                                                crop_window)
 from gluon_resnest.train.data import train_loader
+
+sys.path.insert(0, REPO)  # train_imagenet.py, a top-level script
+import train_imagenet  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def _naive_colour(img, order, factors, alpha):
@@ -177,3 +184,27 @@ def test_corrupt_training_image_stops_the_loader_naming_the_file(tmp_path, tiny_
     loader, sampler = train_loader(folder, _config(), SimpleNamespace(num_workers=1, rank=0), 8)
     with pytest.raises(ValueError, match='cannot decode image %s' % bad):
         _epoch(loader, sampler, 0)
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_loader_processes_resumes_as_uninterrupted(tiny, quick, tmp_path, monkeypatch, capfd):
+    # A terminal's Ctrl-C reaches the loader processes too: they leave it to the trainer (no
+    # KeyboardInterrupt of theirs), which checkpoints; the resumed run sees the batches an uninterrupted
+    # one saw.
+    from gluon_resnest.train import latest_checkpoint  # pylint: disable=import-outside-toplevel
+    args = quick + ['--data-dir', tiny, '-j', '2', '--num-epochs', '2', '--save-frequency', '1',
+                    '--jitter-param', '0.4', '--random-mirror', '1']
+    train_imagenet.main(args + ['--save-dir', str(tmp_path / 'a')])
+
+    def ctrl_c_to_workers(run):
+        for worker in run.loader._workers:  # pylint: disable=protected-access
+            os.kill(worker.pid, signal.SIGINT)
+    interrupt_training_at(monkeypatch, 8, before=ctrl_c_to_workers)  # the 2nd batch of the 2nd epoch
+    with pytest.raises(SystemExit):
+        train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')])
+    monkeypatch.undo()
+    assert latest_checkpoint(str(tmp_path / 'b'), 'resnest14')['batch'] == 2
+    train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b'), '--resume'])
+    assert 'KeyboardInterrupt' not in capfd.readouterr().err
+    checkpoint = assert_resumed_as_uninterrupted(str(tmp_path / 'a'), str(tmp_path / 'b'))
+    assert (checkpoint['epoch'], checkpoint['num_update']) == (2, 12)
