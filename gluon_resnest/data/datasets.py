@@ -239,6 +239,14 @@ class ImageRecord(Dataset):
         return len(self._record.keys)
 
 
+def check_loader_settings(batch_size, num_workers):
+    """One-line ``ValueError`` unless ``batch_size`` >= 1 and ``num_workers`` (``-j``) >= 0."""
+    if batch_size < 1:
+        raise ValueError('batch size must be >= 1, got %d' % batch_size)
+    if num_workers < 0:
+        raise ValueError('number of data workers must be >= 0, got %d' % num_workers)
+
+
 def make_loader(dataset, batch_size, transform=None, shuffle=False, num_workers=0, last_batch='keep'):
     """A ``gluon.data.DataLoader`` over ``dataset`` with ``transform`` applied to the images.
 
@@ -254,10 +262,7 @@ def make_loader(dataset, batch_size, transform=None, shuffle=False, num_workers=
     last_batch : {'keep', 'discard', 'rollover'}
         'keep' (evaluation sees every image); training usually passes 'discard'.
     """
-    if batch_size < 1:
-        raise ValueError('batch size must be >= 1, got %d' % batch_size)
-    if num_workers < 0:
-        raise ValueError('number of data workers must be >= 0, got %d' % num_workers)
+    check_loader_settings(batch_size, num_workers)
     if transform is not None:
         dataset = dataset.transform_first(transform)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,

@@ -11,6 +11,7 @@ the workers are forked, and reused for every batch: the workers write the images
 Batches come out in the sampler's order whatever the number of workers; what a batch holds depends only
 on its keys (the dataset's draws are keyed by them), so any ``num_workers`` gives the same batches.
 """
+import itertools
 import mmap
 import multiprocessing
 import pickle
@@ -20,6 +21,8 @@ import weakref
 
 import mxnet as mx
 import numpy as np
+
+from .datasets import check_loader_settings
 
 __all__ = ['SharedBatchLoader']
 
@@ -49,10 +52,7 @@ class SharedBatchLoader(object):
     """
 
     def __init__(self, dataset, sampler, batch_size, sample_shape, num_workers=0, buffers=None):
-        if batch_size < 1:
-            raise ValueError('batch size must be >= 1, got %d' % batch_size)
-        if num_workers < 0:
-            raise ValueError('number of data workers must be >= 0, got %d' % num_workers)
+        check_loader_settings(batch_size, num_workers)
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
         self.chunk = -(-batch_size // max(1, num_workers))
         chunks = -(-batch_size // self.chunk)
@@ -86,30 +86,31 @@ class SharedBatchLoader(object):
         if not self._workers:
             yield from self._in_process()
             return
-        keys, free, pending = iter(self.sampler), list(range(len(self._buffers))), {}
+        key_batches, free, pending = self._key_batches(), list(range(len(self._buffers))), {}
         first = self._seq
         while True:
             while free:
-                keys_of_batch = [key for _, key in zip(range(self.batch_size), keys)]
-                if len(keys_of_batch) < self.batch_size:
+                keys = next(key_batches, None)
+                if keys is None:
                     break
-                pending[self._seq] = _Batch(free.pop(), self.batch_size)
+                slot = free.pop()
+                pending[self._seq] = _Batch(slot, self.batch_size)
                 for start in range(0, self.batch_size, self.chunk):
-                    self._tasks.put((self._seq, pending[self._seq].slot, start,
-                                     keys_of_batch[start:start + self.chunk]))
+                    self._tasks.put((self._seq, slot, start, keys[start:start + self.chunk]))
                     self._in_flight += 1
                 self._seq += 1
             if first == self._seq:
                 return
-            batch = pending.pop(first)
+            batch = pending[first]
             while batch.missing:
                 seq, start, labels, error = self._result()
-                done = batch if seq == first else pending[seq]
+                done = pending[seq]
                 done.missing -= min(self.chunk, self.batch_size - start)
                 if error is not None:
                     done.error = done.error or error
                 else:
                     done.labels[start:start + len(labels)] = labels
+            del pending[first]
             if batch.error is not None:
                 raise batch.error
             data = _copy_out(self._buffers[batch.slot])
@@ -118,13 +119,19 @@ class SharedBatchLoader(object):
             yield data, mx.nd.array(batch.labels, dtype=batch.labels.dtype)
 
     def _in_process(self):
-        keys, out = iter(self.sampler), self._buffers[0]
+        out = self._buffers[0]
+        for keys in self._key_batches():
+            labels = np.array([self.dataset.write(key, out[i]) for i, key in enumerate(keys)], dtype=np.int64)
+            yield _copy_out(out), mx.nd.array(labels, dtype=labels.dtype)
+
+    def _key_batches(self):
+        # The sampler's keys in whole batches; a last partial batch is dropped.
+        keys = iter(self.sampler)
         while True:
-            batch = [key for _, key in zip(range(self.batch_size), keys)]
+            batch = list(itertools.islice(keys, self.batch_size))
             if len(batch) < self.batch_size:
                 return
-            labels = np.array([self.dataset.write(key, out[i]) for i, key in enumerate(batch)], dtype=np.int64)
-            yield _copy_out(out), mx.nd.array(labels, dtype=labels.dtype)
+            yield batch
 
     def _result(self):
         while True:
