@@ -13,7 +13,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from .layers import DropBlock, SplitAttentionConv, trace_mode
+from .layers import DropBlock, SplitAttentionConv, norm_relu, trace_mode
 
 __all__ = ['Bottleneck', 'ResNeSt', 'stage_output_names']
 
@@ -81,10 +81,11 @@ class Bottleneck(HybridBlock):
         self.downsample = downsample
 
     def hybrid_forward(self, F, x):
-        out = self.bn1(self.conv1(x))
+        # ReLU before DropBlock: DropBlock scales by a non-negative mask, which commutes with ReLU, and
+        # BatchNorm and ReLU stay adjacent (one operator in CPU training graphs).
+        out = norm_relu(F, self.bn1, self.relu1, self.conv1(x))
         if self.use_dropblock:
             out = self.dropblock1(out)
-        out = self.relu1(out)
         if self.avd and self.avd_first:
             out = self.avd_layer(out)
         out = self.conv2(out)
@@ -252,7 +253,14 @@ class ResNeSt(HybridBlock):
 
     def features(self, F, x):
         """The stem and the four stages: (N, 3, H, W) -> (N, 2048, H/stride, W/stride)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        if isinstance(self.conv1, nn.HybridSequential):  # deep stem: conv, BN, ReLU, conv, BN, ReLU, conv
+            layers = list(self.conv1)
+            for conv, norm, relu in zip(layers[0:-1:3], layers[1::3], layers[2::3]):
+                x = norm_relu(F, norm, relu, conv(x))
+            x = layers[-1](x)
+        else:
+            x = self.conv1(x)
+        x = self.maxpool(norm_relu(F, self.bn1, self.relu, x))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def hybrid_forward(self, F, x):
@@ -261,38 +269,52 @@ class ResNeSt(HybridBlock):
             x = self.drop(x)
         return self.fc(x)
 
-    # One traced graph per mode. A graph traced for inference leaves DropBlock out entirely (it is the
-    # identity there) instead of carrying run-time-gated random ops; switching train/eval swaps graphs
-    # rather than re-tracing. Children traced on their own fall back to the run-time-gated form.
+    # One traced graph per kind of run: inference, training, and training on a CPU oneDNN context
+    # (BatchNorm+ReLU fused, see layers.trace). A graph traced for inference leaves DropBlock out
+    # entirely (it is the identity there) instead of carrying run-time-gated random ops; switching
+    # train/eval swaps graphs rather than re-tracing. Children traced on their own fall back to the
+    # run-time-gated form.
     def forward(self, x, *args):
         if isinstance(x, mx.nd.NDArray):
             check_input_shape(x.shape, self.output_stride)
             if self._active:
-                self._select_graph(mx.autograd.is_training())
+                self._select_graph(_graph_kind(x))
         return super(ResNeSt, self).forward(x, *args)
 
-    def _select_graph(self, training):
-        current = getattr(self, '_graph_mode', None)
-        if not self._cached_graph or current == training:
+    def _select_graph(self, kind):
+        current = getattr(self, '_graph_kind', None)
+        if not self._cached_graph or current == kind:
             return
         stash = self.__dict__.setdefault('_graph_stash', {})
         stash[current] = (self._cached_graph, self._cached_op, self._cached_op_args)
-        self._cached_graph, self._cached_op, self._cached_op_args = stash.pop(training, ((), None, []))
-        self._graph_mode = training if self._cached_graph else None
+        self._cached_graph, self._cached_op, self._cached_op_args = stash.pop(kind, ((), None, []))
+        self._graph_kind = kind if self._cached_graph else None
 
     def _get_graph(self, *args):
         if self._cached_graph:
             return super(ResNeSt, self)._get_graph(*args)
-        training = mx.autograd.is_training()
-        with trace_mode(training):
+        kind = _graph_kind(args[0]) if isinstance(args[0], mx.nd.NDArray) else \
+            (mx.autograd.is_training(), False)
+        with trace_mode(*kind):
             graph = super(ResNeSt, self)._get_graph(*args)
-        self._graph_mode = training
+        self._graph_kind = kind
         return graph
 
     def _clear_cached_op(self):
         super(ResNeSt, self)._clear_cached_op()
         self._graph_stash = {}
-        self._graph_mode = None
+        self._graph_kind = None
+
+
+_ONEDNN = []
+
+
+def _graph_kind(x):
+    """(training, fuse_norm_relu) of a call on ``x``: see :func:`~gluon_resnest.layers.trace_mode`."""
+    training = mx.autograd.is_training()
+    if not _ONEDNN:
+        _ONEDNN.append(mx.runtime.Features().is_enabled('MKLDNN'))
+    return training, training and _ONEDNN[0] and x.context.device_type == 'cpu'
 
 
 def _resolve_output_stride(dilated, output_stride):

@@ -26,41 +26,16 @@ The class derives from ``gluoncv.nn.dropblock.DropBlock`` so that GluonCV's ``se
 it too. ``drop_prob`` is read when the graph is traced: re-hybridize after changing it (GluonCV's scheduler
 and ours do). With ``drop_prob == 0`` the block adds nothing to the graph.
 """
-import threading
 from contextlib import contextmanager
 from functools import partial
 
-import mxnet as mx
 from gluoncv.nn.dropblock import DropBlock as _GluonCVDropBlock
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops', 'trace_mode',
-           'graph_mode']
+from .trace import graph_mode, trace_mode
 
-_TRACE = threading.local()
-
-
-@contextmanager
-def trace_mode(training):
-    """Declare that graphs traced inside run only for training (True) or only for inference (False)."""
-    previous = getattr(_TRACE, 'training', None)
-    _TRACE.training = training
-    try:
-        yield
-    finally:
-        _TRACE.training = previous
-
-
-def graph_mode(F):
-    """Whether the graph being built runs for training: True, False, or None when it is not known.
-
-    Eagerly (``F`` is ``mx.nd``) this is ``autograd.is_training()`` of the current call; while tracing it
-    is what :func:`trace_mode` declared, None outside it (the graph may run in either mode).
-    """
-    if F is mx.nd:
-        return mx.autograd.is_training()
-    return getattr(_TRACE, 'training', None)
+__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops']
 
 
 class DropBlock(_GluonCVDropBlock):

@@ -11,14 +11,15 @@ the whole network on CPU (58% of ResNeSt-50's time in MXNet's profiler). Here th
 ``split`` along the channel axis and summed with ``add_n``, and the global pooling runs before the radix
 sum (on the small pooled tensor). Graphs that may train (see ``dropblock.graph_mode``) pool with
 ``AdaptiveAvgPooling2D``, whose backward pass is far cheaper on CPU than that of the global ``Pooling``
-inference graphs use, and weight the splits with ``convex_radix_sum``. All forms are the same arithmetic
-as GluonCV's graph up to float rounding.
+inference graphs use, and weight the splits with ``convex_radix_sum``; CPU training graphs (see
+``trace.fuses_norm_relu``) run each BatchNorm and its ReLU as one operator and multiply by broadcast
+weights there. All forms are the same arithmetic as GluonCV's graph up to float rounding.
 Only reshape codes 0 and -1 and positive swap axes are used, so the block exports to ONNX.
 """
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from .dropblock import graph_mode
+from .trace import fuses_norm_relu, graph_mode, norm_relu
 
 __all__ = ['RadixSoftmax', 'SplitAttentionConv']
 
@@ -45,7 +46,7 @@ def weighted_radix_sum(F, x, weights, radix):
     return F.add_n(*[F.broadcast_mul(splits[r], parts[r]) for r in range(radix)])
 
 
-def convex_radix_sum(F, x, weights, radix):
+def convex_radix_sum(F, x, weights, radix, broadcast=False):
     """``weighted_radix_sum`` for weights that sum to one over the radix axis (a softmax), the form
     training graphs use: with the last split ``x_R`` as base, ``x_R + sum_{r<R} w_r (x_r - x_R)``.
 
@@ -55,13 +56,23 @@ def convex_radix_sum(F, x, weights, radix):
     batch 8, as fast with 2 threads (1.4% of a step slower with 1). The gradient reaching the softmax
     is the same: its outputs' gradients differ by a constant across the radix axis, which a softmax's
     backward pass removes.
+
+    ``broadcast``: multiply by the weights broadcast to the difference map's shape (``broadcast_like``)
+    instead of ``broadcast_mul``; CPU training graphs do. ``broadcast_mul``'s backward pass reduces over
+    H and W in one MXNet kernel that indexes every element through both operands' shapes; the
+    elementwise product's backward is two elementwise products and the reduce of one map. A ResNeSt-50
+    training step at batch 8 on 2 cores was 5% faster. (``batch_dot`` of the weights and the flattened
+    map was as fast on 2 cores, but MXNet runs it on one thread, which would not scale with cores.)
     """
     if radix < 2:
         raise ValueError('convex_radix_sum needs radix >= 2 (softmax weights), got radix=%d' % radix)
     splits = F.split(x, num_outputs=radix, axis=1)
     parts = F.split(weights, num_outputs=radix, axis=1)
     base = splits[radix - 1]
-    terms = [F.broadcast_mul(splits[r] - base, parts[r]) for r in range(radix - 1)]
+    if broadcast:
+        terms = [(splits[r] - base) * F.broadcast_like(parts[r], base) for r in range(radix - 1)]
+    else:
+        terms = [F.broadcast_mul(splits[r] - base, parts[r]) for r in range(radix - 1)]
     return base + terms[0] if radix == 2 else F.add_n(base, *terms)
 
 
@@ -164,9 +175,7 @@ class SplitAttentionConv(HybridBlock):
 
     def hybrid_forward(self, F, x):
         x = self.conv(x)
-        if self.use_bn:
-            x = self.bn(x)
-        x = self.relu(x)
+        x = norm_relu(F, self.bn, self.relu, x) if self.use_bn else self.relu(x)
         # Two forms of the same arithmetic: MXNet's global Pooling and broadcast_mul are the fastest
         # forward ops, but the pooling's backward pass is slow on CPU (it alone took over half of a
         # ResNeSt-50 training step), so graphs that may train use the adaptive pooling and weight the
@@ -178,16 +187,14 @@ class SplitAttentionConv(HybridBlock):
             gap = F.contrib.AdaptiveAvgPooling2D(x, output_size=1)
         gap = radix_sum(F, gap, self.radix)
         gap = self.fc1(gap)
-        if self.use_bn:
-            gap = self.bn1(gap)
-        atten = self.relu1(gap)
+        atten = norm_relu(F, self.bn1, self.relu1, gap) if self.use_bn else self.relu1(gap)
         if self.drop is not None:
             atten = self.drop(atten)
         atten = self.rsoftmax(self.fc2(atten))
         if inference:
             return weighted_radix_sum(F, x, atten, self.radix)
         if self.radix > 1:
-            return convex_radix_sum(F, x, atten, self.radix)
+            return convex_radix_sum(F, x, atten, self.radix, broadcast=fuses_norm_relu(F))
         # Sigmoid attention: an elementwise product with the broadcast weights, whose backward pass is
         # cheaper on CPU than that of broadcast_mul.
         return x * F.broadcast_like(atten, x)
