@@ -12,7 +12,9 @@ The inference rows time what the README documents for users: ``gluon_resnest.opt
 input_size)`` (hybridized with static memory, oneDNN-fused on a CPU with MXNet's oneDNN build), applied
 to each MXNet network alike. ``--plain`` adds rows of the networks only hybridized with static memory
 (no fusion). Training steps run hybridized with static memory. ``--memory`` reports the peak resident
-memory of a training step at batch 8, each implementation in a fresh process of its own.
+memory of a training step at batch 8, each implementation in a fresh process of its own. Every MXNet
+network runs with ``MXNET_CPU_TEMP_COPY=1`` (one temporary workspace per CPU), as the training command
+sets it; ``--memory`` also reports ours with MXNet's default of 4 (``ours-temp-copy-4``).
 
 Training compares the same work: the official PyTorch ResNeSt has no DropBlock (its ``DropBlock2D``
 raises ``NotImplementedError``; ``dropblock_prob`` defaults to 0 there), so the ``training`` row builds
@@ -35,6 +37,8 @@ import subprocess
 import sys
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
+# One CPU temporary workspace, as train_imagenet.py sets (gluon_resnest.threads), for every MXNet network.
+os.environ.setdefault('MXNET_CPU_TEMP_COPY', '1')
 
 import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
 from gluoncv.model_zoo import resnest as gluoncv_resnest  # noqa: E402
@@ -159,10 +163,11 @@ def measure(args, official=None):
     return rows
 
 
-def training_peak_mib(impl, model, dropblock, batch=8, size=224, steps=3):
+def training_peak_mib(impl, model, dropblock, batch=8, size=224, steps=3, env=None):
     """Peak resident memory (MiB) of a fresh process that runs ``steps`` training steps of ``impl``.
 
-    A process of its own, so that nothing else this benchmark built counts.
+    A process of its own, so that nothing else this benchmark built counts; ``env``: variables to set
+    there.
     """
     code = ('import sys; sys.path.insert(0, %r); import bench_resnest50 as b\n'
             'step = b.training_step(b.build(%r, %r, training=True, dropblock=%r), %d, %d)\n'
@@ -170,7 +175,7 @@ def training_peak_mib(impl, model, dropblock, batch=8, size=224, steps=3):
             'b.mx.nd.waitall(); print(b.peak_rss_mib())'
             % (HERE, impl, model, dropblock, batch, size, steps))
     out = subprocess.run([sys.executable, '-c', code], check=True, stdout=subprocess.PIPE,
-                         universal_newlines=True).stdout
+                         universal_newlines=True, env=dict(os.environ, **(env or {}))).stdout
     return float(out.split()[-1])
 
 
@@ -185,7 +190,8 @@ def memory(args):
     """Peak resident memory of a training step at batch 8, per implementation (MiB).
 
     Keys 'ours', 'gluoncv', 'torch' without DropBlock (the same work), 'ours-dropblock' and
-    'gluoncv-dropblock' with the published DropBlock 0.1.
+    'gluoncv-dropblock' with the published DropBlock 0.1, 'ours-temp-copy-4' without DropBlock and
+    with MXNet's default of 4 CPU temporary workspaces.
     """
     peaks = {impl: training_peak_mib(impl, args.model, 0.0) for impl in ('ours', 'gluoncv')}
     if args.torch_python:
@@ -193,6 +199,8 @@ def memory(args):
                                                     int(os.environ['OMP_NUM_THREADS']), args.model)
     for impl in ('ours', 'gluoncv'):
         peaks[impl + '-dropblock'] = training_peak_mib(impl, args.model, None)
+    peaks['ours-temp-copy-4'] = training_peak_mib('ours', args.model, 0.0,
+                                                  env={'MXNET_CPU_TEMP_COPY': '4'})
     print('training step, batch 8, peak resident memory (no DropBlock unless named): '
           + ', '.join('%s %.0f MiB' % (impl, mib) for impl, mib in peaks.items()), flush=True)
     return peaks

@@ -16,6 +16,13 @@ per two logical cores. Measured on a 2-core machine, each tool is fastest with:
 
 ``OMP_NUM_THREADS`` set by the user always wins. The choice is printed once, to stderr.
 
+Training also sets ``MXNET_CPU_TEMP_COPY=1`` unless the user set it: MXNet keeps that many temporary
+workspaces per CPU (4 by default), hands them to operators in turn, and each grows to the largest request
+of its operators, while its one CPU engine worker (``MXNET_CPU_WORKER_NTHREADS=1``, the default) runs
+operators one at a time, so a single workspace serves them all. Measured for a ResNeSt-50 training step
+at batch 8 on 2 cores: 100 MiB less peak memory, the same speed. (MXNet reads it when it runs its first
+operator.)
+
 This module must not import MXNet: the package calls :func:`configure_command_line` first thing, before
 anything loads MXNet, because ``python -m gluon_resnest.X`` imports the package before the tool itself.
 """
@@ -60,12 +67,15 @@ def compute_threads(tool, cores, data_workers=0, workers_busy=True):
 
 
 def configure(tool, data_workers=0, stream=None, workers_busy=True):
-    """Set ``OMP_NUM_THREADS`` for ``tool`` unless the user set it; print the choice once.
+    """Set ``OMP_NUM_THREADS`` for ``tool`` unless the user set it; print the choice once. Training
+    also sets ``MXNET_CPU_TEMP_COPY=1`` unless the user set it (see the module's text).
 
     Returns the thread count in effect. Has no effect on MXNet if it is already loaded (it then only
     reports what MXNet read).
     """
     stream = stream or sys.stderr
+    if tool == 'train':
+        os.environ.setdefault('MXNET_CPU_TEMP_COPY', '1')
     if os.environ.get('OMP_NUM_THREADS'):
         threads, why = os.environ['OMP_NUM_THREADS'], 'set by OMP_NUM_THREADS'
     else:

@@ -64,6 +64,18 @@ def test_user_setting_wins_and_is_reported(monkeypatch):
     assert out.getvalue() == 'eval: 3 compute threads (set by OMP_NUM_THREADS)\n'
 
 
+def test_training_keeps_one_cpu_workspace_unless_the_user_chose(monkeypatch):
+    monkeypatch.setenv('OMP_NUM_THREADS', '2')
+    monkeypatch.delenv('MXNET_CPU_TEMP_COPY', raising=False)
+    threads.configure('eval', stream=io.StringIO())
+    assert 'MXNET_CPU_TEMP_COPY' not in os.environ
+    threads.configure('train', stream=io.StringIO())
+    assert os.environ['MXNET_CPU_TEMP_COPY'] == '1'
+    monkeypatch.setenv('MXNET_CPU_TEMP_COPY', '4')
+    threads.configure('train', stream=io.StringIO())
+    assert os.environ['MXNET_CPU_TEMP_COPY'] == '4'
+
+
 def test_too_late_once_mxnet_is_loaded(monkeypatch):
     # MXNet is loaded in this test process: the variable must not be set (it would change nothing).
     monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
