@@ -13,7 +13,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
-from .layers import DropBlock, SplitAttentionConv, norm_relu, trace_mode
+from .layers import DropBlock, SplitAttentionConv, graph_mode, norm_relu, trace_mode
 
 __all__ = ['Bottleneck', 'ResNeSt', 'stage_output_names']
 
@@ -77,6 +77,7 @@ class Bottleneck(HybridBlock):
         self.bn3 = norm_layer(in_channels=channels * self.expansion, **gamma_init, **norm_kwargs)
         if avd:
             self.avd_layer = nn.AvgPool2D(3, strides, padding=1)
+        self.avd_strides = strides if avd else 1
         self.relu3 = nn.Activation('relu')
         self.downsample = downsample
 
@@ -88,16 +89,29 @@ class Bottleneck(HybridBlock):
             out = self.dropblock1(out)
         if self.avd and self.avd_first:
             out = self.avd_layer(out)
-        out = self.conv2(out)
-        if self.use_dropblock:
-            out = self.dropblock2(out)
-        if self.avd and not self.avd_first:
-            out = self.avd_layer(out)
+        if self._pool_splits_first(F):
+            out = self.conv2.pooled_forward(F, out, self.avd_layer)
+            if self.use_dropblock:  # the identity here (inference or no drop probability)
+                out = self.dropblock2(out)
+        else:
+            out = self.conv2(out)
+            if self.use_dropblock:
+                out = self.dropblock2(out)
+            if self.avd and not self.avd_first:
+                out = self.avd_layer(out)
         out = self.bn3(self.conv3(out))
         residual = x if self.downsample is None else self.downsample(x)
         if self.use_dropblock:
             out = self.dropblock3(out)
         return self.relu3(out + residual)
+
+    def _pool_splits_first(self, F):
+        """Whether the strided avd pooling can run on the split convolution's output before the
+        splits are weighted (SplitAttentionConv.pooled_forward): when it follows the split attention,
+        strides, and no DropBlock (whose mask does not commute with pooling) may drop in between."""
+        if not self.avd or self.avd_first or self.avd_strides == 1:
+            return False
+        return not (self.use_dropblock and self.dropblock2.drop_prob > 0 and graph_mode(F) is not False)
 
 
 def _stage_plan(output_stride):

@@ -4,6 +4,8 @@ import itertools
 import mxnet as mx
 import numpy as np
 import pytest
+from mxnet.gluon import nn
+from mxnet.gluon.block import HybridBlock
 
 from gluon_resnest.layers import RadixSoftmax, SplitAttentionConv, trace_mode
 
@@ -144,3 +146,62 @@ def test_training_and_inference_graphs_agree_in_values_and_gradients(radix, card
     for trained, inferred in zip(forms[True], forms[False]):
         assert np.abs(trained).max() > 0
         np.testing.assert_allclose(trained, inferred, rtol=1e-4, atol=1e-5)
+
+
+class _Pooled(HybridBlock):
+    """pool(block(x)), through SplitAttentionConv.pooled_forward or (reference) op by op."""
+
+    def __init__(self, block, pool, first):
+        super(_Pooled, self).__init__()
+        self.block, self.pool, self.first = block, pool, first
+
+    def hybrid_forward(self, F, x):
+        if self.first:
+            return self.block.pooled_forward(F, x, self.pool)
+        return self.pool(self.block(x))
+
+
+@pytest.mark.parametrize('radix,card', [(1, 1), (2, 1), (4, 2)])
+@pytest.mark.parametrize('training', [True, False])
+def test_pooling_the_splits_first_equals_pooling_the_output(radix, card, training):
+    channels, in_channels = 8 * card, 4 * radix * card
+    block = SplitAttentionConv(channels, groups=card, radix=radix, in_channels=in_channels,
+                               norm_kwargs={'use_global_stats': True})
+    block.initialize(mx.init.Xavier())
+    _randomize_bn(block)
+    pool = nn.AvgPool2D(3, 2, padding=1)
+    x = np.random.uniform(-1, 1, (2, in_channels, 9, 9)).astype('float32')
+    head = mx.nd.array(np.random.uniform(-1, 1, (2, channels, 5, 5)))
+    results = []
+    for first in (True, False):
+        net = _Pooled(block, pool, first)
+        if first:
+            net.hybridize()
+        data = mx.nd.array(x)
+        data.attach_grad()
+        with trace_mode(training, fuse_norm_relu=training):
+            with mx.autograd.record(train_mode=training):
+                out = net(data)
+                loss = (out * head).sum()
+            loss.backward()
+        results.append((out.asnumpy(), data.grad.asnumpy(), block.conv.weight.grad().asnumpy(),
+                        block.fc1.weight.grad().asnumpy()))
+    for pooled_first, reference in zip(*results):
+        assert np.abs(reference).max() > 0
+        np.testing.assert_allclose(pooled_first, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_bottleneck_pools_the_splits_first_unless_dropblock_may_drop_in_between():
+    from gluon_resnest.resnest import Bottleneck
+    plain = Bottleneck(8, 32, strides=2, avd=True)
+    dropping = Bottleneck(8, 32, strides=2, avd=True, dropblock_prob=0.1)
+    not_strided = Bottleneck(8, 32, strides=1, dilation=2, avd=True)
+    avd_first = Bottleneck(8, 32, strides=2, avd=True, avd_first=True)
+    for F, training in ((mx.sym, True), (mx.sym, False), (mx.sym, None)):
+        with trace_mode(training):
+            assert plain._pool_splits_first(F)
+            assert dropping._pool_splits_first(F) == (training is False)
+            assert not not_strided._pool_splits_first(F)
+            assert not avd_first._pool_splits_first(F)
+    dropping.dropblock2.drop_prob = 0.0
+    assert dropping._pool_splits_first(mx.sym)
