@@ -9,6 +9,8 @@ Parameter paths and symbol names are API. GluonCV's published ``.params`` load b
 bottleneck, so each stage shares one name counter; the blocks below keep that, and create their children
 in GluonCV's order, so every name matches.
 """
+import functools
+
 import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
@@ -89,10 +91,8 @@ class Bottleneck(HybridBlock):
             out = self.dropblock1(out)
         if self.avd and self.avd_first:
             out = self.avd_layer(out)
-        if self._pool_splits_first(F):
+        if self._pool_splits_first(F):  # dropblock2, if any, is the identity here
             out = self.conv2.pooled_forward(F, out, self.avd_layer)
-            if self.use_dropblock:  # the identity here (inference or no drop probability)
-                out = self.dropblock2(out)
         else:
             out = self.conv2(out)
             if self.use_dropblock:
@@ -320,15 +320,15 @@ class ResNeSt(HybridBlock):
         self._graph_kind = None
 
 
-_ONEDNN = []
+@functools.lru_cache(maxsize=None)
+def _onednn_build():
+    return mx.runtime.Features().is_enabled('MKLDNN')
 
 
 def _graph_kind(x):
     """(training, fuse_norm_relu) of a call on ``x``: see :func:`~gluon_resnest.layers.trace_mode`."""
     training = mx.autograd.is_training()
-    if not _ONEDNN:
-        _ONEDNN.append(mx.runtime.Features().is_enabled('MKLDNN'))
-    return training, training and _ONEDNN[0] and x.context.device_type == 'cpu'
+    return training, training and x.context.device_type == 'cpu' and _onednn_build()
 
 
 def _resolve_output_stride(dilated, output_stride):

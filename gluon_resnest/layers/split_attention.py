@@ -9,7 +9,7 @@ weighted sum of the splits.
 Speed: GluonCV sums the splits with a 5-D ``sum`` over the radix axis, which is by far the slowest op of
 the whole network on CPU (58% of ResNeSt-50's time in MXNet's profiler). Here the splits are separated with one
 ``split`` along the channel axis and summed with ``add_n``, and the global pooling runs before the radix
-sum (on the small pooled tensor). Graphs that may train (see ``dropblock.graph_mode``) pool with
+sum (on the small pooled tensor). Graphs that may train (see ``trace.graph_mode``) pool with
 ``AdaptiveAvgPooling2D``, whose backward pass is far cheaper on CPU than that of the global ``Pooling``
 inference graphs use, and weight the splits with ``convex_radix_sum``; CPU training graphs (see
 ``trace.fuses_norm_relu``) run each BatchNorm and its ReLU as one operator and multiply by broadcast

@@ -8,7 +8,7 @@ kind with :func:`trace_mode` while tracing; layers read it with :func:`graph_mod
 
 Training graphs for a CPU context on MXNet's oneDNN build (the default ``mxnet`` wheels) run each
 BatchNorm and the ReLU after it as one operator (``contrib.BatchNormWithReLU``): the backward pass then
-keeps a bit mask instead of the BatchNorm's output, one feature map less per pair (128 MiB of a
+keeps a bit mask instead of the BatchNorm's output, one feature map less per pair (135 MiB of a
 ResNeSt-50 training step at batch 8). MXNet has that operator on CPU only, so GPU graphs keep the pair.
 """
 import threading
