@@ -25,6 +25,7 @@ import numpy as np
 from mxnet.gluon.block import HybridBlock, SymbolBlock
 
 from .devices import as_contexts
+from .layers.trace import onednn_cpu
 from .resnest import check_input_shape
 
 __all__ = ['optimize', 'fusion_available', 'FUSED_OP_PREFIX']
@@ -40,8 +41,7 @@ _FLAGS = dict(static_alloc=True, static_shape=True, forward_bulk_size=10000)
 
 def fusion_available(ctx=None):
     """Whether oneDNN graph fusion applies on ``ctx`` (default CPU): a CPU context and an MKLDNN build."""
-    ctx = as_contexts(ctx)[0]
-    return ctx.device_type == 'cpu' and mx.runtime.Features().is_enabled('MKLDNN')
+    return onednn_cpu(as_contexts(ctx)[0])
 
 
 def optimize(net, batch_size=1, input_size=224, ctx=None, layout='NCHW'):

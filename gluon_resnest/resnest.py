@@ -9,13 +9,12 @@ Parameter paths and symbol names are API. GluonCV's published ``.params`` load b
 bottleneck, so each stage shares one name counter; the blocks below keep that, and create their children
 in GluonCV's order, so every name matches.
 """
-import functools
-
 import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from .layers import DropBlock, SplitAttentionConv, graph_mode, norm_relu, trace_mode
+from .layers.trace import onednn_cpu
 
 __all__ = ['Bottleneck', 'ResNeSt', 'stage_output_names']
 
@@ -307,8 +306,7 @@ class ResNeSt(HybridBlock):
     def _get_graph(self, *args):
         if self._cached_graph:
             return super(ResNeSt, self)._get_graph(*args)
-        kind = _graph_kind(args[0]) if isinstance(args[0], mx.nd.NDArray) else \
-            (mx.autograd.is_training(), False)
+        kind = _graph_kind(args[0])  # cached graphs are built from NDArray calls (forward)
         with trace_mode(*kind):
             graph = super(ResNeSt, self)._get_graph(*args)
         self._graph_kind = kind
@@ -320,15 +318,10 @@ class ResNeSt(HybridBlock):
         self._graph_kind = None
 
 
-@functools.lru_cache(maxsize=None)
-def _onednn_build():
-    return mx.runtime.Features().is_enabled('MKLDNN')
-
-
 def _graph_kind(x):
     """(training, fuse_norm_relu) of a call on ``x``: see :func:`~gluon_resnest.layers.trace_mode`."""
     training = mx.autograd.is_training()
-    return training, training and x.context.device_type == 'cpu' and _onednn_build()
+    return training, training and onednn_cpu(x.context)
 
 
 def _resolve_output_stride(dilated, output_stride):

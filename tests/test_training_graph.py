@@ -7,19 +7,13 @@ import numpy as np
 import pytest
 
 import gluon_resnest
+from gluon_resnest.inference import fusion_available
 from gluon_resnest.layers import SplitAttentionConv, set_drop_prob, trace_mode
 
-pytestmark = pytest.mark.skipif(not mx.runtime.Features().is_enabled('MKLDNN'),
+from conftest import randomize_batchnorm
+
+pytestmark = pytest.mark.skipif(not fusion_available(),
                                 reason='the fused training graph is for MXNet oneDNN builds')
-
-
-def _randomize(block, seed):
-    rs = np.random.RandomState(seed)
-    for name, param in sorted(block.collect_params().items()):
-        if name.endswith(('running_var', 'gamma')):
-            param.set_data(mx.nd.array(rs.uniform(0.5, 1.5, param.shape)))
-        elif name.endswith(('running_mean', 'beta', 'bias')):
-            param.set_data(mx.nd.array(rs.normal(0, 0.2, param.shape)))
 
 
 def _state(block):
@@ -62,9 +56,8 @@ def test_fused_split_attention_training_graph_equals_eager_layers(radix, card):
     results = {}
     for form in ('eager', 'fused'):
         mx.random.seed(0)
-        block = SplitAttentionConv(channels, groups=card, radix=radix, in_channels=in_channels)
-        block.initialize(mx.init.Xavier())
-        _randomize(block, 3)
+        block = randomize_batchnorm(SplitAttentionConv(channels, groups=card, radix=radix,
+                                                       in_channels=in_channels))
         if form == 'fused':
             block.hybridize()
             with trace_mode(True, fuse_norm_relu=True):
@@ -93,8 +86,7 @@ def test_resnest_cpu_training_graph_equals_eager_network(dropblock):
         mx.random.seed(0)
         net = gluon_resnest.get_model('resnest14', classes=10)
         net.apply(partial(set_drop_prob, dropblock))
-        net.initialize(mx.init.Xavier())
-        _randomize(net, 7)
+        randomize_batchnorm(net)
         if form == 'fused':
             net.hybridize(static_alloc=True)
         results[form] = _step(net, x, head, 8)

@@ -11,13 +11,14 @@ BatchNorm and the ReLU after it as one operator (``contrib.BatchNormWithReLU``):
 keeps a bit mask instead of the BatchNorm's output, one feature map less per pair (135 MiB of a
 ResNeSt-50 training step at batch 8). MXNet has that operator on CPU only, so GPU graphs keep the pair.
 """
+import functools
 import threading
 from contextlib import contextmanager
 
 import mxnet as mx
 from mxnet.gluon import nn
 
-__all__ = ['trace_mode', 'graph_mode', 'fuses_norm_relu', 'norm_relu']
+__all__ = ['trace_mode', 'graph_mode', 'fuses_norm_relu', 'norm_relu', 'onednn_cpu']
 
 _TRACE = threading.local()
 
@@ -32,6 +33,16 @@ def trace_mode(training, fuse_norm_relu=False):
         yield
     finally:
         _TRACE.training, _TRACE.fuse_norm_relu = previous
+
+
+@functools.lru_cache(maxsize=None)
+def _onednn_build():
+    return mx.runtime.Features().is_enabled('MKLDNN')
+
+
+def onednn_cpu(ctx):
+    """Whether ``ctx`` is a CPU context of MXNet's oneDNN (MKLDNN) build, where its fused operators run."""
+    return ctx.device_type == 'cpu' and _onednn_build()
 
 
 def graph_mode(F):
