@@ -113,16 +113,16 @@ class SharedBatchLoader(object):
             del pending[first]
             if batch.error is not None:
                 raise batch.error
-            data = _copy_out(self._buffers[batch.slot])
+            data, labels = _handed_out(self._buffers[batch.slot], batch.labels)
             free.append(batch.slot)
             first += 1
-            yield data, mx.nd.array(batch.labels, dtype=batch.labels.dtype)
+            yield data, labels
 
     def _in_process(self):
         out = self._buffers[0]
         for keys in self._key_batches():
             labels = np.array([self.dataset.write(key, out[i]) for i, key in enumerate(keys)], dtype=np.int64)
-            yield _copy_out(out), mx.nd.array(labels, dtype=labels.dtype)
+            yield _handed_out(out, labels)
 
     def _key_batches(self):
         # The sampler's keys in whole batches; a last partial batch is dropped.
@@ -157,13 +157,16 @@ class SharedBatchLoader(object):
             self._finalizer()
 
 
-def _copy_out(buffer):
-    # numpy asks for huge pages for a large new array (madvise), so copying a batch of 32 at 224 px
-    # takes 2-3 ms wherever the memory comes from. mx.nd.array's new memory is faulted in 4 KiB pages
-    # whenever the heap has no free block that size: 14 ms a batch over its first ten calls in a fresh
-    # process, and with other loaders in the same process (bench_data.py) the OpenCV loader at -j 2 gave
-    # 698-879 img/s instead of 891-990 (five runs each).
-    return mx.nd.from_numpy(np.array(buffer), zero_copy=True)
+def _handed_out(buffer, labels):
+    """A finished batch as the training process gets it: NDArrays of its own, the buffer free again.
+
+    The images are copied through numpy, which asks for huge pages for a large new array (madvise):
+    2-3 ms for a batch of 32 at 224 px wherever the memory comes from. mx.nd.array's new memory is
+    faulted in 4 KiB pages whenever the heap has no free block that size: 14 ms a batch over its first
+    ten calls in a fresh process, and with other loaders in the same process (bench_data.py) the OpenCV
+    loader at -j 2 gave 698-879 img/s instead of 891-990 (five runs each).
+    """
+    return mx.nd.from_numpy(np.array(buffer), zero_copy=True), mx.nd.array(labels, dtype=labels.dtype)
 
 
 class _Batch(object):
