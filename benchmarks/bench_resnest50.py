@@ -1,12 +1,15 @@
 """ResNeSt-50 speed on this machine: gluon_resnest side by side with GluonCV's and PyTorch's.
 
 fp32, 224 px, same thread count for every network. Reports images/s (median of several timed runs after
-warm-up, the implementations' runs interleaved so that load changes hit them alike) for inference at batch
-1 and 8 and for a training step (forward, backward, Nesterov SGD update) at batch 8, and ours as a ratio
-of each alternative: GluonCV's own ``ResNeSt`` class, MXNet's ``resnet50_v1b`` as a yardstick
-(``--resnet``), and the official PyTorch ResNeSt (``--torch-python PATH``: an interpreter that has torch
-and the official ``resnest`` package, run as a persistent subprocess by ``torch_official.py``; eval mode
-under ``no_grad`` for inference, which is the official model's fastest documented form).
+warm-up) for inference at batch 1 and 8 and for a training step (forward, backward, Nesterov SGD update)
+at batch 8, and ours as a ratio of each alternative. The implementations' runs are interleaved in rounds,
+each round starting with the next implementation so that none always runs right after the same one, and
+a ratio is the median over rounds of the two rates measured in the same round: load that comes and goes
+on a shared machine then hits both sides of a ratio alike. The alternatives: GluonCV's own ``ResNeSt``
+class, MXNet's ``resnet50_v1b`` as a yardstick (``--resnet``), and the official PyTorch ResNeSt
+(``--torch-python PATH``: an interpreter that has torch and the official ``resnest`` package, run as a
+persistent subprocess by ``torch_official.py``; eval mode under ``no_grad`` for inference, which is the
+official model's fastest documented form).
 
 The inference rows time what the README documents for users: ``gluon_resnest.optimize(net, batch_size,
 input_size)`` (hybridized with static memory, oneDNN-fused on a CPU with MXNet's oneDNN build), applied
@@ -110,7 +113,7 @@ TRAINING_DROPBLOCK = {'training': 0.0, 'training-dropblock': None}
 
 
 def case_rates(mode, batch, impls, args, official):
-    """Median images/s of each implementation for one case, their timed runs interleaved."""
+    """Images/s of each implementation for one case, one timed run per round (``args.runs`` rounds)."""
     timers = {}
     training = mode in TRAINING_DROPBLOCK
     for impl in impls:
@@ -125,11 +128,23 @@ def case_rates(mode, batch, impls, args, official):
     for timer in timers.values():  # warm-up
         for _ in range(args.warmup):
             timer()
-    rates = {impl: [] for impl in timers}
-    for _ in range(args.runs):
-        for impl, timer in timers.items():
-            rates[impl].append(timer())
-    return {impl: statistics.median(values) for impl, values in rates.items()}
+    names = list(timers)
+    rates = {impl: [] for impl in names}
+    for run in range(args.runs):
+        first = run % len(names)
+        for impl in names[first:] + names[:first]:
+            rates[impl].append(timers[impl]())
+    return rates
+
+
+def summarize(mode, batch, rates):
+    """One row: each implementation's median images/s, and ours over each alternative as the median of
+    the per-round ratios."""
+    row = dict({impl: statistics.median(values) for impl, values in rates.items()}, mode=mode, batch=batch,
+               runs=rates)
+    row['ratios'] = {impl: statistics.median(o / v for o, v in zip(rates['ours'], values))
+                     for impl, values in rates.items() if impl != 'ours'}
+    return row
 
 
 def format_row(row):
@@ -137,7 +152,7 @@ def format_row(row):
     text = '%-18s batch %d  ours %6.1f img/s' % (row['mode'], row['batch'], row['ours'])
     for key, name in names:
         if key in row:
-            text += '  | %s %6.1f, ours %.2fx' % (name, row[key], row['ours'] / row[key])
+            text += '  | %s %6.1f, ours %.2fx' % (name, row[key], row['ratios'][key])
     return text
 
 
@@ -155,9 +170,7 @@ def measure(args, official=None):
         # resnet50_v1b has no DropBlock; GluonCV's DropBlock sizes its training mask for 224 px only.
         case_impls = [i for i in impls if mode != 'training-dropblock'
                       or (i == 'ours' or (i == 'gluoncv' and args.size == 224))]
-        row = dict(case_rates(mode, batch, case_impls, args, official), mode=mode, batch=batch)
-        if 'gluoncv' in row:
-            row['ratio'] = row['ours'] / row['gluoncv']
+        row = summarize(mode, batch, case_rates(mode, batch, case_impls, args, official))
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
