@@ -125,15 +125,22 @@ def case_rates(mode, batch, impls, args, official):
     if official is not None and mode != 'training-dropblock':
         op = 'training' if training else 'inference'
         timers['torch'] = lambda: official.rate(op, args.model, batch, args.size, args.iters)
-    for timer in timers.values():  # warm-up
-        for _ in range(args.warmup):
+    return interleaved(timers, args.runs, args.warmup)
+
+
+def interleaved(timers, runs, warmup):
+    """``{name: [rate per round]}`` of ``timers`` (``{name: callable returning a rate}``): ``warmup``
+    untimed calls of each, then ``runs`` rounds of one call each, round ``r`` starting with the
+    ``r``-th name (in turn) so that none always runs right after the same one."""
+    for timer in timers.values():
+        for _ in range(warmup):
             timer()
     names = list(timers)
-    rates = {impl: [] for impl in names}
-    for run in range(args.runs):
+    rates = {name: [] for name in names}
+    for run in range(runs):
         first = run % len(names)
-        for impl in names[first:] + names[:first]:
-            rates[impl].append(timers[impl]())
+        for name in names[first:] + names[:first]:
+            rates[name].append(timers[name]())
     return rates
 
 
