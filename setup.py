@@ -14,6 +14,8 @@ setup(
     long_description=(HERE / 'README.md').read_text() if (HERE / 'README.md').exists() else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['gluon_resnest', 'gluon_resnest.*']),
+    # The paper's recipes, which --config reads by name.
+    package_data={'gluon_resnest': ['recipes/*/*.yaml']},
     python_requires='>=3.8',
     install_requires=[
         # mxnet 1.9.1 is the last MXNet release; it uses numpy aliases removed in numpy 1.24.
@@ -23,6 +25,8 @@ setup(
         'gluoncv==0.10.5.post0',
         # The training loader decodes and augments with OpenCV (GluonCV depends on it too).
         'opencv-python',
+        # Recipe files (--config) are YAML, as detectron2's configs (GluonCV's yacs installs it too).
+        'pyyaml',
     ],
     extras_require={
         # scikit-learn ships the digits images the offline demo dataset is made from.

@@ -8,6 +8,11 @@ recipe, per GPU, on 64 GPUs with Horovod::
         --batch-size 128 --lr 0.05 --lr-mode cosine --num-epochs 270 --warmup-epochs 5 --no-wd \\
         --last-gamma --label-smoothing 0.1 --mixup --auto-aug --dropblock-prob 0.1 --input-size 224
 
+The same recipe as a file (``gluon_resnest/recipes/imagenet/resnest50.yaml``; flags still override it)::
+
+    horovodrun -np 64 -H ... python train_imagenet.py --config resnest50 --kv-store horovod --gpus 0 \
+        --rec-train train.rec --rec-train-idx train.idx --rec-val val.rec --rec-val-idx val.idx
+
 ``--lr`` is per device: the peak rate is ``lr x workers x devices per worker``. See README for the rest.
 This command is a thin wrapper of :func:`gluon_resnest.train.fit` (``TrainConfig`` fields are the flags).
 """
@@ -15,7 +20,7 @@ import argparse
 import sys
 
 from gluon_resnest import cli
-from gluon_resnest.config import DATA_BACKENDS, KV_STORES, TrainConfig
+from gluon_resnest.config import DATA_BACKENDS, KV_STORES, TrainConfig, field_kinds
 from gluon_resnest.train import TrainingDiverged, TrainingInterrupted, fit
 
 
@@ -102,14 +107,17 @@ def _run_flags(parser):
 def parse_args(argv=None):
     """The :class:`~gluon_resnest.config.TrainConfig` of a command line (``argv`` None: ``sys.argv[1:]``).
 
-    Bad values exit with a one-line error naming the flag (status 2).
+    ``--config FILE|NAME`` reads a recipe whose keys are TrainConfig fields; flags override it. Bad values
+    exit with a one-line error naming the flag (and the recipe file if the value came from it; status 2).
     """
     parser = argparse.ArgumentParser(description='Train ResNeSt with the paper\'s ImageNet recipe.',
                                      formatter_class=cli.HelpFormatter)
+    cli.add_config(parser, 'imagenet')
     _data_flags(parser)
     _recipe_flags(parser)
     _run_flags(parser)
-    return cli.build_config(parser, TrainConfig, parser.parse_args(argv))
+    args, recipe = cli.parse_with_recipe(parser, argv, 'imagenet', field_kinds(TrainConfig))
+    return cli.build_config(parser, TrainConfig, args, recipe)
 
 
 def main(argv=None):

@@ -4,18 +4,20 @@
 build their parsers from these helpers, so a flag means the same everywhere: ``--model NAME``,
 ``--pretrained``/``--params-file F``, ``--batch-size`` (per device), ``--input-size`` (the image side the
 network sees; ``--crop-size`` is the same flag), ``--gpus 0,1`` or GluonCV's ``--num-gpus N``,
-``-j/--num-data-workers``, ``--no-progress``. :func:`build_config` turns parsed flags into a config of
+``-j/--num-data-workers``, ``--no-progress``, ``--config FILE|NAME`` (a recipe whose values become the
+defaults: :func:`parse_with_recipe`). :func:`build_config` turns parsed flags into a config of
 :mod:`gluon_resnest.config`, whose one-line errors then name the flags.
 """
 import argparse
 import dataclasses
 
-from .config import ConfigError, check_model
+from .config import ConfigError, RecipeError, check_model, list_recipes, read_recipe
 from .model_zoo import list_models
 from .threads import DEFAULT_DATA_WORKERS
 
 __all__ = ['add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
-           'add_progress', 'build_config', 'flag_name', 'HelpFormatter']
+           'add_progress', 'add_config', 'parse_with_recipe', 'parser_kinds', 'build_config', 'flag_name',
+           'HelpFormatter']
 
 # Fields whose flag is not simply --field-name.
 _FLAGS = {'num_data_workers': '-j/--num-data-workers', 'progress': '--no-progress'}
@@ -90,8 +92,56 @@ def add_progress(group):
                        help='no progress bar (there is none anyway when output is not a terminal)')
 
 
-def build_config(parser, cls, args, **overrides):
-    """``cls(**fields of args)``; a :class:`ConfigError` exits through ``parser.error`` naming the flags."""
+def add_config(parser, kind):
+    """``--config FILE|NAME``: a YAML recipe (a path, or the name of one shipped for ``kind``)."""
+    parser.add_argument('--config', metavar='FILE|NAME', default=None,
+                        help='YAML recipe whose keys are this command\'s flags (lr_decay_epoch: for '
+                        '--lr-decay-epoch): a file path, or the name of a recipe installed in '
+                        'gluon_resnest/recipes/%s/ (%s); flags given on the command line override it'
+                        % (kind, ', '.join(list_recipes(kind))))
+
+
+def parse_with_recipe(parser, argv, kind, kinds):
+    """Parse ``argv``; with ``--config`` its recipe's values are the defaults that flags override.
+
+    ``kinds`` is {key: (kind, nullable)} of the keys a recipe may set (see
+    :func:`gluon_resnest.config.read_recipe`). A bad recipe exits through ``parser.error`` (one line).
+
+    Returns
+    -------
+    (argparse.Namespace, tuple or None)
+        The arguments and ``(path, values)`` of the recipe read (None without ``--config``).
+    """
+    args = parser.parse_args(argv)
+    if not args.config:
+        return args, None
+    try:
+        recipe = read_recipe(args.config, kind, kinds)
+    except RecipeError as err:
+        parser.error(str(err))
+    parser.set_defaults(**recipe[1])
+    return parser.parse_args(argv), recipe
+
+
+def _kind_of(action):
+    if action.nargs == 0:
+        return bool
+    return getattr(action.type, 'kind', action.type) or str
+
+
+def parser_kinds(parser, exclude=('help', 'config')):
+    """{dest: (kind, nullable)} of ``parser``'s options, for a recipe of its command.
+
+    Switches are bool; a ``type`` with a ``kind`` attribute (e.g. ``'ints'``) gives that kind; options
+    whose default is None may be null in a recipe.
+    """
+    return {a.dest: (_kind_of(a), a.default is None) for a in parser._actions  # pylint: disable=W0212
+            if a.dest not in exclude and a.dest != argparse.SUPPRESS}
+
+
+def build_config(parser, cls, args, recipe=None, **overrides):
+    """``cls(**fields of args)``; a :class:`ConfigError` exits through ``parser.error`` naming the flags
+    (and ``recipe``'s file, as :func:`parse_with_recipe` returns it, when the bad value came from it)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
     if getattr(args, 'num_gpus', None) is not None:
         if args.num_gpus < 0:
@@ -101,5 +151,6 @@ def build_config(parser, cls, args, **overrides):
     try:
         return cls(**values)
     except ConfigError as err:
-        parser.error(err.render(flag_name))
+        from_file = recipe is not None and err.field in recipe[1] and values.get(err.field) == recipe[1][err.field]
+        parser.error(err.render(flag_name) + (' (set in %s)' % recipe[0] if from_file else ''))
     return None  # not reached: parser.error exits

@@ -8,7 +8,13 @@ A config is a dataclass whose fields are the command-line options of the job's c
     run = fit(TrainConfig(model='resnest14', data_dir='demo_data', input_size=32, batch_size=16))
 
 ``batch_size`` is per device in every job; ``input_size`` is the square image side the network sees.
+
+Recipes are YAML files whose keys are config fields (:func:`read_recipe`); the paper's ship in
+``gluon_resnest/recipes/<kind>/`` and load by name: ``TrainConfig.from_file('resnest50', gpus='0,1')``.
 """
+import dataclasses
+import os
+import typing
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -16,8 +22,9 @@ from .model_zoo import list_models
 from .pretrained import eval_crop
 from .threads import DEFAULT_DATA_WORKERS
 
-__all__ = ['ConfigError', 'TrainConfig', 'EvalConfig', 'ExportConfig', 'parse_devices', 'check_model',
-           'KV_STORES', 'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES']
+__all__ = ['ConfigError', 'RecipeError', 'TrainConfig', 'EvalConfig', 'ExportConfig', 'parse_devices',
+           'check_model', 'read_recipe', 'recipe_path', 'list_recipes', 'field_kinds', 'KV_STORES',
+           'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES', 'RECIPE_DIR']
 
 DATA_BACKENDS = ('auto', 'python', 'recordio')
 KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
@@ -26,6 +33,8 @@ CALIB_MODES = ('naive', 'entropy')
 GRANULARITIES = ('tensor-wise', 'channel-wise')
 # ResNeSt downsamples 32x; a deployed graph of unknown stride is held to the same minimum.
 MIN_INPUT_SIZE = 32
+# The paper's recipes, installed with the package: recipes/imagenet/*.yaml, recipes/detection/*.yaml.
+RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'recipes')
 
 
 class ConfigError(ValueError):
@@ -102,6 +111,160 @@ def _epochs(value):
     return tuple(int(e) for e in items)
 
 
+class RecipeError(ValueError):
+    """A recipe file that cannot be read: missing, not YAML, an unknown key or a value of the wrong type."""
+
+
+def list_recipes(kind):
+    """Names of the recipes shipped for ``kind`` ('imagenet' or 'detection'), sorted."""
+    folder = os.path.join(RECIPE_DIR, kind)
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return sorted(os.path.splitext(n)[0] for n in names if n.endswith('.yaml'))
+
+
+def recipe_path(source, kind):
+    """The file ``source`` names: a path to a YAML file, or the name of a recipe shipped for ``kind``.
+
+    Raises
+    ------
+    RecipeError
+        Neither an existing file nor a shipped recipe's name.
+    """
+    source = os.path.expanduser(str(source))
+    if os.path.isfile(source):
+        return source
+    if source.endswith(('.yaml', '.yml')) or os.sep in source:
+        raise RecipeError('config file %s does not exist' % source)
+    shipped = os.path.join(RECIPE_DIR, kind, source + '.yaml')
+    if not os.path.isfile(shipped):
+        raise RecipeError('%r is neither a file nor a recipe name (%s recipes: %s)'
+                          % (source, kind, ', '.join(list_recipes(kind))))
+    return shipped
+
+
+def field_kinds(cls):
+    """{field: (kind, nullable)} of a config dataclass, for :func:`read_recipe`.
+
+    ``kind`` is bool, int, float, str or ``'ints'`` (a ``Tuple[int, ...]`` field); ``nullable`` is True
+    for ``Optional`` fields.
+    """
+    kinds = {}
+    for field in dataclasses.fields(cls):
+        kind, args = field.type, typing.get_args(field.type)
+        nullable = typing.get_origin(kind) is typing.Union and type(None) in args
+        if nullable:
+            kind = [a for a in args if a is not type(None)][0]
+        if typing.get_origin(kind) is tuple:
+            kind = 'ints'
+        kinds[field.name] = (kind, nullable)
+    return kinds
+
+
+_KIND_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
+               'ints': 'a list of integers', 'floats': 'a list of numbers'}
+
+
+def _number_list(value, item):
+    """``[640, 800]``, ``'640,800'`` or ``800`` -> a tuple of ``item``; None if it is none of these."""
+    if isinstance(value, str):
+        value = [v for v in value.split(',') if v.strip()]
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    out = []
+    for v in value:
+        v = _scalar(v.strip() if isinstance(v, str) else v, item, parse=isinstance(v, str))
+        if v is None:
+            return None
+        out.append(v)
+    return tuple(out)
+
+
+def _scalar(value, kind, parse=False):
+    """``value`` as ``kind`` (int or float; ``parse``: from a string), or None if it is not one."""
+    if parse:
+        try:
+            return kind(value)
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if kind is int and not isinstance(value, int):
+        return None
+    return kind(value)
+
+
+def _typed(value, kind, nullable):
+    """``value`` checked as ``kind`` (see :func:`field_kinds`); raises TypeError naming the kind."""
+    if value is None:
+        if nullable:
+            return None
+    elif kind in ('ints', 'floats'):
+        checked = _number_list(value, int if kind == 'ints' else float)
+        if checked is not None:
+            return checked
+    elif kind in (int, float):
+        checked = _scalar(value, kind)
+        if checked is not None:
+            return checked
+    elif isinstance(value, kind):
+        return value
+    raise TypeError(_KIND_NAMES[kind] + (' or null' if nullable else ''))
+
+
+def _load_yaml(path):
+    import yaml  # pylint: disable=import-outside-toplevel
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, 'problem_mark', None)
+        where = ' at line %d' % (mark.line + 1) if mark is not None else ''
+        raise RecipeError('%s: not valid YAML%s: %s' % (path, where, getattr(err, 'problem', None) or err)) from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise RecipeError('%s: a recipe is a mapping of keys to values, got %s' % (path, type(values).__name__))
+    return values
+
+
+def read_recipe(source, kind, kinds):
+    """The values of a recipe file, each checked against ``kinds`` (as :func:`field_kinds` returns).
+
+    Keys are field names (``lr_decay_epoch``; ``lr-decay-epoch`` is the same key); lists may also be
+    written as comma-separated strings.
+
+    Parameters
+    ----------
+    source : str
+        A YAML file, or the name of a recipe shipped for ``kind`` (see :func:`list_recipes`).
+    kind : str
+        'imagenet' or 'detection'.
+    kinds : dict
+        {key: (kind, nullable)} of the keys a recipe may set.
+
+    Returns
+    -------
+    (str, dict)
+        The file read and {key: value}.
+
+    Raises
+    ------
+    RecipeError
+        One line naming the file and the key: unknown key, wrong type, missing file, bad YAML.
+    """
+    path = recipe_path(source, kind)
+    values = {}
+    for key, value in _load_yaml(path).items():
+        name = str(key).replace('-', '_')
+        if name not in kinds:
+            raise RecipeError('%s: unknown key %r' % (path, key))
+        try:
+            values[name] = _typed(value, *kinds[name])
+        except TypeError as err:
+            raise RecipeError('%s: %s must be %s, got %r' % (path, key, err, value)) from None
+    return path, values
+
+
 @dataclass
 class TrainConfig:  # pylint: disable=too-many-instance-attributes
     """Everything one training run needs (``train_imagenet.py``'s options; ``--help`` says what each does).
@@ -176,6 +339,22 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
         self._check_recipe()
         self._check_data()
         self._check_run()
+
+    @classmethod
+    def from_file(cls, source, **overrides):
+        """The config of a recipe file (or shipped recipe name, e.g. ``'resnest50'``) with ``overrides``.
+
+        Keys of the file are this class's fields; ``overrides`` win over the file. A bad key or type
+        raises :class:`RecipeError`, a bad value :class:`ConfigError`, both naming the file.
+        """
+        path, values = read_recipe(source, 'imagenet', field_kinds(cls))
+        try:
+            return cls(**dict(values, **overrides))
+        except ConfigError as err:
+            if err.field not in values or err.field in overrides:
+                raise
+            raise ConfigError(err.template + ' (set in %s)' % path.replace('{', '{{').replace('}', '}}'),
+                              *err.fields) from None
 
     def _check_recipe(self):
         _check([
