@@ -5,22 +5,31 @@ from mxnet import gluon
 __all__ = ['DetectionLoss']
 
 
+def _box_loss(rho):
+    """Smooth L1 (Huber) turning linear at ``rho``; L1 at 0 (HuberLoss divides by rho)."""
+    if rho < 0:
+        raise ValueError('a box loss rho must be >= 0, got %s' % rho)
+    return gluon.loss.HuberLoss(rho=rho) if rho > 0 else gluon.loss.L1Loss()
+
+
 class DetectionLoss(object):
     """RPN + R-CNN losses for one batch shard of GluonCV's ``FasterRCNNTrainBatchify`` layout.
 
-    RPN: sigmoid cross-entropy and Huber (rho 1/9); R-CNN: softmax cross-entropy and Huber (rho 1),
-    each normalised by its number of valid samples as ``train_faster_rcnn.py`` does. For a
+    RPN: sigmoid cross-entropy and Huber (``rpn_rho``, default 1/9); R-CNN: softmax cross-entropy and
+    Huber (``rcnn_rho``, default 1); a rho of 0 is the L1 loss of detectron2's configs (its
+    ``SMOOTH_L1_BETA: 0``). Each is normalised by its number of valid samples as
+    ``train_faster_rcnn.py`` does (GluonCV's ``--rpn-smoothl1-rho``/``--rcnn-smoothl1-rho``). For a
     :class:`~gluon_resnest.detection.CascadeRCNN` every stage adds its R-CNN losses times the net's
     ``stage_loss_weights``; a :class:`~gluon_resnest.detection.CascadeMaskRCNN` adds the mask
     loss (sigmoid cross-entropy on its class's channel, as ``train_mask_rcnn.py``), given the
     batch of GluonCV's ``MaskRCNNTrainBatchify`` (``gt_mask`` after ``label``).
     """
 
-    def __init__(self):
+    def __init__(self, rpn_rho=1 / 9., rcnn_rho=1.):
         self.rpn_cls_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
-        self.rpn_box_loss = gluon.loss.HuberLoss(rho=1 / 9.)
+        self.rpn_box_loss = _box_loss(rpn_rho)
         self.rcnn_cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
-        self.rcnn_box_loss = gluon.loss.HuberLoss()
+        self.rcnn_box_loss = _box_loss(rcnn_rho)
         self.rcnn_mask_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
 
     def __call__(self, net, data, label, *targets):

@@ -1,8 +1,10 @@
 """Train and evaluate Cascade R-CNN (or Faster R-CNN) with FPN on ResNeSt.
 
 ``python -m gluon_resnest.detection.train --network resnest50 --dataset coco --norm-layer syncbn
---gpus 0,1,2,3 ...`` takes the flag names of GluonCV's ``train_faster_rcnn.py`` where they apply, and
-``--detector cascade_rcnn|faster_rcnn``. Datasets: ``voc`` (VOC07+12 trainval, VOC07 test, VOC07
+--gpus 0,1,2,3 ...`` takes the flag names of GluonCV's ``train_faster_rcnn.py`` where they apply (its
+per-dataset defaults too, and ``--lr`` as given), and ``--detector cascade_rcnn|faster_rcnn``.
+``--config FILE|NAME`` reads a recipe (``gluon_resnest/recipes/detection/``) whose values are the
+defaults that flags override. Datasets: ``voc`` (VOC07+12 trainval, VOC07 test, VOC07
 mAP), ``coco`` (train2017 / val2017, COCO mAP) and ``shapes`` (the offline dataset of
 ``python -m gluon_resnest.detection.shapes``; VOC07 mAP). Held-out mAP is reported at every IoU of
 ``--val-iou`` (VOC style; default 0.5 and 0.7). Every epoch writes ``{save-prefix}_{epoch:04d}.params``
@@ -17,6 +19,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from .. import cli
 from ..gluoncv import detection as faster
 from ..model_zoo import VARIANTS
 from ..train.build import contexts
@@ -26,20 +29,41 @@ from ..train.distributed import setup_distributed
 from ..train.monitor import ProgressBar, setup_logger
 from ..train.recipe import build_lr_scheduler
 from .cascade import STAGE_IOU_THRESHS
+from .limits import DetectionLimits
 from .loss import DetectionLoss
+from .sampler import AspectRatioBatchSampler, image_orientations
 from .zoo import cascade_rcnn_fpn
 
 __all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 'load_detector',
-           'device_shards']
+           'device_shards', 'DATASET_DEFAULTS']
 
 # BatchNorm's running statistics (Gluon's names, and those of blocks built from symbols).
 BATCHNORM_STATISTICS = ('running_mean', 'running_var', 'moving_mean', 'moving_var')
 DETECTORS = {'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster.faster_rcnn_fpn}
 
 
-def parse_args(argv=None):
-    """Command-line options (GluonCV's ``train_faster_rcnn.py`` names where they apply)."""
-    p = argparse.ArgumentParser(description='Train Cascade R-CNN / Faster R-CNN FPN on ResNeSt.')
+# GluonCV's train_faster_rcnn.py fills the flags left out per dataset; shapes trains like VOC.
+DATASET_DEFAULTS = {
+    'voc': dict(epochs=20, lr=0.001, lr_decay_epoch=(14, 20), lr_warmup=-1, wd=5e-4),
+    'coco': dict(epochs=26, lr=0.00125, lr_decay_epoch=(17, 23), lr_warmup=1000, wd=1e-4),
+}
+DATASET_DEFAULTS['shapes'] = DATASET_DEFAULTS['voc']
+
+
+def _number_list(item, kind):
+    def parse(text):
+        return tuple(item(v) for v in str(text).split(',') if v.strip())
+    parse.__name__, parse.kind = '%s list' % item.__name__, kind  # argparse's and recipes' names
+    return parse
+
+
+INTS, FLOATS = _number_list(int, 'ints'), _number_list(float, 'floats')
+
+
+def _parser():
+    p = argparse.ArgumentParser(description='Train Cascade R-CNN / Faster R-CNN FPN on ResNeSt.',
+                                formatter_class=cli.HelpFormatter)
+    cli.add_config(p, 'detection')
     p.add_argument('--detector', default='cascade_rcnn', help='cascade_rcnn or faster_rcnn')
     p.add_argument('--network', '--backbone', dest='network', default='resnest50',
                    help='backbone: one of gluon_resnest.list_models(); under horovodrun write --backbone '
@@ -55,22 +79,49 @@ def parse_args(argv=None):
                    help='data parallel over the processes horovodrun starts: each trains on its share of '
                         'the images, on the GPU of its local rank (with --gpus) or the CPU')
     p.add_argument('--batch-size', type=int, default=None,
-                   help='images per step over all devices (default: 2 per device)')
-    p.add_argument('--epochs', type=int, default=26, help='training epochs')
+                   help='images per step over all devices (default: 2 per device); a device with more '
+                        'than one image gets images of one orientation (landscape or portrait)')
+    _schedule_flags(p)
+    _network_flags(p)
+    p.add_argument('--val-iou', type=FLOATS, default='0.5,0.7', help='IoU thresholds of the VOC-style mAP')
+    p.add_argument('--val-interval', type=int, default=1, help='epochs between evaluations')
+    p.add_argument('--eval-only', action='store_true', help='evaluate --resume and exit')
+    p.add_argument('--save-prefix', default='', help='checkpoint and log prefix')
+    p.add_argument('--log-interval', type=int, default=20, help='batches between log lines')
+    p.add_argument('--num-workers', type=int, default=0, help='data loader processes')
+    p.add_argument('--seed', type=int, default=233, help='random seed')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return p
+
+
+def _schedule_flags(p):
+    per_dataset = ' (default: GluonCV\'s for the dataset: VOC and shapes %s, COCO %s)'
+
+    def default(key, show=str):
+        return per_dataset % (show(DATASET_DEFAULTS['voc'][key]), show(DATASET_DEFAULTS['coco'][key]))
+    commas = lambda v: ','.join(map(str, v))  # noqa: E731
+    p.add_argument('--epochs', type=int, default=None, help='training epochs' + default('epochs'))
     p.add_argument('--start-epoch', type=int, default=0, help='first epoch (with --resume)')
     p.add_argument('--resume', default='', help='.params checkpoint to start from')
-    p.add_argument('--lr', type=float, default=0.01, help='learning rate for 8 images (scaled '
-                   'linearly with --batch-size, as GluonCV does)')
+    p.add_argument('--lr', type=float, default=None, help='learning rate of the whole step, taken as '
+                   'given as GluonCV does (scale it with --batch-size yourself)' + default('lr'))
     p.add_argument('--lr-mode', default='step', help="'step' (GluonCV's) or 'cosine'")
     p.add_argument('--lr-decay', type=float, default=0.1, help='step decay factor')
-    p.add_argument('--lr-decay-epoch', default='17,23', help='epochs of the step decays')
-    p.add_argument('--lr-warmup', type=int, default=1000, help='warmup iterations')
+    p.add_argument('--lr-decay-epoch', type=INTS, default=None,
+                   help='epochs of the step decays' + default('lr_decay_epoch', commas))
+    p.add_argument('--lr-warmup', type=int, default=None,
+                   help='warmup iterations, <= 0: none' + default('lr_warmup'))
     p.add_argument('--lr-warmup-factor', type=float, default=1. / 3., help='warmup start factor')
     p.add_argument('--momentum', type=float, default=0.9, help='SGD momentum')
-    p.add_argument('--wd', type=float, default=1e-4, help='weight decay')
+    p.add_argument('--wd', type=float, default=None, help='weight decay' + default('wd'))
+
+
+def _network_flags(p):
     p.add_argument('--no-pretrained-base', action='store_true',
                    help='do not load the ImageNet backbone weights')
-    p.add_argument('--short', type=int, default=None, help='image short side (default: recipe)')
+    p.add_argument('--short', type=INTS, default=None,
+                   help="image short side, or 'LO,HI': a random short side in [LO, HI] per training image "
+                        "(detectron2's 'range' sampling), HI at evaluation (default: recipe)")
     p.add_argument('--max-size', type=int, default=None, help='image long side limit')
     p.add_argument('--box-head', default='recipe',
                    help="'recipe': the network's own box heads (4 conv + 1 fc with syncbn, else "
@@ -81,15 +132,30 @@ def parse_args(argv=None):
     p.add_argument('--num-sample', type=int, default=None, help='R-CNN samples per image')
     p.add_argument('--rpn-train-post-nms', type=int, default=None, help='proposals kept in training')
     p.add_argument('--rpn-test-post-nms', type=int, default=None, help='proposals kept at test')
-    p.add_argument('--val-iou', default='0.5,0.7', help='IoU thresholds of the VOC-style mAP')
-    p.add_argument('--val-interval', type=int, default=1, help='epochs between evaluations')
-    p.add_argument('--eval-only', action='store_true', help='evaluate --resume and exit')
-    p.add_argument('--save-prefix', default='', help='checkpoint and log prefix')
-    p.add_argument('--log-interval', type=int, default=20, help='batches between log lines')
-    p.add_argument('--num-workers', type=int, default=0, help='data loader processes')
-    p.add_argument('--seed', type=int, default=233, help='random seed')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    return p.parse_args(argv)
+    p.add_argument('--rpn-smoothl1-rho', type=float, default=1. / 9.,
+                   help='RPN box loss: smooth L1 turning linear at rho (GluonCV\'s); 0: L1 (detectron2\'s)')
+    p.add_argument('--rcnn-smoothl1-rho', type=float, default=1.,
+                   help='R-CNN box loss: smooth L1 turning linear at rho (GluonCV\'s); 0: L1 (detectron2\'s)')
+    p.add_argument('--test-score-thresh', type=float, default=0.,
+                   help="evaluation keeps detections scored at least this (GluonCV's 0: all; "
+                        "detectron2's 0.05)")
+    p.add_argument('--post-nms', type=int, default=-1,
+                   help="evaluation keeps at most this many detections per image, the best "
+                        "(GluonCV's -1: all; detectron2's 100)")
+
+
+def parse_args(argv=None):
+    """Command-line options (GluonCV's ``train_faster_rcnn.py`` names where they apply).
+
+    ``--config FILE|NAME`` sets the defaults (flags override it); what neither sets takes GluonCV's
+    default for the ``--dataset`` (:data:`DATASET_DEFAULTS`). A bad recipe exits with one line.
+    """
+    parser = _parser()
+    args, _ = cli.parse_with_recipe(parser, argv, 'detection', cli.parser_kinds(parser))
+    for key, value in DATASET_DEFAULTS.get(args.dataset, {}).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 def _check(args):
@@ -111,10 +177,30 @@ def _check(args):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError('--%s must be positive, got %d'
                              % (flag.replace('_', '-'), getattr(args, flag)))
+    _check_recipe_values(args)
     if args.resume and not os.path.isfile(args.resume):
         raise FileNotFoundError('--resume checkpoint %s does not exist' % args.resume)
     if args.eval_only and not args.resume:
         raise ValueError('--eval-only needs --resume CHECKPOINT.params')
+
+
+def _check_recipe_values(args):
+    rules = [
+        (args.short is not None and not (1 <= len(args.short) <= 2 and min(args.short) >= 1
+                                         and args.short[0] <= args.short[-1]),
+         "--short takes one side or 'LO,HI' with 1 <= LO <= HI, got %s" % (args.short,)),
+        (min(args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho) < 0,
+         '--rpn-smoothl1-rho and --rcnn-smoothl1-rho must be >= 0'),
+        (not 0 <= args.test_score_thresh < 1, '--test-score-thresh must be in [0, 1), got %s'
+         % args.test_score_thresh),
+        (args.post_nms == 0 or args.post_nms < -1, '--post-nms must be -1 (all) or positive, got %d'
+         % args.post_nms),
+        (args.lr <= 0, '--lr must be positive, got %s' % args.lr),
+        (args.epochs < 1, '--epochs must be >= 1, got %d' % args.epochs),
+    ]
+    for failed, message in rules:
+        if failed:
+            raise ValueError(message)
 
 
 def load_datasets(name, root=None):
@@ -160,8 +246,10 @@ def build_detector(args, classes, num_devices, num_workers=1):
     ``num_devices`` are this process's; ``--batch-size`` is shared by ``num_workers`` such processes.
     """
     overrides = {key: getattr(args, key) for key in
-                 ('short', 'max_size', 'num_sample', 'rpn_train_post_nms', 'rpn_test_post_nms')
+                 ('max_size', 'num_sample', 'rpn_train_post_nms', 'rpn_test_post_nms')
                  if getattr(args, key) is not None}
+    if args.short is not None:  # GluonCV's transforms draw a short side in [LO, HI] from a tuple
+        overrides['short'] = args.short[0] if len(args.short) == 1 else tuple(args.short)
     if args.fpn_channels is not None:
         overrides.update(fpn_channels=args.fpn_channels, rpn_channel=args.fpn_channels)
     if args.rpn_train_post_nms is not None:
@@ -201,26 +289,42 @@ def _loaders(net, train, val, args, num_devices, dist):
     from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
                                                       FasterRCNNDefaultValTransform)
     batch_size, num_workers = args.batch_size // dist.num_workers, args.num_workers
-    order = dict(shuffle=True, last_batch='rollover', sampler=None)
-    if dist.num_workers > 1:  # every worker trains on its own share, the same number of batches
-        order = dict(last_batch='discard', sampler=ShardedShuffleSampler(
-            len(train), batch_size, dist.num_workers, dist.rank, args.seed))
-        if order['sampler'].batches_per_epoch < 1:
-            raise ValueError('%d training images are fewer than one batch of %d on each of %d workers'
-                             % (len(train), batch_size, dist.num_workers))
+    order, sampler = _train_order(train, batch_size, num_devices, dist, args.seed)
     train_loader = gluon.data.DataLoader(
         train.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
                                                         ashape=net.ashape, multi_stage=True)),
-        batch_size, num_workers=num_workers, batchify_fn=FasterRCNNTrainBatchify(net, num_devices),
-        **order)
+        num_workers=num_workers, batchify_fn=FasterRCNNTrainBatchify(net, num_devices), **order)
     if val is None:
-        return train_loader, order['sampler'], None
+        return train_loader, sampler, None
     short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
     val_loader = gluon.data.DataLoader(
         val.transform(FasterRCNNDefaultValTransform(short, net.max_size)), num_devices,
         shuffle=False, last_batch='keep', num_workers=num_workers,
         batchify_fn=Tuple(*[Append() for _ in range(3)]))
-    return train_loader, order['sampler'], val_loader
+    return train_loader, sampler, val_loader
+
+
+def _train_order(train, batch_size, num_devices, dist, seed):
+    """DataLoader arguments of the training order and its sampler (None: the loader shuffles).
+
+    With several images per device, each batch holds images of one orientation
+    (:class:`AspectRatioBatchSampler`); with several workers, each trains on its own share, the
+    same number of batches.
+    """
+    if batch_size > num_devices:
+        sampler = AspectRatioBatchSampler(image_orientations(train), batch_size, dist.num_workers,
+                                          dist.rank, seed)
+        if len(sampler) < 1:
+            raise ValueError('%d training images give no batch of %d images of one orientation on each '
+                             'of %d workers' % (len(train), batch_size, dist.num_workers))
+        return dict(batch_sampler=sampler), sampler
+    if dist.num_workers > 1:
+        sampler = ShardedShuffleSampler(len(train), batch_size, dist.num_workers, dist.rank, seed)
+        if sampler.batches_per_epoch < 1:
+            raise ValueError('%d training images are fewer than one batch of %d on each of %d workers'
+                             % (len(train), batch_size, dist.num_workers))
+        return dict(batch_size=batch_size, last_batch='discard', sampler=sampler), sampler
+    return dict(batch_size=batch_size, shuffle=True, last_batch='rollover'), None
 
 
 def _metrics(dataset, val, classes, ious, prefix):
@@ -347,17 +451,16 @@ def _run(args):
     # Rank 0 alone evaluates (and writes checkpoints); the other workers build no held-out loader.
     train_loader, sampler, val_loader = _loaders(net, train, val if dist.is_root else None, args,
                                                  len(ctx), dist)
-    metrics = _metrics(args.dataset, val, classes,
-                       [float(v) for v in args.val_iou.split(',') if v.strip()],
-                       prefix) if dist.is_root else None
+    metrics = _metrics(args.dataset, val, classes, args.val_iou, prefix) if dist.is_root else None
+    tester = DetectionLimits(net, args.test_score_thresh, args.post_nms)
     if args.eval_only:
         if not dist.is_root:
             return {}
-        results = evaluate(net, val_loader, metrics, ctx)
+        results = evaluate(tester, val_loader, metrics, ctx)
         log.info('held-out %s', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
         return results
     trainer = _trainer(args, net, len(train_loader), dist)
-    results, loss_fn = {}, DetectionLoss()
+    results, loss_fn = {}, DetectionLoss(args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho)
     for epoch in range(args.start_epoch, args.epochs):
         tic = time.time()
         if sampler is not None:
@@ -372,7 +475,7 @@ def _run(args):
                     classes=list(classes), seconds=time.time() - tic)
         if dist.is_root:
             if (epoch + 1) % args.val_interval == 0 or epoch + 1 == args.epochs:
-                results = evaluate(net, val_loader, metrics, ctx)
+                results = evaluate(tester, val_loader, metrics, ctx)
                 meta['val'] = results
                 log.info('[Epoch %d] held-out %s', epoch,
                          ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
@@ -383,15 +486,14 @@ def _run(args):
 
 
 def _trainer(args, net, iters, dist):
-    """SGD over the trained parameters with the warm-up and decay schedule (lr scaled per 8 images)."""
+    """SGD over the trained parameters with the warm-up and decay schedule (``--lr`` as given)."""
     net.collect_params().setattr('grad_req', 'null')
     net.collect_train_params().setattr('grad_req', 'write')
-    lr = args.lr * args.batch_size / 8.
     schedule = build_lr_scheduler(
-        args.lr_mode, lr, args.epochs, iters,
-        warmup_epochs=min(args.lr_warmup / float(iters), args.epochs - 1e-3),
-        warmup_lr=lr * args.lr_warmup_factor, lr_decay=args.lr_decay,
-        lr_decay_epoch=[int(e) for e in args.lr_decay_epoch.split(',') if e.strip()])
+        args.lr_mode, args.lr, args.epochs, iters,
+        warmup_epochs=min(max(args.lr_warmup, 0) / float(iters), args.epochs - 1e-3),
+        warmup_lr=args.lr * args.lr_warmup_factor, lr_decay=args.lr_decay,
+        lr_decay_epoch=list(args.lr_decay_epoch))
     options = {'wd': args.wd, 'momentum': args.momentum, 'lr_scheduler': schedule}
     if args.horovod:
         trainer = dist.make_trainer(net, 'sgd', options, params=net.collect_train_params())
