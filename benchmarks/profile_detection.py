@@ -64,7 +64,7 @@ def main(argv=None):
     trainer = mx.gluon.Trainer(net.collect_train_params(), 'sgd',
                                {'learning_rate': 0.001, 'momentum': 0.9, 'wd': 1e-4})
     net.hybridize(static_alloc=False)
-    loss_fn = DetectionLoss()
+    loss_fn = DetectionLoss(args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho)
     _phases(net, trainer, loader, loss_fn, ctx, args.batch_size, opts.warmup)
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename='/tmp/profile.json')
     mx.profiler.set_state('run')
