@@ -44,6 +44,22 @@ def test_lr_is_taken_as_given(warmup, factor, first):
     assert schedule(8000) == pytest.approx(0.002) and schedule(11000) == pytest.approx(0.0002)
 
 
+class _Stack(gluon.nn.HybridSequential):
+    def collect_train_params(self):
+        return self.collect_params()
+
+
+@pytest.mark.parametrize('flag', [[], ['--no-wd-norm']])
+def test_no_wd_norm_spares_only_normalisation_layers(flag):
+    net = _Stack()
+    net.add(gluon.nn.Dense(4, in_units=3), gluon.nn.BatchNorm(in_channels=4))
+    net.initialize()
+    train._trainer(train.parse_args(flag), net, 10, Distributed('local', 0, 1))  # pylint: disable=W0212
+    spared = {name for name, param in net.collect_params().items() if param.wd_mult == 0}
+    assert spared == ({name for name in net.collect_params() if name.endswith(('gamma', 'beta'))} if flag else set())
+    assert any(name.endswith('bias') for name in net.collect_params())  # biases decay, as in detectron2
+
+
 def _naive_box_loss(pred, target, mask, rho):
     diff = np.abs(pred - target)
     loss = diff if rho == 0 else np.where(diff > rho, diff - 0.5 * rho, 0.5 / rho * diff ** 2)

@@ -82,6 +82,7 @@ def test_coco_recipes_are_the_detectron2_1x_schedule():
             assert (args.epochs, args.lr_decay_epoch, args.short, args.max_size) == (12, (8, 11), (640, 800), 1333)
             assert (args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho) == (0, 0)
             assert (args.test_score_thresh, args.post_nms, args.norm_layer) == (0.05, 100, 'syncbn')
+            assert args.no_wd_norm and args.wd == 1e-4 and args.momentum == 0.9
 
 
 def test_flags_override_the_file(tmp_path):

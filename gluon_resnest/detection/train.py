@@ -27,7 +27,7 @@ from ..train.checkpoint import save_checkpoint
 from ..train.data import ShardedShuffleSampler
 from ..train.distributed import setup_distributed
 from ..train.monitor import ProgressBar, setup_logger
-from ..train.recipe import build_lr_scheduler
+from ..train.recipe import apply_no_wd, build_lr_scheduler
 from .cascade import STAGE_IOU_THRESHS
 from .limits import DetectionLimits
 from .loss import DetectionLoss
@@ -114,6 +114,9 @@ def _schedule_flags(p):
     p.add_argument('--lr-warmup-factor', type=float, default=1. / 3., help='warmup start factor')
     p.add_argument('--momentum', type=float, default=0.9, help='SGD momentum')
     p.add_argument('--wd', type=float, default=None, help='weight decay' + default('wd'))
+    p.add_argument('--no-wd-norm', action='store_true',
+                   help="no weight decay on normalisation layers' gamma and beta (detectron2's "
+                        "WEIGHT_DECAY_NORM 0; GluonCV decays them)")
 
 
 def _network_flags(p):
@@ -489,6 +492,8 @@ def _trainer(args, net, iters, dist):
     """SGD over the trained parameters with the warm-up and decay schedule (``--lr`` as given)."""
     net.collect_params().setattr('grad_req', 'null')
     net.collect_train_params().setattr('grad_req', 'write')
+    if args.no_wd_norm:
+        apply_no_wd(net, biases=False)
     schedule = build_lr_scheduler(
         args.lr_mode, args.lr, args.epochs, iters,
         warmup_epochs=min(max(args.lr_warmup, 0) / float(iters), args.epochs - 1e-3),

@@ -61,22 +61,25 @@ def build_lr_scheduler(lr_mode, base_lr, num_epochs, iters_per_epoch, warmup_epo
     return LRSequential(schedulers)
 
 
-def _is_no_wd(name):
-    # GluonCV's --no-wd: biases and the BatchNorm affine parameters (beta, gamma) are not decayed.
-    return name.endswith(('_bias', '_beta', '_gamma', '.bias', '.beta', '.gamma'))
+_NORM_SUFFIXES = ('_beta', '_gamma', '.beta', '.gamma')
+_BIAS_SUFFIXES = ('_bias', '.bias')
 
 
-def apply_no_wd(net):
-    """Set ``wd_mult = 0`` on every bias and BatchNorm gamma/beta of ``net`` (the recipe's ``--no-wd``).
+def apply_no_wd(net, biases=True):
+    """Set ``wd_mult = 0`` on every BatchNorm gamma/beta of ``net`` and, with ``biases``, every bias.
+
+    With ``biases`` this is the ImageNet recipe's ``--no-wd`` (GluonCV's); without, detectron2's
+    ``SOLVER.WEIGHT_DECAY_NORM: 0`` (normalisation layers only), the detection recipes' ``--no-wd-norm``.
 
     Returns
     -------
     list of str
         Names of the parameters that are no longer decayed.
     """
+    suffixes = _NORM_SUFFIXES + (_BIAS_SUFFIXES if biases else ())
     names = []
     for name, param in net.collect_params().items():
-        if _is_no_wd(name):
+        if name.endswith(suffixes):
             param.wd_mult = 0.0
             names.append(name)
     return names
