@@ -94,12 +94,15 @@ def _parser():
     return p
 
 
-def _schedule_flags(p):
-    per_dataset = ' (default: GluonCV\'s for the dataset: VOC and shapes %s, COCO %s)'
+def _per_dataset(key):
+    """Help text naming GluonCV's per-dataset defaults of ``key``."""
+    shown = [DATASET_DEFAULTS[name][key] for name in ('voc', 'coco')]
+    shown = [','.join(map(str, v)) if isinstance(v, tuple) else str(v) for v in shown]
+    return ' (default: GluonCV\'s for the dataset: VOC and shapes %s, COCO %s)' % tuple(shown)
 
-    def default(key, show=str):
-        return per_dataset % (show(DATASET_DEFAULTS['voc'][key]), show(DATASET_DEFAULTS['coco'][key]))
-    commas = lambda v: ','.join(map(str, v))  # noqa: E731
+
+def _schedule_flags(p):
+    default = _per_dataset
     p.add_argument('--epochs', type=int, default=None, help='training epochs' + default('epochs'))
     p.add_argument('--start-epoch', type=int, default=0, help='first epoch (with --resume)')
     p.add_argument('--resume', default='', help='.params checkpoint to start from')
@@ -108,7 +111,7 @@ def _schedule_flags(p):
     p.add_argument('--lr-mode', default='step', help="'step' (GluonCV's) or 'cosine'")
     p.add_argument('--lr-decay', type=float, default=0.1, help='step decay factor')
     p.add_argument('--lr-decay-epoch', type=INTS, default=None,
-                   help='epochs of the step decays' + default('lr_decay_epoch', commas))
+                   help='epochs of the step decays' + default('lr_decay_epoch'))
     p.add_argument('--lr-warmup', type=int, default=None,
                    help='warmup iterations, <= 0: none' + default('lr_warmup'))
     p.add_argument('--lr-warmup-factor', type=float, default=1. / 3., help='warmup start factor')
