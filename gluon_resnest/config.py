@@ -203,7 +203,8 @@ def _typed(value, kind, nullable):
         if checked is not None:
             return checked
     elif kind in (int, float):
-        checked = _scalar(value, kind)
+        # PyYAML reads 1e-4 (no dot) as a string: numbers written so are numbers.
+        checked = _scalar(value, kind, parse=isinstance(value, str))
         if checked is not None:
             return checked
     elif isinstance(value, kind):

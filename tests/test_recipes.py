@@ -148,6 +148,13 @@ def test_bad_detection_files_give_one_line(tmp_path, capsys, text, message):
     assert exit_info.value.code == 2 and last.endswith('error: %s: %s' % (path, message))
 
 
+def test_exponent_numbers_and_hyphenated_keys_read_as_meant(tmp_path):
+    path = tmp_path / 'mine.yaml'
+    path.write_text('model: resnest14\nwd: 1e-4\nwarmup-lr: 1E-3\nlr_decay_epoch: "10, 20"\ngpus: [0, 1]\n')
+    config = TrainConfig.from_file(str(path), dtype='float32')
+    assert (config.wd, config.warmup_lr, config.lr_decay_epoch, config.gpus) == (1e-4, 1e-3, (10, 20), (0, 1))
+
+
 def test_missing_files_and_unknown_names(tmp_path):
     with pytest.raises(RecipeError, match='config file .*nowhere.yaml does not exist'):
         TrainConfig.from_file(str(tmp_path / 'nowhere.yaml'))
