@@ -8,10 +8,13 @@ gluon_resnest.detection.train`` trains and evaluates them (and Faster R-CNN for 
 """
 from .cascade import STAGE_BOX_STDS, STAGE_IOU_THRESHS, CascadeHead, CascadeRCNN, get_cascade_rcnn
 from .cascade_mask import CascadeMaskRCNN, get_cascade_mask_rcnn
+from .limits import DetectionLimits
+from .sampler import AspectRatioBatchSampler, image_orientations
 from .zoo import (cascade_mask_rcnn_fpn, cascade_rcnn_fpn, custom_cascade_mask_rcnn_fpn,
                   custom_cascade_rcnn_fpn, get_model, zoo_entries)
 
 __all__ = ['CascadeRCNN', 'CascadeHead', 'get_cascade_rcnn', 'cascade_rcnn_fpn',
            'CascadeMaskRCNN', 'get_cascade_mask_rcnn', 'cascade_mask_rcnn_fpn',
            'custom_cascade_mask_rcnn_fpn',
-           'custom_cascade_rcnn_fpn', 'get_model', 'zoo_entries', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS']
+           'custom_cascade_rcnn_fpn', 'get_model', 'zoo_entries', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS',
+           'DetectionLimits', 'AspectRatioBatchSampler', 'image_orientations']
