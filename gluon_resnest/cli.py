@@ -13,7 +13,7 @@ import dataclasses
 
 from .config import ConfigError, RecipeError, check_model, list_recipes, read_recipe
 from .model_zoo import list_models
-from .threads import DEFAULT_DATA_WORKERS
+from .threads import DATA_WORKER_FLAGS, DEFAULT_DATA_WORKERS, GPU_COUNT_FLAG, GPU_FLAG
 
 __all__ = ['add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
            'add_progress', 'add_config', 'parse_with_recipe', 'parser_kinds', 'build_config', 'flag_name',
@@ -75,14 +75,15 @@ def add_input_size(group, default=None, help_text=None):
 def add_devices(group, extra_help=''):
     """``--gpus 0,1`` (empty: CPU) or GluonCV's ``--num-gpus N`` (GPUs 0..N-1)."""
     devices = group.add_mutually_exclusive_group()
-    devices.add_argument('--gpus', default='', help="GPU ids, e.g. '0,1,2,3' (empty: CPU)" + extra_help)
-    devices.add_argument('--num-gpus', type=int, default=None, metavar='N',
+    devices.add_argument(GPU_FLAG, default='', help="GPU ids, e.g. '0,1,2,3' (empty: CPU)" + extra_help)
+    devices.add_argument(GPU_COUNT_FLAG, type=int, default=None, metavar='N',
                          help='GluonCV spelling: GPUs 0..N-1 (0: CPU)')
 
 
 def add_workers(group, default=DEFAULT_DATA_WORKERS, help_text=None):
-    """``-j/--num-data-workers``: data loading processes (0: in the main process)."""
-    group.add_argument('-j', '--num-data-workers', dest='num_data_workers', type=int, default=default,
+    """``-j/--num-data-workers`` (or GluonCV detection's ``--num-workers``): data loading processes (0: in
+    the main process)."""
+    group.add_argument(*DATA_WORKER_FLAGS, dest='num_data_workers', type=int, default=default,
                        help=help_text or 'data loading processes (0: in the main process)')
 
 

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from .model_zoo import list_models
+from .model_zoo import list_models, model_key
 from .pretrained import eval_crop
 from .threads import DEFAULT_DATA_WORKERS
 
@@ -89,10 +89,11 @@ def check_model(model, optional=False):
     """The lower-case name of a published architecture; :class:`ConfigError` (field ``model``) otherwise."""
     if model is None and optional:
         return None
-    name = str(model).lower()
-    if name not in list_models():
-        raise ConfigError('unknown {} %r (choose from %s)' % (model, ', '.join(list_models())), 'model')
-    return name
+    try:
+        return model_key(model)
+    except ValueError as err:
+        text = str(err).replace('{', '{{').replace('}', '}}')
+        raise ConfigError(text.replace('model', '{}', 1), 'model') from None
 
 
 def _at_least(config, minimum, *names):

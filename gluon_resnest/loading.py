@@ -13,7 +13,7 @@ import mxnet as mx
 
 from .devices import as_contexts
 from .inference import optimize as optimize_network
-from .model_zoo import get_model, list_models
+from .model_zoo import get_model, model_key
 from .pretrained import classes_in_params, load_weights
 
 __all__ = ['load_network', 'import_graph', 'load_deployed', 'probe_layout', 'is_quantized']
@@ -39,8 +39,7 @@ def load_network(name, params_file=None, pretrained=False, classes=None, root=No
         Where the weights go. Without weights the network is initialised randomly (speed only).
     """
     ctx = as_contexts(ctx)
-    if name not in list_models():
-        raise ValueError('unknown model %r; valid names: %s' % (name, ', '.join(list_models())))
+    name = model_key(name)
     file_classes = classes_in_params(params_file) if params_file else None
     if classes is not None and file_classes is not None and classes != file_classes:
         raise ValueError('params file %s has a %d-class classifier but %d classes were asked for '

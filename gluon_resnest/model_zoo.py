@@ -4,7 +4,7 @@ import mxnet as mx
 from .pretrained import PUBLISHED, get_model_file, load_weights
 from .resnest import ResNeSt
 
-__all__ = ['VARIANTS', 'get_model', 'list_models', 'resnest14', 'resnest26', 'resnest50',
+__all__ = ['VARIANTS', 'get_model', 'list_models', 'model_key', 'resnest14', 'resnest26', 'resnest50',
            'resnest101', 'resnest200', 'resnest269', 'resnest50_fast_1s1x64d',
            'resnest50_fast_2s1x64d', 'resnest50_fast_4s1x64d', 'resnest50_fast_1s2x40d',
            'resnest50_fast_2s2x40d', 'resnest50_fast_4s2x40d', 'resnest50_fast_1s4x24d']
@@ -40,6 +40,23 @@ def list_models():
     return list(VARIANTS)
 
 
+def model_key(name, what='model'):
+    """The table key of a published network: ``name`` lower-cased.
+
+    Every command and API checks names here, so they all accept the same spellings and say the same.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a published network; the message lists the valid names (``what`` names the
+        role, e.g. 'backbone').
+    """
+    key = str(name).lower()
+    if key not in VARIANTS:
+        raise ValueError('unknown %s %r; valid names: %s' % (what, name, ', '.join(VARIANTS)))
+    return key
+
+
 def get_model(name, pretrained=False, ctx=None, root=None, **kwargs):
     """Build a published ResNeSt network.
 
@@ -64,9 +81,7 @@ def get_model(name, pretrained=False, ctx=None, root=None, **kwargs):
     -------
     ResNeSt
     """
-    key = str(name).lower()
-    if key not in VARIANTS:
-        raise ValueError('unknown model %r; valid names: %s' % (name, ', '.join(VARIANTS)))
+    key = model_key(name)
     config = dict(VARIANTS[key])
     config.update(kwargs)
     net = ResNeSt(**config)

@@ -14,7 +14,7 @@ import sys
 import mxnet as mx
 
 from .metrics import count_parameters as count_params  # noqa: E402  (as papers count: no BN statistics)
-from .model_zoo import get_model, list_models  # noqa: E402
+from .model_zoo import get_model, list_models, model_key  # noqa: E402
 from .pretrained import PUBLISHED  # noqa: E402
 
 __all__ = ['count_params', 'count_macs', 'summarize', 'main']
@@ -62,10 +62,10 @@ def parse_args(argv=None):
 
 
 def main(args):
-    unknown = [m for m in args.models if m not in list_models()]
-    if unknown:
-        sys.exit('error: unknown model %s; valid names: %s' % (', '.join(unknown),
-                                                                ', '.join(list_models())))
+    try:
+        args.models = [model_key(m) for m in args.models]
+    except ValueError as err:
+        sys.exit('error: %s' % err)
     header = '%-24s %9s %8s %6s %7s' % ('model', 'params(M)', 'GFLOPs', 'crop', 'top-1')
     print(header)
     print('-' * len(header))

@@ -32,17 +32,26 @@ import sys
 __all__ = ['available_cores', 'compute_threads', 'configure', 'configure_command_line']
 
 # Command line -> tool: module names run with ``python -m``, console scripts and script file names.
+# The GluonCV runner runs GluonCV's training and evaluation scripts: the training policy suits both.
 TOOLS = {
     'gluon_resnest.export': 'export', 'gluon_resnest.export.__main__': 'export',
     'gluon-resnest-export': 'export',
     'gluon_resnest.export.torch_convert': 'convert', 'gluon-resnest-convert-torch': 'convert',
     'gluon_resnest.summary': 'summary',
+    'gluon_resnest.data.demo': 'data', 'gluon_resnest.detection.shapes': 'data',
     'eval.py': 'eval',
     'train_imagenet.py': 'train',
+    'gluon_resnest.detection.train': 'train',
+    'gluon_resnest.gluoncv': 'train', 'gluon_resnest.gluoncv.__main__': 'train',
 }
 INTERPRETER_OPTIONS_WITH_VALUE = ('-W', '-X', '-Q')
-DATA_WORKER_FLAGS = ('-j', '--num-data-workers')
+# Every command spells data workers and devices with these flags (cli.py builds the parsers from them;
+# --num-workers is the spelling of GluonCV's detection scripts).
+DATA_WORKER_FLAGS = ('-j', '--num-data-workers', '--num-workers')
+GPU_FLAG, GPU_COUNT_FLAG = '--gpus', '--num-gpus'
 DEFAULT_DATA_WORKERS = 4  # -j's default in every job (TrainConfig/EvalConfig take it from here)
+# Commands whose -j default differs from DEFAULT_DATA_WORKERS.
+WORKER_DEFAULTS = {'gluon_resnest.detection.train': 0}
 
 
 def available_cores():
@@ -54,14 +63,14 @@ def available_cores():
 
 
 def compute_threads(tool, cores, data_workers=0, workers_busy=True):
-    """Fastest OpenMP thread count for ``tool`` ('train', 'eval', 'export', 'convert', 'summary').
+    """Fastest OpenMP thread count for ``tool`` ('train', 'eval', 'export', 'convert', 'summary', 'data').
 
     ``workers_busy`` (training only): the ``-j`` data workers need their cores (training on GPUs);
     otherwise training takes all cores.
     """
     if tool == 'train':
         return max(1, cores - data_workers) if workers_busy else cores
-    if tool in ('eval', 'export', 'convert', 'summary'):
+    if tool in ('eval', 'export', 'convert', 'summary', 'data'):
         return cores
     raise ValueError('unknown tool %r' % (tool,))
 
@@ -115,35 +124,44 @@ def _option(argv, names):
 
 
 def _workers_busy(argv):
-    """Whether train_imagenet.py's data workers need their own cores: when it trains on GPUs."""
-    return bool(_option(argv, ('--gpus',)))
+    """Whether a training command's data workers need their own cores: when it trains on GPUs
+    (``--gpus 0,1`` or GluonCV's ``--num-gpus N`` with N > 0)."""
+    count = _option(argv, (GPU_COUNT_FLAG,))
+    return bool(_option(argv, (GPU_FLAG,))) or (count is not None and count.isdigit() and int(count) > 0)
 
 
-def _data_workers(argv):
-    """The value of train_imagenet.py's -j/--num-data-workers in ``argv`` (its default if absent)."""
+def _data_workers(argv, default=DEFAULT_DATA_WORKERS):
+    """The value of -j (or its long spellings) in ``argv``, ``default`` if absent."""
     value = _option(argv, DATA_WORKER_FLAGS)
-    return int(value) if value is not None and value.isdigit() else DEFAULT_DATA_WORKERS
+    return int(value) if value is not None and value.isdigit() else default
 
 
-def command_line_tool(argv):
-    """The tool this interpreter command line (``sys.orig_argv``) runs, or None if not one of ours."""
+def _command(argv):
+    """(command name as TOOLS spells it, the arguments after it) of an interpreter command line."""
     index = 1
     while index < len(argv):
         arg = argv[index]
         if arg == '-m' and index + 1 < len(argv):
-            return TOOLS.get(argv[index + 1]), argv[index + 2:]
+            return argv[index + 1], argv[index + 2:]
         if not arg.startswith('-'):
-            return TOOLS.get(os.path.basename(arg)), argv[index + 1:]
+            return os.path.basename(arg), argv[index + 1:]
         index += 2 if arg in INTERPRETER_OPTIONS_WITH_VALUE else 1
     return None, []
 
 
+def command_line_tool(argv):
+    """The tool this interpreter command line (``sys.orig_argv``) runs, or None if not one of ours."""
+    command, args = _command(argv)
+    return TOOLS.get(command), args
+
+
 def configure_command_line():
     """Apply :func:`configure` when this process runs one of the project's command-line tools."""
-    argv = list(getattr(sys, 'orig_argv', sys.argv))
-    tool, args = command_line_tool(argv)
+    command, args = _command(list(getattr(sys, 'orig_argv', sys.argv)))
+    tool = TOOLS.get(command)
     if tool is None:
         return None
     if tool == 'train':
-        return configure(tool, _data_workers(args), workers_busy=_workers_busy(args))
+        workers = _data_workers(args, WORKER_DEFAULTS.get(command, DEFAULT_DATA_WORKERS))
+        return configure(tool, workers, workers_busy=_workers_busy(args))
     return configure(tool)

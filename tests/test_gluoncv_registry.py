@@ -161,9 +161,9 @@ def test_unknown_backbone_lists_valid_ones():
     message = str(err.value)
     assert '\n' not in message and 'resnest51' in message
     assert 'resnest14' in message and 'resnest50_fast_1s4x24d' in message and 'resnet101' in message
-    with pytest.raises(ValueError, match='valid backbones: resnest14, resnest26'):
+    with pytest.raises(ValueError, match="unknown ResNeSt backbone 'resnet50_v1b'; valid names: resnest14, resnest26"):
         plugin.faster_rcnn_fpn('resnet50_v1b', pretrained_base=False)
-    with pytest.raises(ValueError, match='valid backbones'):
+    with pytest.raises(ValueError, match="unknown ResNeSt backbone 'resnest51'; valid names"):
         plugin.deeplab_ade('resnest51')
 
 

@@ -20,5 +20,5 @@ def test_macs_scale_with_input_area():
 
 
 def test_unknown_model_is_a_clear_error():
-    with pytest.raises(SystemExit, match='unknown model resnest7'):
+    with pytest.raises(SystemExit, match="unknown model 'resnest7'; valid names: resnest14"):
         summary.main(summary.parse_args(['resnest7']))

@@ -17,6 +17,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (['python', '-W', 'ignore', '/a/b/train_imagenet.py', '-j', '1'], 'train', ['-j', '1']),
     (['python', 'eval.py', '--benchmark'], 'eval', ['--benchmark']),
     (['/venv/bin/python', '/venv/bin/gluon-resnest-convert-torch', 'a.pth'], 'convert', ['a.pth']),
+    (['python', '-m', 'gluon_resnest.detection.train', '--gpus', '0'], 'train', ['--gpus', '0']),
+    (['python', '-m', 'gluon_resnest.gluoncv', 'train_faster_rcnn.py'], 'train', ['train_faster_rcnn.py']),
+    (['python', '-m', 'gluon_resnest.data.demo', 'd'], 'data', ['d']),
+    (['python', '-m', 'gluon_resnest.detection.shapes', 'd'], 'data', ['d']),
     (['python', '-m', 'pytest', 'tests'], None, ['tests']),
     (['python', 'my_script.py'], None, []),
     (['python'], None, []),
@@ -28,6 +32,7 @@ def test_command_line_tool(argv, tool, rest):
 @pytest.mark.parametrize('args,workers', [
     ([], threads.DEFAULT_DATA_WORKERS), (['-j', '1'], 1), (['-j3'], 3), (['--num-data-workers=0'], 0),
     (['--num-data-workers', '2', '--lr', '0.1'], 2), (['--model', 'resnest14'], 4),
+    (['--num-workers', '3'], 3), (['--num-workers=1'], 1),
 ])
 def test_data_workers_from_train_arguments(args, workers):
     assert threads._data_workers(args) == workers  # pylint: disable=protected-access
@@ -36,6 +41,7 @@ def test_data_workers_from_train_arguments(args, workers):
 @pytest.mark.parametrize('args,busy', [
     ([], False), (['-j', '2', '--lr', '0.1'], False), (['--gpus', '0,1'], True), (['--gpus=0'], True),
     (['--gpus', ''], False), (['--auto-aug'], False), (['--gpus', '0', '--gpus', ''], False),
+    (['--num-gpus', '2'], True), (['--num-gpus=1'], True), (['--num-gpus', '0'], False),
 ])
 def test_data_workers_need_their_cores_on_gpus(args, busy):
     assert threads._workers_busy(args) == busy  # pylint: disable=protected-access
@@ -102,5 +108,12 @@ def test_tools_set_their_threads_before_mxnet_loads():
     assert _thread_line(['train_imagenet.py', '-j', '1', '--gpus', '0', '--help']) == [
         'train: %d compute threads (%d cores - 1 data workers; set OMP_NUM_THREADS to override)'
         % (max(1, cores - 1), cores)]
+    # GluonCV's spelling of the devices, and the detection command's own -j default (0)
+    assert _thread_line(['train_imagenet.py', '-j', '1', '--num-gpus', '1', '--help']) == [
+        'train: %d compute threads (%d cores - 1 data workers; set OMP_NUM_THREADS to override)'
+        % (max(1, cores - 1), cores)]
+    assert _thread_line(['-m', 'gluon_resnest.detection.train', '--gpus', '0', '--help']) == [
+        'train: %d compute threads (%d cores - 0 data workers; set OMP_NUM_THREADS to override)'
+        % (cores, cores)]
     assert _thread_line(['-m', 'gluon_resnest.export', '--help']) == [
         'export: %d compute threads (all %d cores; set OMP_NUM_THREADS to override)' % (cores, cores)]

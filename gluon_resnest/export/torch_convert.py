@@ -27,7 +27,7 @@ import numpy as np
 
 from ..cli import add_model, model_flag
 from ..fileio import atomic_write
-from ..model_zoo import get_model, list_models
+from ..model_zoo import get_model, model_key
 from ..pretrained import check_fits, load_weights
 
 __all__ = ['read_state_dict', 'official_to_gluon', 'convert_state_dict', 'convert_file', 'parse_args',
@@ -89,8 +89,7 @@ def convert_state_dict(state_dict, model):
     The number of classes is taken from ``fc.weight``. Raises a one-line ValueError when the state dict
     is not a ``model`` (missing, unexpected or misshapen tensors).
     """
-    if model not in list_models():
-        raise ValueError('unknown model %r; valid names: %s' % (model, ', '.join(list_models())))
+    model = model_key(model)
     params = official_to_gluon(state_dict)
     if 'fc.weight' not in params:
         raise ValueError('state dict has no fc.weight: not a ResNeSt classification checkpoint')

@@ -29,7 +29,7 @@ import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
-from ..model_zoo import VARIANTS, get_model
+from ..model_zoo import VARIANTS, get_model, model_key
 from ..resnest import stage_output_names
 
 __all__ = ['faster_rcnn_fpn', 'custom_faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom_mask_rcnn_fpn',
@@ -76,11 +76,7 @@ _SYNCBN_TRAIN_PATTERNS = '(?!.*moving)'
 
 
 def _check_backbone(backbone):
-    key = str(backbone).lower()
-    if key not in VARIANTS:
-        raise ValueError('unknown ResNeSt backbone %r; valid backbones: %s'
-                         % (backbone, ', '.join(VARIANTS)))
-    return key
+    return model_key(backbone, 'ResNeSt backbone')
 
 
 def _dataset_classes(dataset, classes):

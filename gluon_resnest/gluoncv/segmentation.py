@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from gluoncv.model_zoo import segbase
 
-from ..model_zoo import VARIANTS, get_model
+from ..model_zoo import VARIANTS, get_model, model_key
 
 __all__ = ['get_backbone', 'segmentation_backbone', 'our_backbones', 'deeplab_ade', 'backbone_names']
 
@@ -105,6 +105,4 @@ def deeplab_ade(backbone, **kwargs):
 
 
 def _check_ours(backbone):
-    if str(backbone).lower() not in VARIANTS:
-        raise ValueError('unknown ResNeSt backbone %r; valid backbones: %s'
-                         % (backbone, ', '.join(VARIANTS)))
+    model_key(backbone, 'ResNeSt backbone')
