@@ -4,6 +4,7 @@ import pytest
 import gluon_resnest
 from gluon_resnest import config, loading, summary
 from gluon_resnest.export import torch_convert
+from gluon_resnest.detection import train as detection_train
 from gluon_resnest.gluoncv import detection, segmentation
 
 
@@ -22,6 +23,8 @@ ENTRY_POINTS = {
     'segmentation backbone': (lambda name: segmentation._check_ours(name) or name.lower(),  # pylint: disable=W0212
                               'ResNeSt backbone'),
     'detection backbone': (detection._check_backbone, 'ResNeSt backbone'),  # pylint: disable=W0212
+    'detection command': (lambda name: detection_train._check(  # pylint: disable=W0212
+        detection_train.parse_args(['--network', name])) or name.lower(), 'network'),
 }
 
 

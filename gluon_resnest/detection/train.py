@@ -21,7 +21,7 @@ from mxnet import autograd, gluon
 
 from .. import cli
 from ..gluoncv import detection as faster
-from ..model_zoo import VARIANTS
+from ..model_zoo import model_key
 from ..train.build import contexts
 from ..train.checkpoint import save_checkpoint
 from ..train.data import ShardedShuffleSampler
@@ -167,9 +167,7 @@ def parse_args(argv=None):
 def _check(args):
     if args.detector not in DETECTORS:
         raise ValueError('unknown --detector %r; valid: %s' % (args.detector, ', '.join(DETECTORS)))
-    if args.network.lower() not in VARIANTS:
-        raise ValueError('unknown network %r; valid networks: %s'
-                         % (args.network, ', '.join(VARIANTS)))
+    model_key(args.network, 'network')
     if args.dataset not in ('voc', 'coco', 'shapes'):
         raise ValueError('unknown --dataset %r; valid: voc, coco, shapes' % (args.dataset,))
     if args.norm_layer not in (None, 'syncbn', 'bn'):
