@@ -11,13 +11,14 @@ until removed by hand. Three ways in, one mechanism (:func:`die_with_parent`):
   :func:`children_die_with_this_process`;
 - a program run with ``subprocess`` gets ``preexec_fn=preexec_die_with_this_process()``.
 
-On Linux the kernel delivers the parent-death signal (``prctl(PR_SET_PDEATHSIG)``) within milliseconds.
+On Linux the kernel sends the parent-death signal (``prctl(PR_SET_PDEATHSIG)``) as the parent ends.
 Elsewhere, or where ``prctl`` fails, a forked worker polls its parent pid once a second instead; an
-executed program has no such fallback (its threads do not survive ``exec``). Caveat of the Linux
-mechanism: the "parent" is the *thread* that forked, so start workers from a thread that lives as long
-as they should (the main thread, as everything here does).
+executed program has no such fallback (its threads do not survive ``exec``). Caveats: on Linux the
+"parent" is the *thread* that forked, so start workers from a thread that lives as long as they should
+(the main thread, as everything here does); and a ``multiprocessing.Pool`` replaces a worker that died
+from its own handler thread, outside the block, so such a replacement is not armed.
 
-This module must not import MXNet (it may be used before the thread count is set).
+Standard library only: the benchmarks' helpers use it too.
 """
 import contextlib
 import ctypes
