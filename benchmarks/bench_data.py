@@ -48,6 +48,7 @@ from gluon_resnest.config import TrainConfig  # noqa: E402
 from gluon_resnest.data import MEAN, STD, ImageRecord  # noqa: E402
 from gluon_resnest.data.recordio import RecordIOTrainIter  # noqa: E402
 from gluon_resnest.data.train_transforms import train_transform  # noqa: E402
+from gluon_resnest.procs import children_die_with_this_process  # noqa: E402
 from gluon_resnest.train.data import ShardedShuffleSampler, train_loader  # noqa: E402
 
 JITTER, LIGHTING, MIN_AREA = 0.4, 0.1, 0.08
@@ -105,8 +106,9 @@ def gluon_transforms_loader(rec, batch_size, input_size, threads, auto_aug=False
     transform = train_transform(input_size, min_random_area=MIN_AREA, jitter=JITTER, lighting=LIGHTING,
                                 auto_aug=auto_aug)
     sampler = ShardedShuffleSampler(len(dataset), batch_size)
-    loader = mx.gluon.data.DataLoader(dataset.transform_first(transform), batch_size=batch_size, sampler=sampler,
-                                      num_workers=threads, last_batch='discard')
+    with children_die_with_this_process():
+        loader = mx.gluon.data.DataLoader(dataset.transform_first(transform), batch_size=batch_size,
+                                          sampler=sampler, num_workers=threads, last_batch='discard')
     return loader, sampler.set_epoch
 
 

@@ -49,6 +49,7 @@ from gluoncv.model_zoo.resnetv1b import resnet50_v1b  # noqa: E402
 
 import gluon_resnest  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
+from gluon_resnest.procs import preexec_die_with_this_process  # noqa: E402
 from gluon_resnest.layers import set_drop_prob  # noqa: E402
 from gluon_resnest.metrics import batch_seconds  # noqa: E402
 
@@ -194,8 +195,8 @@ def training_peak_mib(impl, model, dropblock, batch=8, size=224, steps=3, env=No
             'for _ in range(%d): step()\n'
             'b.mx.nd.waitall(); print(b.peak_rss_mib())'
             % (HERE, impl, model, dropblock, batch, size, steps))
-    out = subprocess.run([sys.executable, '-c', code], check=True, stdout=subprocess.PIPE,
-                         universal_newlines=True, env=dict(os.environ, **(env or {}))).stdout
+    out = subprocess.run([sys.executable, '-c', code], check=True, stdout=subprocess.PIPE, universal_newlines=True,
+                         env=dict(os.environ, **(env or {})), preexec_fn=preexec_die_with_this_process()).stdout
     return float(out.split()[-1])
 
 

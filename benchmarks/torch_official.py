@@ -39,9 +39,12 @@ class JsonLinesProcess(object):
     """
 
     def __init__(self, argv, env, label):
+        # Here, not at the top: the server side of this file runs where gluon_resnest is not importable.
+        from gluon_resnest.procs import preexec_die_with_this_process  # pylint: disable=import-outside-toplevel
         self._label = label
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                      universal_newlines=True, bufsize=1)
+                                      universal_newlines=True, bufsize=1,
+                                      preexec_fn=preexec_die_with_this_process())
 
     def _request(self, message):
         self._proc.stdin.write(json.dumps(message) + '\n')

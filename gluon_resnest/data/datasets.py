@@ -20,6 +20,8 @@ import mxnet as mx
 from mxnet.gluon.data import DataLoader, Dataset
 from mxnet.gluon.data.vision import ImageFolderDataset
 
+from ..procs import children_die_with_this_process
+
 __all__ = ['ImageFolder', 'ImageRecord', 'open_dataset', 'resolve_split_dir', 'make_loader', 'pack_record',
            'IMAGE_EXTENSIONS']
 
@@ -258,15 +260,17 @@ def make_loader(dataset, batch_size, transform=None, shuffle=False, num_workers=
         Applied to each image (``transform_first``), e.g. :class:`~gluon_resnest.data.EvalTransform`.
     shuffle : bool, default False
     num_workers : int, default 0
-        Worker processes decoding images (``-j``); 0 decodes in the calling process.
+        Worker processes decoding images (``-j``), forked here; they exit when the calling process ends,
+        even by SIGKILL (:mod:`gluon_resnest.procs`). 0 decodes in the calling process.
     last_batch : {'keep', 'discard', 'rollover'}
         'keep' (evaluation sees every image); training usually passes 'discard'.
     """
     check_loader_settings(batch_size, num_workers)
     if transform is not None:
         dataset = dataset.transform_first(transform)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      last_batch=last_batch)
+    with children_die_with_this_process():  # the loader's multiprocessing.Pool forks its workers here
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                          last_batch=last_batch)
 
 
 def pack_record(folder, rec, idx=None):

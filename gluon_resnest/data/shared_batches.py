@@ -14,6 +14,7 @@ on its keys (the dataset's draws are keyed by them), so any ``num_workers`` give
 import itertools
 import mmap
 import multiprocessing
+import os
 import pickle
 import queue
 import signal
@@ -22,6 +23,7 @@ import weakref
 import mxnet as mx
 import numpy as np
 
+from ..procs import die_with_parent
 from .datasets import check_loader_settings
 
 __all__ = ['SharedBatchLoader']
@@ -44,7 +46,8 @@ class SharedBatchLoader(object):
     batch_size : int
     sample_shape : tuple of int
     num_workers : int, default 0
-        Worker processes (forked here, at construction); 0 makes the batches in the calling process.
+        Worker processes (forked here, at construction; they exit when the process that made them ends,
+        even by SIGKILL: :mod:`gluon_resnest.procs`); 0 makes the batches in the calling process.
     buffers : int, optional
         Batches in flight; default 3, more where a batch has fewer chunks than twice the workers (at least
         two chunks per worker in flight). Memory: ``buffers`` x batch_size x prod(sample_shape) x 4 bytes
@@ -72,8 +75,8 @@ class SharedBatchLoader(object):
             context = multiprocessing.get_context('fork')
             self._tasks, self._results = context.SimpleQueue(), context.Queue()
             for _ in range(num_workers):
-                worker = context.Process(target=_work, args=(dataset, self._buffers, self._tasks, self._results),
-                                         daemon=True)
+                worker = context.Process(target=_work, daemon=True,
+                                         args=(dataset, self._buffers, self._tasks, self._results, os.getpid()))
                 worker.start()
                 self._workers.append(worker)
             self._finalizer = weakref.finalize(self, _stop, self._workers, self._tasks)
@@ -177,7 +180,8 @@ class _Batch(object):
         self.slot, self.labels, self.missing, self.error = slot, np.zeros(size, dtype=np.int64), size, None
 
 
-def _work(dataset, buffers, tasks, results):
+def _work(dataset, buffers, tasks, results, parent):
+    die_with_parent(parent)  # a killed training process takes its workers with it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle
     while True:
         task = tasks.get()

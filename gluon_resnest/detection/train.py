@@ -22,6 +22,7 @@ from mxnet import autograd, gluon
 from .. import cli
 from ..gluoncv import detection as faster
 from ..model_zoo import model_key
+from ..procs import children_die_with_this_process
 from ..train.build import contexts
 from ..train.checkpoint import save_checkpoint
 from ..train.data import ShardedShuffleSampler
@@ -294,17 +295,18 @@ def _loaders(net, train, val, args, num_devices, dist):
                                                       FasterRCNNDefaultValTransform)
     batch_size, num_workers = args.batch_size // dist.num_workers, args.num_workers
     order, sampler = _train_order(train, batch_size, num_devices, dist, args.seed)
-    train_loader = gluon.data.DataLoader(
-        train.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
-                                                        ashape=net.ashape, multi_stage=True)),
-        num_workers=num_workers, batchify_fn=FasterRCNNTrainBatchify(net, num_devices), **order)
-    if val is None:
-        return train_loader, sampler, None
-    short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
-    val_loader = gluon.data.DataLoader(
-        val.transform(FasterRCNNDefaultValTransform(short, net.max_size)), num_devices,
-        shuffle=False, last_batch='keep', num_workers=num_workers,
-        batchify_fn=Tuple(*[Append() for _ in range(3)]))
+    with children_die_with_this_process():  # each loader's multiprocessing.Pool forks its workers here
+        train_loader = gluon.data.DataLoader(
+            train.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
+                                                            ashape=net.ashape, multi_stage=True)),
+            num_workers=num_workers, batchify_fn=FasterRCNNTrainBatchify(net, num_devices), **order)
+        if val is None:
+            return train_loader, sampler, None
+        short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
+        val_loader = gluon.data.DataLoader(
+            val.transform(FasterRCNNDefaultValTransform(short, net.max_size)), num_devices,
+            shuffle=False, last_batch='keep', num_workers=num_workers,
+            batchify_fn=Tuple(*[Append() for _ in range(3)]))
     return train_loader, sampler, val_loader
 
 

@@ -14,6 +14,7 @@ from unittest import mock
 import numpy as np
 
 from ..layers import without_random_ops
+from ..procs import preexec_die_with_this_process
 from .common import (ExportCheckError, compare_outputs, deploy_block, input_shape, output_dir,
                      random_input)
 from .mxnet_export import eager_output, trace_clean
@@ -128,8 +129,8 @@ def run_onnxruntime(onnx_file, inputs, python=None):
     with tempfile.TemporaryDirectory(prefix='.ort-', dir=os.path.dirname(onnx_file)) as tmp:
         paths = _save_inputs(inputs, tmp)
         out = os.path.join(tmp, 'out.npz')
-        proc = subprocess.run([python, _RUNNER, onnx_file, out] + paths, capture_output=True,
-                              text=True, timeout=600, check=False)
+        proc = subprocess.run([python, _RUNNER, onnx_file, out] + paths, capture_output=True, text=True,
+                              timeout=600, check=False, preexec_fn=preexec_die_with_this_process())
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ['exit status %d' % proc.returncode])[-1]
             raise RuntimeError('onnxruntime (%s) failed on %s: %s' % (python, onnx_file, last))
