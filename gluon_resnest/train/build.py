@@ -26,7 +26,8 @@ def _classes(config, train_set):
     return config.classes or found or 1000
 
 
-def _network(config, classes, ctx):
+def _network(config, classes, ctx, init=None):
+    """(network, final DropBlock probability); ``init`` default: MSRAPrelu (draws from mx.random)."""
     table = VARIANTS[config.model]
     dropblock = table.get('dropblock_prob', 0.0) if config.dropblock_prob is None else config.dropblock_prob
     final_drop = table.get('final_drop', 0.0) if config.final_drop is None else config.final_drop
@@ -34,7 +35,7 @@ def _network(config, classes, ctx):
     net = get_model(config.model, classes=classes, last_gamma=config.last_gamma, dropblock_prob=dropblock,
                     final_drop=final_drop)
     # float16 is AMP: weights stay float32 and AMP runs the ops that are safe in float16 (amp.init() ran before this).
-    net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
+    net.initialize(init or mx.init.MSRAPrelu(), ctx=ctx)
     net.hybridize(static_alloc=True)
     return net, dropblock
 
@@ -158,6 +159,9 @@ def build_run(config):
     run.val_loader = val_loader(val_set, config, dist, per_worker) if val_set is not None else None
     seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
     run.net, dropblock = _network(config, run.classes, ctx)
+    # Validation runs its own copy (see loop.validation_network); zeros: no random draws, it is overwritten.
+    run.eval_net = _network(config, run.classes, ctx, init=mx.init.Zero())[0] \
+        if run.val_loader is not None else None
     run.dropblock = dropblock_ramp(run.net, dropblock, config.num_epochs)
     if source and source['params']:
         run.net.load_parameters(source['params'], ctx=ctx)

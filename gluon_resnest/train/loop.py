@@ -38,6 +38,7 @@ class Run(object):  # pylint: disable=too-many-instance-attributes,too-few-publi
         self.last_checkpoint = None
         self.history = None
         self.dropblock = None
+        self.eval_net = None
         self.amp = None
         self.watchdog = Watchdog(0)  # disabled; train() sets the run's own
         self.__dict__.update(fields)
@@ -173,9 +174,27 @@ def _sync_workers(run):
             first.copyto(arr)
 
 
+def validation_network(run):
+    """``run.eval_net`` holding a copy of the training weights and BatchNorm statistics, to validate with.
+
+    Validation must not run the training network itself: on a CPU oneDNN build, an inference
+    convolution rewrites its weight array into oneDNN's blocked layout in place
+    (``MKLDNNDataReorderAsync``), and the next training convolutions queue the switch back
+    (``Reorder2DefaultAsync``) from inside their own execution, behind whatever backward and optimizer
+    operations the Python thread has pushed by then. Where that switch lands depends on thread timing,
+    and so did the rounding of the following updates: the same run gave different weights after
+    every validation. A copy keeps the training arrays in the layout training alone gives them.
+    """
+    for source, copy in zip(run.net.collect_params().values(), run.eval_net.collect_params().values()):
+        if source.name != copy.name:
+            raise RuntimeError('validation network mismatch: %s against %s' % (source.name, copy.name))
+        copy.set_data(source.data(run.ctx[0]))  # every device of the copy; workers are in sync here
+    return run.eval_net
+
+
 def _validate(run):
     """Top-1/top-5 on the whole validation set (each worker takes a slice; counts are summed)."""
-    res = accuracy(run.net, run.watchdog.iterate(run.val_loader, 'validation batch'), run.ctx)
+    res = accuracy(validation_network(run), run.watchdog.iterate(run.val_loader, 'validation batch'), run.ctx)
     n = res['num_images']
     correct1, correct5, total = run.dist.allreduce_sum([res['top1'] * n, res['top5'] * n, n], 'val')
     return correct1 / total, correct5 / total
