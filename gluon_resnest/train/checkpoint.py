@@ -6,7 +6,7 @@ middle of an epoch, e.g. on Ctrl-C) is three files:
 - ``.params``: ``net.save_parameters`` (loadable with ``get_model(name, classes=N, pretrained=path)``);
 - ``.states``: ``trainer.save_states`` (optimizer with its momentum and update count);
 - ``.json``: epoch, batch, update count, learning rate, seed, the run's config, and the size and SHA-1 of both
-  files. The random streams are re-seeded from (seed, epoch, batch, rank) when an epoch starts or resumes,
+  files. The random streams are re-seeded from (seed, epoch, batch, rank) before every training step,
   so the seed and the position are the whole random state.
 
 Every file is written to a temporary name in the same folder and moved into place with ``os.replace``;

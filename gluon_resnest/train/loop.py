@@ -44,13 +44,15 @@ class Run(object):  # pylint: disable=too-many-instance-attributes,too-few-publi
         self.__dict__.update(fields)
 
 
-def seed_everything(seed, epoch, start_batch, rank):
-    """Seed MXNet, NumPy and Python RNGs from (seed, epoch, start batch, rank).
+def seed_everything(seed, epoch, batch, rank):
+    """Seed MXNet, NumPy and Python RNGs from (seed, epoch, batch, rank).
 
-    Seeding at every epoch start makes a run resumed at an epoch boundary draw the same random numbers
-    (augmentation with ``-j 0``, mixup, DropBlock) as an uninterrupted one.
+    The loop seeds before every training step, so a step's random draws (mixup, DropBlock, Dropout)
+    depend on its position alone: a run resumed anywhere, even mid-epoch, draws what an uninterrupted
+    one does, whatever ran in between (validation, checkpoints, logging). Augmentation has its own
+    per-image streams (see :mod:`.data`).
     """
-    state = np.random.SeedSequence([seed, epoch, start_batch, rank]).generate_state(3)
+    state = np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(3)
     mx.random.seed(int(state[0] % (1 << 31)))
     np.random.seed(int(state[1]))
     import random  # pylint: disable=import-outside-toplevel
@@ -130,6 +132,7 @@ def _train_epoch(run, epoch, start_batch, sigint):
     run.watchdog.beat('training batch')
     try:
         for batch, (data, label) in enumerate(run.loader, start=start_batch):
+            seed_everything(run.config.seed, epoch, batch, run.dist.rank)
             loss = _train_step(run, epoch, data, label)
             _check_finite(run, loss, epoch, batch)
             loss_sum, seen = loss_sum + loss, seen + data.shape[0]
@@ -264,7 +267,6 @@ def train(run):
     with _SigintFlag() as sigint, run.watchdog.start():
         for epoch in range(run.start_epoch, run.config.num_epochs):
             start_batch = run.start_batch if epoch == run.start_epoch else 0
-            seed_everything(run.config.seed, epoch, start_batch, run.dist.rank)
             if run.dropblock is not None:
                 run.log.info('epoch %d: DropBlock probability %.4f', epoch + 1, run.dropblock(epoch))
             loss, speed = _train_epoch(run, epoch, start_batch, sigint)
