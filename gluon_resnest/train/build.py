@@ -92,6 +92,7 @@ def _resume_states(run, source):
         optimizer.begin_num_update = optimizer.num_update = \
             source['epoch'] * run.sampler.batches_per_epoch + source['batch']
     run.start_epoch, run.start_batch = source['epoch'], source['batch']
+    run.start_totals = source.get('epoch_totals')
     run.last_checkpoint = source['json']
     run.log.info('resuming from %s at epoch %d batch %d (update %d, lr %.5g)',
                  source['json'] or source['params'] or source['states'], run.start_epoch, run.start_batch,

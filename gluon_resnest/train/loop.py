@@ -35,6 +35,7 @@ class Run(object):  # pylint: disable=too-many-instance-attributes,too-few-publi
     def __init__(self, **fields):
         self.start_epoch = 0
         self.start_batch = 0
+        self.start_totals = None  # running totals of a mid-epoch checkpoint's epoch
         self.last_checkpoint = None
         self.history = None
         self.dropblock = None
@@ -121,6 +122,29 @@ def _check_finite(run, loss, epoch, batch):
                                                    run.last_checkpoint or 'none'))
 
 
+def _epoch_totals(run, loss_sum, steps):
+    """What a mid-epoch checkpoint keeps of its epoch's running totals: the loss sum over its ``steps``
+    batches and the train metrics' counts, so that a resumed epoch logs the totals of an uninterrupted one.
+
+    None with several workers: rank 0 writes the checkpoint and its metrics count its own batches only
+    (a resumed epoch then reports the batches trained after the resume).
+    """
+    if run.dist.num_workers > 1:
+        return None
+    return {'loss_sum': loss_sum, 'steps': steps,
+            'metrics': [[m.sum_metric, m.num_inst, m.global_sum_metric, m.global_num_inst]
+                        for m in run.metrics.metrics]}
+
+
+def _restore_totals(run, totals):
+    """(loss sum, steps) of a resumed epoch's first batches (:func:`_epoch_totals`); (0, 0) if none."""
+    if not totals:
+        return 0.0, 0
+    for metric, counts in zip(run.metrics.metrics, totals['metrics']):
+        metric.sum_metric, metric.num_inst, metric.global_sum_metric, metric.global_num_inst = counts
+    return totals['loss_sum'], totals['steps']
+
+
 def _train_epoch(run, epoch, start_batch, sigint):
     """Train one epoch from ``start_batch``; returns (mean loss, images/s) or raises on Ctrl-C/NaN."""
     run.sampler.set_epoch(epoch, start_batch)
@@ -128,14 +152,15 @@ def _train_epoch(run, epoch, start_batch, sigint):
     total = run.sampler.batches_per_epoch
     bar = ProgressBar(total, epoch, run.config.num_epochs, enabled=run.config.progress if run.dist.is_root
                       else False, initial=start_batch)
-    loss_sum, seen, tic = 0.0, 0, time.time()
+    loss_sum, steps = _restore_totals(run, run.start_totals if start_batch else None)
+    seen, tic = 0, time.time()
     run.watchdog.beat('training batch')
     try:
         for batch, (data, label) in enumerate(run.loader, start=start_batch):
             seed_everything(run.config.seed, epoch, batch, run.dist.rank)
             loss = _train_step(run, epoch, data, label)
             _check_finite(run, loss, epoch, batch)
-            loss_sum, seen = loss_sum + loss, seen + data.shape[0]
+            loss_sum, steps, seen = loss_sum + loss, steps + 1, seen + data.shape[0]
             speed = seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
             bar.update(speed, loss, run.trainer.learning_rate)
             if run.config.log_interval and (batch + 1) % run.config.log_interval == 0:
@@ -144,14 +169,13 @@ def _train_epoch(run, epoch, start_batch, sigint):
             if _stop_requested(run, sigint):
                 if batch + 1 == total:
                     break  # the epoch is done: finish it (validation, history) and stop after it
-                _save(run, epoch, batch + 1)
+                _save(run, epoch, batch + 1, _epoch_totals(run, loss_sum, steps))
                 raise TrainingInterrupted('interrupted at epoch %d batch %d; checkpoint %s'
                                           % (epoch + 1, batch + 1, run.last_checkpoint))
             run.watchdog.beat('training batch')
     finally:
         bar.close()
-    steps = max(total - start_batch, 1)
-    return loss_sum / steps, seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
+    return loss_sum / max(steps, 1), seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
 
 
 def _stop_requested(run, sigint):
@@ -203,8 +227,9 @@ def _validate(run):
     return correct1 / total, correct5 / total
 
 
-def _save(run, epoch, batch):
-    """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait)."""
+def _save(run, epoch, batch, totals=None):
+    """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait);
+    ``totals``: the running totals of a mid-epoch checkpoint's epoch (:func:`_epoch_totals`)."""
     run.watchdog.beat('checkpoint')
     prefix = checkpoint_prefix(run.save_dir, run.config.model, epoch, batch)
     if run.dist.is_root:
@@ -213,6 +238,8 @@ def _save(run, epoch, batch):
                 'learning_rate': float(run.trainer.learning_rate), 'seed': run.config.seed,
                 'iters_per_epoch': run.sampler.batches_per_epoch, 'num_workers': run.dist.num_workers,
                 'config': {k: v for k, v in dataclasses.asdict(run.config).items() if _jsonable(v)}}
+        if totals is not None:
+            meta['epoch_totals'] = totals
         save_checkpoint(prefix, run.net, run.trainer, meta)
         run.log.info('saved checkpoint %s.json', prefix)
     run.dist.barrier()
