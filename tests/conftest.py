@@ -117,17 +117,27 @@ def subprocess_env():
 # their epoch, also in a resumed run. 'kill' = [epoch, batch] at which rank 'kill_rank' (default 1)
 # SIGKILLs itself (before that step); 'sigint' = [epoch, batch] after which the process sends itself
 # SIGINT (Ctrl-C); 'sleep_step' = {"epoch,batch": seconds}; 'sleep_val' (per validation batch) and
-# 'sleep_save' (rank 0, before the first checkpoint's files are written) in seconds.
+# 'sleep_save' (rank 0, before the first checkpoint's files are written) in seconds; 'drain_before_update':
+# every queued operation finishes before the optimizer's are queued (other timing, the same computation).
 FAULT_WORKER = '''
 import json, os, signal, sys, time
 sys.path.insert(0, {root!r})
+import mxnet as mx
 import train_imagenet
 from gluon_resnest.train import loop
 fault = json.loads(os.environ.get('FAULT', '{{}}'))
 real_step, real_accuracy, real_save = loop._train_step, loop.accuracy, loop.save_checkpoint
 done = {{}}
 
+def drain_then(update):
+    def drained(*args):
+        mx.nd.waitall()
+        return update(*args)
+    return drained
+
 def step(run, epoch, data, label):
+    if fault.get('drain_before_update') and not done:
+        run.trainer.step = drain_then(run.trainer.step)
     first = run.start_batch if epoch == run.start_epoch else 0
     batch = done[epoch] = done.get(epoch, first - 1) + 1
     if run.dist.rank == fault.get('kill_rank', 1) and fault.get('kill') == [epoch, batch]:
