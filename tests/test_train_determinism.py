@@ -11,11 +11,9 @@ import re
 import subprocess
 import sys
 
-import mxnet as mx
-import numpy as np
 import pytest
 
-from conftest import QUICK_FLAGS, SUBPROCESS_TIMEOUT, training_env, write_fault_worker
+from conftest import QUICK_FLAGS, SUBPROCESS_TIMEOUT, assert_same_parameters, training_env, write_fault_worker
 
 # 2 epochs of 6 batches on the tiny set; a checkpoint every epoch.
 FLAGS = QUICK_FLAGS + ['--num-epochs', '2', '--dropblock-prob', '0.2', '--mixup', '--save-frequency', '1']
@@ -31,11 +29,6 @@ def _train(folder, data, name, extra=(), fault=None, status=0):
                           check=False)
     assert proc.returncode == status, proc.stdout[-2000:] + proc.stderr[-3000:]
     return save
-
-
-def _weights(save):
-    loaded = mx.nd.load(os.path.join(save, 'resnest14-0002.params'))
-    return {name: array.asnumpy() for name, array in loaded.items()}
 
 
 def _history(save):
@@ -55,10 +48,7 @@ def _logged_steps(save):
 
 def assert_same_weights(a, b):
     """The final checkpoints of save folders ``a`` and ``b`` hold the same parameters, bit for bit."""
-    first, second = _weights(a), _weights(b)
-    assert sorted(first) == sorted(second)
-    differ = [name for name in sorted(first) if first[name].tobytes() != second[name].tobytes()]
-    assert not differ, '%d of %d parameters differ, e.g. %s' % (len(differ), len(first), differ[:3])
+    assert_same_parameters(os.path.join(a, 'resnest14-0002.params'), os.path.join(b, 'resnest14-0002.params'))
 
 
 @pytest.fixture(scope='module')
