@@ -26,11 +26,17 @@ def _classes(config, train_set):
     return config.classes or found or 1000
 
 
-def _network(config, classes, ctx, init=None):
-    """(network, final DropBlock probability); ``init`` default: MSRAPrelu (draws from mx.random)."""
+def _random_layers(config):
+    """(DropBlock probability, final dropout) of ``config``'s network: the flags, else the variant's."""
     table = VARIANTS[config.model]
     dropblock = table.get('dropblock_prob', 0.0) if config.dropblock_prob is None else config.dropblock_prob
     final_drop = table.get('final_drop', 0.0) if config.final_drop is None else config.final_drop
+    return dropblock, final_drop
+
+
+def _network(config, classes, ctx, init=None):
+    """(network, final DropBlock probability); ``init`` default: MSRAPrelu (draws from mx.random)."""
+    dropblock, final_drop = _random_layers(config)
     # Built with the final DropBlock probability; the ramp sets each epoch's own value before it runs.
     net = get_model(config.model, classes=classes, last_gamma=config.last_gamma, dropblock_prob=dropblock,
                     final_drop=final_drop)
@@ -164,6 +170,7 @@ def build_run(config):
     run.eval_net = _network(config, run.classes, ctx, init=mx.init.Zero())[0] \
         if run.val_loader is not None else None
     run.dropblock = dropblock_ramp(run.net, dropblock, config.num_epochs)
+    run.net_draws_random = any(p > 0 for p in _random_layers(config))
     if source and source['params']:
         run.net.load_parameters(source['params'], ctx=ctx)
     run.trainer, run.scheduler = _trainer(config, run, run.sampler.batches_per_epoch)
