@@ -100,12 +100,79 @@ def quick():
     return list(QUICK_FLAGS)
 
 
-@pytest.fixture
-def subprocess_env():
+def training_env():
     """Environment of a training subprocess: this checkout on PYTHONPATH, one OpenMP thread, no DMLC role."""
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=REPO)
     env.pop('DMLC_ROLE', None)
     return env
+
+
+@pytest.fixture
+def subprocess_env():
+    """:func:`training_env` as a fixture."""
+    return training_env()
+
+
+# train_imagenet.main with faults injected through FAULT (a JSON dict); batches are counted from the start of
+# their epoch, also in a resumed run. 'kill' = [epoch, batch] at which rank 'kill_rank' (default 1)
+# SIGKILLs itself (before that step); 'sigint' = [epoch, batch] after which the process sends itself
+# SIGINT (Ctrl-C); 'sleep_step' = {"epoch,batch": seconds}; 'sleep_val' (per validation batch) and
+# 'sleep_save' (rank 0, before the first checkpoint's files are written) in seconds; 'drain_before_update':
+# every queued operation finishes before the optimizer's are queued (other timing, the same computation).
+FAULT_WORKER = '''
+import json, os, signal, sys, time
+sys.path.insert(0, {root!r})
+import mxnet as mx
+import train_imagenet
+from gluon_resnest.train import loop
+fault = json.loads(os.environ.get('FAULT', '{{}}'))
+real_step, real_accuracy, real_save = loop._train_step, loop.accuracy, loop.save_checkpoint
+done = {{}}
+
+def drain_then(update):
+    def drained(*args):
+        mx.nd.waitall()
+        return update(*args)
+    return drained
+
+def step(run, epoch, data, label):
+    if fault.get('drain_before_update') and not done:
+        run.trainer.step = drain_then(run.trainer.step)
+    first = run.start_batch if epoch == run.start_epoch else 0
+    batch = done[epoch] = done.get(epoch, first - 1) + 1
+    if run.dist.rank == fault.get('kill_rank', 1) and fault.get('kill') == [epoch, batch]:
+        print('KILLED AT', time.time(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(fault.get('sleep_step', {{}}).get('%d,%d' % (epoch, batch), 0))
+    loss = real_step(run, epoch, data, label)
+    if fault.get('sigint') == [epoch, batch]:
+        os.kill(os.getpid(), signal.SIGINT)
+    return loss
+
+def accuracy(net, loader, ctx):
+    def slow():
+        for item in loader:
+            time.sleep(fault.get('sleep_val', 0))
+            yield item
+    return real_accuracy(net, slow(), ctx)
+
+def save(*args):
+    time.sleep(fault.pop('sleep_save', 0))
+    return real_save(*args)
+
+loop._train_step, loop.accuracy, loop.save_checkpoint = step, accuracy, save
+run = train_imagenet.main(sys.argv[1:])
+print('rank', run.dist.rank, 'updates', run.trainer.optimizer.num_update, flush=True)
+'''
+
+
+def write_fault_worker(folder):
+    """Write :data:`FAULT_WORKER` (train_imagenet.py's arguments, faults from ``FAULT``) into ``folder``;
+    returns its path."""
+    script = os.path.join(str(folder), 'fault_worker.py')
+    with open(script, 'w') as f:
+        f.write(FAULT_WORKER.format(root=REPO))
+    return script
 
 
 @pytest.fixture
@@ -161,19 +228,21 @@ def interrupt_training_at(monkeypatch, step, before=None):
     monkeypatch.setattr(loop, '_train_step', step_then_sigint)
 
 
+def assert_same_parameters(path_a, path_b):
+    """Two ``.params`` files hold the same parameters, bit for bit."""
+    first, second = mx.nd.load(str(path_a)), mx.nd.load(str(path_b))
+    assert sorted(first) == sorted(second)
+    differ = [name for name in sorted(first) if first[name].asnumpy().tobytes() != second[name].asnumpy().tobytes()]
+    assert not differ, '%d of %d parameters differ, e.g. %s' % (len(differ), len(first), differ[:3])
+
+
 def assert_resumed_as_uninterrupted(uninterrupted, resumed, model='resnest14'):
-    """The last checkpoints of two runs' save folders hold the same position and, up to MXNet's float
-    non-determinism, the same weights (2% of how far the uninterrupted run's weights moved after epoch 1)."""
+    """The last checkpoints of two runs' save folders hold the same position and the same weights, bit for
+    bit (same seed, flags and compute threads: see README, Reproducibility)."""
     from gluon_resnest.train import latest_checkpoint  # pylint: disable=import-outside-toplevel
     a, b = latest_checkpoint(uninterrupted, model), latest_checkpoint(resumed, model)
     assert (a['epoch'], a['num_update']) == (b['epoch'], b['num_update'])
-
-    def flat(path):
-        loaded = mx.nd.load(path)
-        return np.concatenate([loaded[k].asnumpy().ravel() for k in sorted(loaded)])
-    final_a, final_b = flat(a['params']), flat(b['params'])
-    epoch1 = flat(os.path.join(uninterrupted, '%s-0001.params' % model))
-    assert np.abs(final_a - final_b).max() < 0.02 * np.abs(final_a - epoch1).max()
+    assert_same_parameters(a['params'], b['params'])
     return a
 
 

@@ -1,7 +1,7 @@
 """A lost worker under MXNet's dist_sync kvstore: the others stop within the bound, and --resume finishes.
 
 The ps-lite roles run on 127.0.0.1, started by the test; every process is bounded by a timeout. Faults and
-delays are injected into the workers through ``FAULT`` (a JSON dict read by the worker script).
+delays are injected into the workers through ``FAULT`` (see conftest's ``write_fault_worker``).
 """
 import json
 import os
@@ -13,52 +13,14 @@ import time
 
 import pytest
 
-from conftest import QUICK_FLAGS, REPO, SUBPROCESS_TIMEOUT, write_tiny_dataset
+from conftest import QUICK_FLAGS, SUBPROCESS_TIMEOUT, write_fault_worker, write_tiny_dataset
 
 from gluon_resnest import get_model
 from gluon_resnest.train.checkpoint import read_checkpoint
 
-# train_imagenet.main with injected faults: 'kill' = [epoch, batch] at which rank 1 SIGKILLs itself (before
-# that step); 'sleep_step' = {"epoch,batch": seconds}; 'sleep_val' (per validation batch) and
-# 'sleep_save' (rank 0, before the first checkpoint's files are written) in seconds.
-WORKER = '''
-import json, os, signal, sys, time
-sys.path.insert(0, {root!r})
-import train_imagenet
-from gluon_resnest.train import loop
-fault = json.loads(os.environ.get('FAULT', '{{}}'))
-real_step, real_accuracy, real_save = loop._train_step, loop.accuracy, loop.save_checkpoint
-done = {{}}
-
-def step(run, epoch, data, label):
-    batch = done[epoch] = done.get(epoch, -1) + 1
-    if run.dist.rank == 1 and fault.get('kill') == [epoch, batch]:
-        print('KILLED AT', time.time(), flush=True)
-        os.kill(os.getpid(), signal.SIGKILL)
-    time.sleep(fault.get('sleep_step', {{}}).get('%d,%d' % (epoch, batch), 0))
-    return real_step(run, epoch, data, label)
-
-def accuracy(net, loader, ctx):
-    def slow():
-        for item in loader:
-            time.sleep(fault.get('sleep_val', 0))
-            yield item
-    return real_accuracy(net, slow(), ctx)
-
-def save(*args):
-    time.sleep(fault.pop('sleep_save', 0))
-    return real_save(*args)
-
-loop._train_step, loop.accuracy, loop.save_checkpoint = step, accuracy, save
-run = train_imagenet.main(sys.argv[1:])
-print('rank', run.dist.rank, 'updates', run.trainer.optimizer.num_update, flush=True)
-'''
-
-
 def _start_job(tmp_path, base, args, fault):
     """Scheduler, server and two workers; returns (roles, workers)."""
-    script = tmp_path / 'fault_worker.py'
-    script.write_text(WORKER.format(root=REPO))
+    script = write_fault_worker(tmp_path)
     base = dict(base, FAULT=json.dumps(fault))
     roles = [subprocess.Popen([sys.executable, '-c', 'import mxnet'], env=dict(base, DMLC_ROLE=role),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -26,15 +26,22 @@ def _classes(config, train_set):
     return config.classes or found or 1000
 
 
-def _network(config, classes, ctx):
+def _random_layers(config):
+    """(DropBlock probability, final dropout) of ``config``'s network: the flags, else the variant's."""
     table = VARIANTS[config.model]
     dropblock = table.get('dropblock_prob', 0.0) if config.dropblock_prob is None else config.dropblock_prob
     final_drop = table.get('final_drop', 0.0) if config.final_drop is None else config.final_drop
+    return dropblock, final_drop
+
+
+def _network(config, classes, ctx, init=None):
+    """(network, final DropBlock probability); ``init`` default: MSRAPrelu (draws from mx.random)."""
+    dropblock, final_drop = _random_layers(config)
     # Built with the final DropBlock probability; the ramp sets each epoch's own value before it runs.
     net = get_model(config.model, classes=classes, last_gamma=config.last_gamma, dropblock_prob=dropblock,
                     final_drop=final_drop)
     # float16 is AMP: weights stay float32 and AMP runs the ops that are safe in float16 (amp.init() ran before this).
-    net.initialize(mx.init.MSRAPrelu(), ctx=ctx)
+    net.initialize(init or mx.init.MSRAPrelu(), ctx=ctx)
     net.hybridize(static_alloc=True)
     return net, dropblock
 
@@ -91,6 +98,7 @@ def _resume_states(run, source):
         optimizer.begin_num_update = optimizer.num_update = \
             source['epoch'] * run.sampler.batches_per_epoch + source['batch']
     run.start_epoch, run.start_batch = source['epoch'], source['batch']
+    run.start_totals = source.get('epoch_totals')
     run.last_checkpoint = source['json']
     run.log.info('resuming from %s at epoch %d batch %d (update %d, lr %.5g)',
                  source['json'] or source['params'] or source['states'], run.start_epoch, run.start_batch,
@@ -158,7 +166,11 @@ def build_run(config):
     run.val_loader = val_loader(val_set, config, dist, per_worker) if val_set is not None else None
     seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
     run.net, dropblock = _network(config, run.classes, ctx)
+    # Validation runs its own copy (see loop.validation_network); zeros: no random draws, it is overwritten.
+    run.eval_net = _network(config, run.classes, ctx, init=mx.init.Zero())[0] \
+        if run.val_loader is not None else None
     run.dropblock = dropblock_ramp(run.net, dropblock, config.num_epochs)
+    run.net_draws_random = any(p > 0 for p in _random_layers(config))
     if source and source['params']:
         run.net.load_parameters(source['params'], ctx=ctx)
     run.trainer, run.scheduler = _trainer(config, run, run.sampler.batches_per_epoch)

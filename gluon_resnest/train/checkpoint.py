@@ -5,8 +5,9 @@ middle of an epoch, e.g. on Ctrl-C) is three files:
 
 - ``.params``: ``net.save_parameters`` (loadable with ``get_model(name, classes=N, pretrained=path)``);
 - ``.states``: ``trainer.save_states`` (optimizer with its momentum and update count);
-- ``.json``: epoch, batch, update count, learning rate, seed, the run's config, and the size and SHA-1 of both
-  files. The random streams are re-seeded from (seed, epoch, batch, rank) when an epoch starts or resumes,
+- ``.json``: epoch, batch, update count, learning rate, seed, the run's config, the size and SHA-1 of both
+  files, and for a mid-epoch checkpoint of one worker its epoch's running loss sum and train-metric counts
+  (``epoch_totals``), so the resumed epoch's history entry is the uninterrupted one's. The random streams are re-seeded from (seed, epoch, batch, rank) before every training step,
   so the seed and the position are the whole random state.
 
 Every file is written to a temporary name in the same folder and moved into place with ``os.replace``;

@@ -35,25 +35,39 @@ class Run(object):  # pylint: disable=too-many-instance-attributes,too-few-publi
     def __init__(self, **fields):
         self.start_epoch = 0
         self.start_batch = 0
+        self.start_totals = None  # running totals of a mid-epoch checkpoint's epoch
         self.last_checkpoint = None
         self.history = None
         self.dropblock = None
+        self.eval_net = None
+        self.net_draws_random = True  # the training graph has DropBlock or Dropout
         self.amp = None
         self.watchdog = Watchdog(0)  # disabled; train() sets the run's own
         self.__dict__.update(fields)
 
 
-def seed_everything(seed, epoch, start_batch, rank):
-    """Seed MXNet, NumPy and Python RNGs from (seed, epoch, start batch, rank).
+def seed_everything(seed, epoch, batch, rank, mxnet=True):
+    """Seed MXNet (unless ``mxnet`` is False), NumPy and Python RNGs from (seed, epoch, batch, rank).
 
-    Seeding at every epoch start makes a run resumed at an epoch boundary draw the same random numbers
-    (augmentation with ``-j 0``, mixup, DropBlock) as an uninterrupted one.
+    The loop seeds before every training step, so a step's random draws (mixup, DropBlock, Dropout)
+    depend on its position alone: a run resumed anywhere, even mid-epoch, draws what an uninterrupted
+    one does, whatever ran in between (validation, checkpoints, logging). Augmentation has its own
+    per-image streams (see :mod:`.data`).
     """
-    state = np.random.SeedSequence([seed, epoch, start_batch, rank]).generate_state(3)
-    mx.random.seed(int(state[0] % (1 << 31)))
+    state = np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(3)
+    if mxnet:
+        mx.random.seed(int(state[0] % (1 << 31)))
     np.random.seed(int(state[1]))
     import random  # pylint: disable=import-outside-toplevel
     random.seed(int(state[2]))
+
+
+def _seed_step(run, epoch, batch, start_batch):
+    # MXNet's seeding resets every generator state of its samplers (3.5-15 ms on the 2-core test machine,
+    # 1-4% of a resnest14 step at 32 px, batch 16): only where the training graph draws from them
+    # (DropBlock, Dropout), and at each epoch's first batch.
+    draws = run.net_draws_random or batch == start_batch
+    seed_everything(run.config.seed, epoch, batch, run.dist.rank, mxnet=draws)
 
 
 def _targets(run, epoch, data, label):
@@ -118,6 +132,29 @@ def _check_finite(run, loss, epoch, batch):
                                                    run.last_checkpoint or 'none'))
 
 
+def _epoch_totals(run, loss_sum, steps):
+    """What a mid-epoch checkpoint keeps of its epoch's running totals: the loss sum over its ``steps``
+    batches and the train metrics' counts, so that a resumed epoch logs the totals of an uninterrupted one.
+
+    None with several workers: rank 0 writes the checkpoint and its metrics count its own batches only
+    (a resumed epoch then reports the batches trained after the resume).
+    """
+    if run.dist.num_workers > 1:
+        return None
+    return {'loss_sum': loss_sum, 'steps': steps,
+            'metrics': [[m.sum_metric, m.num_inst, m.global_sum_metric, m.global_num_inst]
+                        for m in run.metrics.metrics]}
+
+
+def _restore_totals(run, totals):
+    """(loss sum, steps) of a resumed epoch's first batches (:func:`_epoch_totals`); (0, 0) if none."""
+    if not totals:
+        return 0.0, 0
+    for metric, counts in zip(run.metrics.metrics, totals['metrics']):
+        metric.sum_metric, metric.num_inst, metric.global_sum_metric, metric.global_num_inst = counts
+    return totals['loss_sum'], totals['steps']
+
+
 def _train_epoch(run, epoch, start_batch, sigint):
     """Train one epoch from ``start_batch``; returns (mean loss, images/s) or raises on Ctrl-C/NaN."""
     run.sampler.set_epoch(epoch, start_batch)
@@ -125,13 +162,15 @@ def _train_epoch(run, epoch, start_batch, sigint):
     total = run.sampler.batches_per_epoch
     bar = ProgressBar(total, epoch, run.config.num_epochs, enabled=run.config.progress if run.dist.is_root
                       else False, initial=start_batch)
-    loss_sum, seen, tic = 0.0, 0, time.time()
+    loss_sum, steps = _restore_totals(run, run.start_totals if start_batch else None)
+    seen, tic = 0, time.time()
     run.watchdog.beat('training batch')
     try:
         for batch, (data, label) in enumerate(run.loader, start=start_batch):
+            _seed_step(run, epoch, batch, start_batch)
             loss = _train_step(run, epoch, data, label)
             _check_finite(run, loss, epoch, batch)
-            loss_sum, seen = loss_sum + loss, seen + data.shape[0]
+            loss_sum, steps, seen = loss_sum + loss, steps + 1, seen + data.shape[0]
             speed = seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
             bar.update(speed, loss, run.trainer.learning_rate)
             if run.config.log_interval and (batch + 1) % run.config.log_interval == 0:
@@ -140,14 +179,13 @@ def _train_epoch(run, epoch, start_batch, sigint):
             if _stop_requested(run, sigint):
                 if batch + 1 == total:
                     break  # the epoch is done: finish it (validation, history) and stop after it
-                _save(run, epoch, batch + 1)
+                _save(run, epoch, batch + 1, _epoch_totals(run, loss_sum, steps))
                 raise TrainingInterrupted('interrupted at epoch %d batch %d; checkpoint %s'
                                           % (epoch + 1, batch + 1, run.last_checkpoint))
             run.watchdog.beat('training batch')
     finally:
         bar.close()
-    steps = max(total - start_batch, 1)
-    return loss_sum / steps, seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
+    return loss_sum / max(steps, 1), seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
 
 
 def _stop_requested(run, sigint):
@@ -173,16 +211,35 @@ def _sync_workers(run):
             first.copyto(arr)
 
 
+def validation_network(run):
+    """``run.eval_net`` holding a copy of the training weights and BatchNorm statistics, to validate with.
+
+    Validation must not run the training network itself: on a CPU oneDNN build, an inference
+    convolution rewrites its weight array into oneDNN's blocked layout in place
+    (``MKLDNNDataReorderAsync``), and the next training convolutions queue the switch back
+    (``Reorder2DefaultAsync``) from inside their own execution, behind whatever backward and optimizer
+    operations the Python thread has pushed by then. Where that switch lands depends on thread timing,
+    and so did the rounding of the following updates: the same run gave different weights after
+    every validation. A copy keeps the training arrays in the layout training alone gives them.
+    """
+    for source, copy in zip(run.net.collect_params().values(), run.eval_net.collect_params().values()):
+        if source.name != copy.name:
+            raise RuntimeError('validation network mismatch: %s against %s' % (source.name, copy.name))
+        copy.set_data(source.data(run.ctx[0]))  # every device of the copy; workers are in sync here
+    return run.eval_net
+
+
 def _validate(run):
     """Top-1/top-5 on the whole validation set (each worker takes a slice; counts are summed)."""
-    res = accuracy(run.net, run.watchdog.iterate(run.val_loader, 'validation batch'), run.ctx)
+    res = accuracy(validation_network(run), run.watchdog.iterate(run.val_loader, 'validation batch'), run.ctx)
     n = res['num_images']
     correct1, correct5, total = run.dist.allreduce_sum([res['top1'] * n, res['top5'] * n, n], 'val')
     return correct1 / total, correct5 / total
 
 
-def _save(run, epoch, batch):
-    """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait)."""
+def _save(run, epoch, batch, totals=None):
+    """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait);
+    ``totals``: the running totals of a mid-epoch checkpoint's epoch (:func:`_epoch_totals`)."""
     run.watchdog.beat('checkpoint')
     prefix = checkpoint_prefix(run.save_dir, run.config.model, epoch, batch)
     if run.dist.is_root:
@@ -191,6 +248,8 @@ def _save(run, epoch, batch):
                 'learning_rate': float(run.trainer.learning_rate), 'seed': run.config.seed,
                 'iters_per_epoch': run.sampler.batches_per_epoch, 'num_workers': run.dist.num_workers,
                 'config': {k: v for k, v in dataclasses.asdict(run.config).items() if _jsonable(v)}}
+        if totals is not None:
+            meta['epoch_totals'] = totals
         save_checkpoint(prefix, run.net, run.trainer, meta)
         run.log.info('saved checkpoint %s.json', prefix)
     run.dist.barrier()
@@ -245,7 +304,6 @@ def train(run):
     with _SigintFlag() as sigint, run.watchdog.start():
         for epoch in range(run.start_epoch, run.config.num_epochs):
             start_batch = run.start_batch if epoch == run.start_epoch else 0
-            seed_everything(run.config.seed, epoch, start_batch, run.dist.rank)
             if run.dropblock is not None:
                 run.log.info('epoch %d: DropBlock probability %.4f', epoch + 1, run.dropblock(epoch))
             loss, speed = _train_epoch(run, epoch, start_batch, sigint)
