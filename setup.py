@@ -14,7 +14,8 @@ setup(
     long_description=(HERE / 'README.md').read_text() if (HERE / 'README.md').exists() else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['gluon_resnest', 'gluon_resnest.*']),
-    python_requires='>=3.8',
+    # Tested on 3.11 only; the tools find their own command line through sys.orig_argv (3.10+).
+    python_requires='>=3.11',
     install_requires=[
         # mxnet 1.9.1 is the last MXNet release; it uses numpy aliases removed in numpy 1.24.
         'mxnet==1.9.1',

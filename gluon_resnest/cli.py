@@ -1,10 +1,11 @@
-"""The command-line vocabulary every command of the project shares: each flag is defined here once.
+"""The command-line vocabulary of the classification commands: each flag is defined here once.
 
-``train_imagenet.py``, ``eval.py``, ``python -m gluon_resnest.export``, the converter and the benchmarks
-build their parsers from these helpers, so a flag means the same everywhere: ``--model NAME``,
-``--pretrained``/``--params-file F``, ``--batch-size`` (per device), ``--input-size`` (the image side the
-network sees; ``--crop-size`` is the same flag), ``--gpus 0,1`` or GluonCV's ``--num-gpus N``,
-``-j/--num-data-workers``, ``--no-progress``. :func:`build_config` turns parsed flags into a config of
+``train_imagenet.py``, ``eval.py``, ``python -m gluon_resnest.export``, the converter (``--model``) and
+``benchmarks/bench_deploy.py`` build their parsers from these helpers, so a flag means the same in each:
+``--model NAME``, ``--pretrained``/``--params-file F``, ``--batch-size`` (per device), ``--input-size`` (the
+image side the network sees; ``--crop-size`` is the same flag), ``--gpus 0,1`` or GluonCV's ``--num-gpus N``,
+``-j/--num-data-workers``, ``--no-progress``. The detection command keeps the flag names of GluonCV's
+``train_faster_rcnn.py`` instead (docs/design.md lists every command's flags). :func:`build_config` turns parsed flags into a config of
 :mod:`gluon_resnest.config`, whose one-line errors then name the flags.
 """
 import argparse

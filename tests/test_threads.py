@@ -36,6 +36,7 @@ def test_data_workers_from_train_arguments(args, workers):
 @pytest.mark.parametrize('args,busy', [
     ([], False), (['-j', '2', '--lr', '0.1'], False), (['--gpus', '0,1'], True), (['--gpus=0'], True),
     (['--gpus', ''], False), (['--auto-aug'], False), (['--gpus', '0', '--gpus', ''], False),
+    (['--num-gpus', '2'], True), (['--num-gpus=1'], True), (['--num-gpus', '0'], False),
 ])
 def test_data_workers_need_their_cores_on_gpus(args, busy):
     assert threads._workers_busy(args) == busy  # pylint: disable=protected-access
