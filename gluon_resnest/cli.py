@@ -5,8 +5,8 @@
 ``--model NAME``, ``--pretrained``/``--params-file F``, ``--batch-size`` (per device), ``--input-size`` (the
 image side the network sees; ``--crop-size`` is the same flag), ``--gpus 0,1`` or GluonCV's ``--num-gpus N``,
 ``-j/--num-data-workers``, ``--no-progress``. The detection command keeps the flag names of GluonCV's
-``train_faster_rcnn.py`` instead (docs/design.md lists every command's flags). :func:`build_config` turns parsed flags into a config of
-:mod:`gluon_resnest.config`, whose one-line errors then name the flags.
+``train_faster_rcnn.py`` instead (docs/design.md lists every command's flags). :func:`build_config` turns
+parsed flags into a config of :mod:`gluon_resnest.config`, whose one-line errors then name the flags.
 """
 import argparse
 import dataclasses
