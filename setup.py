@@ -16,7 +16,8 @@ setup(
     packages=find_packages(include=['gluon_resnest', 'gluon_resnest.*']),
     # The paper's recipes, which --config reads by name.
     package_data={'gluon_resnest': ['recipes/*/*.yaml']},
-    python_requires='>=3.8',
+    # Tested on 3.11 only; the tools find their own command line through sys.orig_argv (3.10+).
+    python_requires='>=3.11',
     install_requires=[
         # mxnet 1.9.1 is the last MXNet release; it uses numpy aliases removed in numpy 1.24.
         'mxnet==1.9.1',

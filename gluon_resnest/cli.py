@@ -1,12 +1,14 @@
-"""The command-line vocabulary every command of the project shares: each flag is defined here once.
+"""The command-line vocabulary of the classification commands: each flag is defined here once.
 
-``train_imagenet.py``, ``eval.py``, ``python -m gluon_resnest.export``, the converter and the benchmarks
-build their parsers from these helpers, so a flag means the same everywhere: ``--model NAME``,
-``--pretrained``/``--params-file F``, ``--batch-size`` (per device), ``--input-size`` (the image side the
-network sees; ``--crop-size`` is the same flag), ``--gpus 0,1`` or GluonCV's ``--num-gpus N``,
+``train_imagenet.py``, ``eval.py``, ``python -m gluon_resnest.export``, the converter (``--model``) and
+``benchmarks/bench_deploy.py`` build their parsers from these helpers, so a flag means the same in each:
+``--model NAME``, ``--pretrained``/``--params-file F``, ``--batch-size`` (per device), ``--input-size`` (the
+image side the network sees; ``--crop-size`` is the same flag), ``--gpus 0,1`` or GluonCV's ``--num-gpus N``,
 ``-j/--num-data-workers``, ``--no-progress``, ``--config FILE|NAME`` (a recipe whose values become the
-defaults: :func:`parse_with_recipe`). :func:`build_config` turns parsed flags into a config of
-:mod:`gluon_resnest.config`, whose one-line errors then name the flags.
+defaults: :func:`parse_with_recipe`; the detection command reads it too). The detection command otherwise
+keeps the flag names of GluonCV's ``train_faster_rcnn.py`` (docs/design.md lists every command's flags).
+:func:`build_config` turns parsed flags into a config of :mod:`gluon_resnest.config`, whose one-line errors
+then name the flags.
 """
 import argparse
 import dataclasses
@@ -16,7 +18,7 @@ from .model_zoo import list_models
 from .threads import DATA_WORKER_FLAGS, DEFAULT_DATA_WORKERS, GPU_COUNT_FLAG, GPU_FLAG
 
 __all__ = ['add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
-           'add_progress', 'add_config', 'parse_with_recipe', 'parser_kinds', 'build_config', 'flag_name',
+           'add_progress', 'add_config', 'add_switch_opposites', 'parse_with_recipe', 'parser_kinds', 'build_config', 'flag_name',
            'HelpFormatter']
 
 # Fields whose flag is not simply --field-name.
@@ -98,8 +100,24 @@ def add_config(parser, kind):
     parser.add_argument('--config', metavar='FILE|NAME', default=None,
                         help='YAML recipe whose keys are this command\'s flags (lr_decay_epoch: for '
                         '--lr-decay-epoch): a file path, or the name of a recipe installed in '
-                        'gluon_resnest/recipes/%s/ (%s); flags given on the command line override it'
-                        % (kind, ', '.join(list_recipes(kind))))
+                        'gluon_resnest/recipes/%s/ (%s); flags given on the command line override it '
+                        '(a switch the recipe turns on is turned off by its opposite: --no-mixup, '
+                        '--wd-norm for --no-wd-norm)' % (kind, ', '.join(list_recipes(kind))))
+
+
+def add_switch_opposites(parser):
+    """Give every switch (``--mixup``, ``--no-wd-norm``) its opposite (``--no-mixup``, ``--wd-norm``), so a
+    switch a recipe turns on can be turned off on the command line. An opposite whose name another option
+    already has (``--wd`` for ``--no-wd``) is left out. The opposites are not listed in ``--help``."""
+    taken = parser._option_string_actions  # pylint: disable=protected-access
+    for action in list(parser._actions):  # pylint: disable=protected-access
+        if not isinstance(action, argparse._StoreTrueAction):  # pylint: disable=protected-access
+            continue
+        for name in action.option_strings:
+            opposite = '--' + name[5:] if name.startswith('--no-') else '--no-' + name[2:]
+            if name.startswith('--') and opposite not in taken:
+                parser.add_argument(opposite, dest=action.dest, action='store_false',
+                                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def parse_with_recipe(parser, argv, kind, kinds):
@@ -113,6 +131,7 @@ def parse_with_recipe(parser, argv, kind, kinds):
     (argparse.Namespace, tuple or None)
         The arguments and ``(path, values)`` of the recipe read (None without ``--config``).
     """
+    add_switch_opposites(parser)
     args = parser.parse_args(argv)
     if not args.config:
         return args, None

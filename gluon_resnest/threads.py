@@ -11,8 +11,8 @@ per two logical cores. Measured on a 2-core machine, each tool is fastest with:
   ``--auto-aug``; 81-85 against 58-61 through the C++ RecordIO pipeline: the loaders wait for the slow
   CPU steps most of the time. (When the workers ran Gluon's transforms, whose MXNet operators compete
   with the compute threads, one thread was faster: 56-58 against 39 images/s.)
-- training on GPUs (``--gpus``): the cores the ``-j`` workers leave, at least one, since there the
-  loader is what limits (not measured here: no GPU).
+- training on GPUs (``--gpus`` or ``--num-gpus``): the cores the ``-j`` workers leave, at least one,
+  since there the loader is what limits (not measured here: no GPU).
 
 ``OMP_NUM_THREADS`` set by the user always wins. The choice is printed once, to stderr.
 

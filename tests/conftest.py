@@ -343,3 +343,21 @@ def randomize_batchnorm(net):
         elif name.endswith(('running_mean', 'beta')):
             param.set_data(mx.nd.random.normal(0, 0.1, param.shape))
     return net
+
+
+# ---- the official PyTorch state dict naming (converter tests, docs examples) ----
+
+def to_official_names(params):
+    """Our parameter paths -> the official PyTorch names (the official state dict's naming, written out
+    again independently of the converter): BatchNorm gamma/beta -> weight/bias, conv2.bn -> conv2.bn0, and a
+    num_batches_tracked counter per BatchNorm."""
+    official = {}
+    for key, value in params.items():
+        module, leaf = key.rsplit('.', 1)
+        if module.endswith('conv2.bn'):
+            module = module[:-len('bn')] + 'bn0'
+        leaf = {'gamma': 'weight', 'beta': 'bias'}.get(leaf, leaf)
+        official['%s.%s' % (module, leaf)] = value
+        if leaf == 'running_mean':
+            official[module + '.num_batches_tracked'] = np.array(1000, dtype=np.int64)
+    return official

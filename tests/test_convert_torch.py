@@ -11,27 +11,13 @@ from gluon_resnest import get_model
 from gluon_resnest.export import torch_convert
 from gluon_resnest.pretrained import load_weights
 
+from conftest import to_official_names
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What the official PyTorch package ships (resnest.torch: resnest.py and ablation.py).
 OFFICIAL_MODELS = ['resnest50', 'resnest101', 'resnest200', 'resnest269', 'resnest50_fast_1s1x64d',
                    'resnest50_fast_2s1x64d', 'resnest50_fast_4s1x64d', 'resnest50_fast_1s2x40d',
                    'resnest50_fast_2s2x40d', 'resnest50_fast_4s2x40d', 'resnest50_fast_1s4x24d']
-
-
-def to_official_names(params):
-    """Our parameter paths -> the official PyTorch names (the official state dict's naming, written out
-    again independently of the converter): BatchNorm gamma/beta -> weight/bias, conv2.bn -> conv2.bn0, and a
-    num_batches_tracked counter per BatchNorm."""
-    official = {}
-    for key, value in params.items():
-        module, leaf = key.rsplit('.', 1)
-        if module.endswith('conv2.bn'):
-            module = module[:-len('bn')] + 'bn0'
-        leaf = {'gamma': 'weight', 'beta': 'bias'}.get(leaf, leaf)
-        official['%s.%s' % (module, leaf)] = value
-        if leaf == 'running_mean':
-            official[module + '.num_batches_tracked'] = np.array(1000, dtype=np.int64)
-    return official
 
 
 def _shapes_only(name):

@@ -101,6 +101,20 @@ def test_flags_override_the_file(tmp_path):
     assert (args.lr, args.wd, args.lr_warmup, args.lr_decay_epoch) == (0.001, 5e-4, -1, (5, 6))
 
 
+
+def test_switches_the_recipe_turns_on_can_be_turned_off():
+    on = train_imagenet.parse_args(['--config', 'resnest50'])
+    assert (on.mixup, on.auto_aug, on.last_gamma) == (True, True, True)
+    off = train_imagenet.parse_args(['--config', 'resnest50', '--no-mixup', '--no-auto-aug'])
+    assert (off.mixup, off.auto_aug, off.last_gamma) == (False, False, True)
+    # without a recipe the opposite of a switch is its default, and the switch still works
+    assert not train_imagenet.parse_args(['--model', 'resnest14', '--no-mixup']).mixup
+    assert train_imagenet.parse_args(['--model', 'resnest14', '--mixup']).mixup
+    coco = 'faster_rcnn_resnest50_fpn_syncbn_coco'
+    assert detection.parse_args(['--config', coco]).no_wd_norm
+    assert not detection.parse_args(['--config', coco, '--wd-norm']).no_wd_norm
+
+
 BAD_FILES = [
     ('lrr: 0.1\n', "unknown key 'lrr'"),
     ('lr: fast\n', "lr must be a number, got 'fast'"),
