@@ -295,7 +295,8 @@ class COCOEvaluation(object):
 
     def __init__(self, dataset, prefix, masks=False):
         # pylint: disable=import-outside-toplevel
-        from gluoncv.utils.metrics import COCODetectionMetric, COCOInstanceMetric
+        from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
+        from gluoncv.utils.metrics.coco_instance import COCOInstanceMetric
         self._coco = dataset.coco
         self._boxes = COCODetectionMetric(dataset, prefix + '_eval', cleanup=True)
         self._masks = COCOInstanceMetric(dataset, prefix + '_eval', cleanup=True) if masks else None
