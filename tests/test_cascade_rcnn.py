@@ -264,10 +264,11 @@ def _cli(root, prefix, *extra):
 def test_command_trains_checkpoints_and_evaluates(shapes_root, tmp_path):
     prefix = str(tmp_path / 'run' / 'cascade')
     results = train.main(_cli(shapes_root, prefix))
-    assert set(results) == {'mAP@0.5', 'mAP@0.7'}
+    assert set(results) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'}
     assert all(0 <= value <= 1 for value in results.values())
     record = json.load(open(prefix + '_0000.json'))
     assert record['epoch'] == 0 and record['classes'] == list(shapes.SHAPES)
+    assert record['val_unit'] == 'fraction (0-1)'
     assert os.path.isfile(prefix + '_0000.params') and os.path.isfile(prefix + '_0000.states')
     assert not [name for name in os.listdir(str(tmp_path / 'run')) if '.tmp' in name]
     assert 'held-out mAP@0.5=' in open(prefix + '_train.log').read()

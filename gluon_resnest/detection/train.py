@@ -35,8 +35,9 @@ from .loss import DetectionLoss
 from .sampler import AspectRatioBatchSampler, image_orientations
 from .zoo import cascade_rcnn_fpn
 
-__all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 'load_detector',
-           'device_shards', 'DATASET_DEFAULTS']
+__all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 'val_loader',
+           'ValTransform', 'VOCEvaluation', 'COCOEvaluation', 'load_detector', 'device_shards',
+           'DATASET_DEFAULTS']
 
 # BatchNorm's running statistics (Gluon's names, and those of blocks built from symbols).
 BATCHNORM_STATISTICS = ('running_mean', 'running_var', 'moving_mean', 'moving_var')
@@ -290,9 +291,8 @@ def load_detector(net, path, ctx):
 
 def _loaders(net, train, val, args, num_devices, dist):
     # pylint: disable=import-outside-toplevel
-    from gluoncv.data.batchify import Append, FasterRCNNTrainBatchify, Tuple
-    from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
-                                                      FasterRCNNDefaultValTransform)
+    from gluoncv.data.batchify import FasterRCNNTrainBatchify
+    from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
     batch_size, num_workers = args.batch_size // dist.num_workers, args.num_workers
     order, sampler = _train_order(train, batch_size, num_devices, dist, args.seed)
     with children_die_with_this_process():  # each loader's multiprocessing.Pool forks its workers here
@@ -300,14 +300,9 @@ def _loaders(net, train, val, args, num_devices, dist):
             train.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
                                                             ashape=net.ashape, multi_stage=True)),
             num_workers=num_workers, batchify_fn=FasterRCNNTrainBatchify(net, num_devices), **order)
-        if val is None:
-            return train_loader, sampler, None
-        short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
-        val_loader = gluon.data.DataLoader(
-            val.transform(FasterRCNNDefaultValTransform(short, net.max_size)), num_devices,
-            shuffle=False, last_batch='keep', num_workers=num_workers,
-            batchify_fn=Tuple(*[Append() for _ in range(3)]))
-    return train_loader, sampler, val_loader
+    if val is None:
+        return train_loader, sampler, None
+    return train_loader, sampler, val_loader(net, val, num_devices, num_workers)
 
 
 def _train_order(train, batch_size, num_devices, dist, seed):
@@ -333,28 +328,185 @@ def _train_order(train, batch_size, num_devices, dist, seed):
     return dict(batch_size=batch_size, shuffle=True, last_batch='rollover'), None
 
 
-def _metrics(dataset, val, classes, ious, prefix):
-    from gluoncv.utils.metrics import COCODetectionMetric, VOC07MApMetric  # pylint: disable=C0415
+def val_loader(net, val, num_devices, num_workers=0):
+    """Held-out loader for :func:`evaluate`: one image per device, resized to the net's test
+    short side (the last of a multi-scale ``net.short``), with its original size."""
+    from gluoncv.data.batchify import Append, Tuple  # pylint: disable=import-outside-toplevel
+    short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
+    with children_die_with_this_process():  # the loader's multiprocessing.Pool forks its workers here
+        return gluon.data.DataLoader(
+            val.transform(ValTransform(short, net.max_size)), num_devices, shuffle=False,
+            last_batch='keep', num_workers=num_workers,
+            batchify_fn=Tuple(*[Append() for _ in range(3)]))
+
+
+# IoU thresholds of COCO's mAP; the VOC-style mAP is also averaged over them.
+COCO_IOUS = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
+MAP_UNIT = 'fraction (0-1)'
+
+
+class ValTransform(object):
+    """GluonCV's ``FasterRCNNDefaultValTransform`` that also returns the original (height, width).
+
+    Returns ``(image, label, size)``: the image resized as GluonCV's, the label with boxes in the
+    resized image's coordinates (as GluonCV's), and ``size`` (2,) the image's original height and
+    width, from which :func:`evaluate` scales each axis back exactly (GluonCV's ``im_scale`` is
+    the height's ratio only).
+    """
+
+    def __init__(self, short, max_size):
+        # pylint: disable=import-outside-toplevel
+        from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultValTransform
+        self._transform = FasterRCNNDefaultValTransform(short, max_size)
+
+    def __call__(self, src, label):
+        img, bbox, _ = self._transform(src, label)
+        return img, bbox, mx.nd.array(src.shape[:2])
+
+
+class VOCEvaluation(object):
+    """VOC07 11-point mAP (GluonCV's ``VOC07MApMetric``), as a fraction (0-1).
+
+    Results ``mAP@{iou}`` for every IoU of ``ious`` and ``mAP@0.5:0.95``, the VOC07 mAP averaged
+    over IoU 0.5, 0.55, ..., 0.95 (VOC-style AP at COCO's thresholds; not COCO's 101-point AP).
+    """
+
+    def __init__(self, classes, ious):
+        from gluoncv.utils.metrics import VOC07MApMetric  # pylint: disable=import-outside-toplevel
+        self._ious = [round(float(iou), 2) for iou in ious]
+        self._metrics = {iou: VOC07MApMetric(iou_thresh=iou, class_names=classes)
+                         for iou in set(self._ious) | set(COCO_IOUS)}
+
+    def reset(self):
+        """Forget every image seen."""
+        for metric in self._metrics.values():
+            metric.reset()
+
+    def update(self, det, gt):
+        """One image: ``det`` and ``gt`` as :func:`evaluate` makes them (original coordinates)."""
+        for metric in self._metrics.values():
+            metric.update(det['boxes'], det['ids'], det['scores'], gt['boxes'], gt['ids'],
+                          gt['difficults'])
+
+    def results(self):
+        """{name: mAP} over the images seen."""
+        values = {iou: float(metric.get()[1][-1]) for iou, metric in self._metrics.items()}
+        out = {'mAP@%g' % iou: values[iou] for iou in self._ious}
+        out['mAP@0.5:0.95'] = float(np.mean([values[iou] for iou in COCO_IOUS]))
+        return out
+
+
+class COCOEvaluation(object):
+    """COCO box (and with ``masks`` mask) mAP with pycocotools, as a fraction (0-1).
+
+    Detections are collected by GluonCV's ``COCODetectionMetric`` (boxes; its score threshold
+    0.05) and ``COCOInstanceMetric`` (masks pasted into the original image; threshold 0.001), in
+    the order of ``sorted(dataset.coco.getImgIds())``, the loader's. Results
+    ``{bbox,segm}_mAP@0.5:0.95`` (COCO's AP, ``COCOeval.stats[0]``), ``@0.5`` and ``@0.75``.
+    """
+
+    def __init__(self, dataset, prefix, masks=False):
+        # pylint: disable=import-outside-toplevel
+        from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
+        from gluoncv.utils.metrics.coco_instance import COCOInstanceMetric
+        self._coco = dataset.coco
+        self._boxes = COCODetectionMetric(dataset, prefix + '_eval', cleanup=True)
+        self._masks = COCOInstanceMetric(dataset, prefix + '_eval', cleanup=True) if masks else None
+
+    def reset(self):
+        """Forget every image seen."""
+        for metric in (self._boxes, self._masks):
+            if metric is not None:
+                metric.reset()
+
+    def update(self, det, gt):
+        """One image (``gt`` is the dataset's own, read by pycocotools)."""
+        del gt
+        self._boxes.update(det['boxes'], det['ids'], det['scores'])
+        if self._masks is not None:
+            keep = det['keep']
+            self._masks.update(det['boxes'][0][keep], det['ids'][0][keep], det['scores'][0][keep],
+                               det['masks'])
+
+    def results(self):
+        """{name: mAP} over the images seen."""
+        out = _coco_map(self._coco, self._boxes._results, 'bbox')  # pylint: disable=W0212
+        if self._masks is not None:
+            out.update(_coco_map(self._coco, self._masks.get_result_buffer(), 'segm'))
+        return out
+
+
+def _coco_map(coco, detections, kind):
+    """COCO AP at IoU 0.5:0.95, 0.5 and 0.75 (all areas, 100 detections) of ``detections``."""
+    import contextlib  # pylint: disable=import-outside-toplevel
+    import copy  # pylint: disable=import-outside-toplevel
+    import io  # pylint: disable=import-outside-toplevel
+    from pycocotools.cocoeval import COCOeval  # pylint: disable=import-outside-toplevel
+    names = ['%s_mAP@%s' % (kind, iou) for iou in ('0.5:0.95', '0.5', '0.75')]
+    if not detections:  # pycocotools cannot load an empty result list
+        return dict.fromkeys(names, 0.)
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        coco_eval = COCOeval(coco, coco.loadRes(copy.deepcopy(detections)), kind)
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+    # (IoU, recall, class, area range 'all', at most 100 detections); -1 where a class has no truth
+    precision = coco_eval.eval['precision'][:, :, :, 0, -1]
+    values = [precision, precision[:1], precision[5:6]]
+    return {name: float(np.mean(p[p > -1])) if (p > -1).any() else 0.
+            for name, p in zip(names, values)}
+
+
+def _metrics(dataset, val, classes, ious, prefix, masks=False):
     if dataset == 'coco':
-        return {'coco': COCODetectionMetric(val, prefix + '_eval', cleanup=True)}
-    return {'mAP@%g' % iou: VOC07MApMetric(iou_thresh=iou, class_names=classes) for iou in ious}
+        return [COCOEvaluation(val, prefix, masks)]
+    if masks:
+        raise ValueError('mask evaluation needs COCO annotations (--dataset coco)')
+    return [VOCEvaluation(classes, ious)]
+
+
+def _original_coordinates(net_out, data, label, size):
+    """Detections clipped to the network's input (as GluonCV's ``validate``) and detections and
+    ground truth scaled, axis by axis, from the resized image to the original one."""
+    from gluoncv.nn.bbox import BBoxClipToImage  # pylint: disable=import-outside-toplevel
+    height, width = [float(v) for v in size.asnumpy().ravel()]
+    scale = mx.nd.array([width / data.shape[3], height / data.shape[2]] * 2,
+                        ctx=data.context).reshape((1, 1, 4))
+    det = dict(ids=net_out[0], scores=net_out[1],
+               boxes=mx.nd.broadcast_mul(BBoxClipToImage()(net_out[2], data), scale))
+    gt = dict(boxes=mx.nd.broadcast_mul(label.slice_axis(axis=-1, begin=0, end=4), scale),
+              ids=label.slice_axis(axis=-1, begin=4, end=5),
+              difficults=label.slice_axis(axis=-1, begin=5, end=6) if label.shape[-1] > 5 else None)
+    if len(net_out) > 3:  # masks of (MS, MS) in their boxes -> binary masks of the original image
+        from gluoncv.data.transforms.mask import fill  # pylint: disable=import-outside-toplevel
+        det = {key: value.asnumpy() for key, value in det.items()}
+        det['keep'] = np.where((det['ids'][0].ravel() >= 0) & (det['scores'][0].ravel() >= 1e-3))[0]
+        det['masks'] = fill(net_out[3][0].asnumpy()[det['keep']], det['boxes'][0][det['keep']],
+                            (int(round(width)), int(round(height))))
+    return det, gt
 
 
 def evaluate(net, loader, metrics, ctx):
-    """Run ``net`` over ``loader`` and return {metric name: value} (mAP per IoU, or COCO's)."""
-    for metric in metrics.values():
+    """Run ``net`` over ``loader`` (:func:`val_loader`'s) and return {name: mAP (0-1)}.
+
+    Detections are clipped to the network's input image, then detections and ground truth are
+    scaled to the original image, as GluonCV's ``train_faster_rcnn.py`` validates; a mask network's
+    masks (a fourth output, as ``MaskRCNN``'s) are pasted into the original image with GluonCV's
+    ``fill``, as ``train_mask_rcnn.py`` does. ``metrics``: :class:`VOCEvaluation` /
+    :class:`COCOEvaluation` objects.
+    """
+    for metric in metrics:
         metric.reset()
     net.hybridize(static_alloc=True)  # inference takes other inputs than training
     for batch in loader:
-        for data, label, scale in zip(*[[x.as_in_context(c) for x, c in zip(part, ctx)]
-                                        for part in batch]):
-            ids, scores, bboxes = net(data)
-            bboxes = bboxes / scale
-            gt = label.slice_axis(axis=-1, begin=0, end=6)
-            for metric in metrics.values():
-                metric.update(bboxes, ids, scores, gt[:, :, :4], gt[:, :, 4:5], gt[:, :, 5:6])
-    # The last value is the overall mAP (VOC: mean over classes; COCO: IoU 0.5:0.95).
-    return {name: float(metric.get()[1][-1]) for name, metric in metrics.items()}
+        for data, label, size in zip(*[[x.as_in_context(c) for x, c in zip(part, ctx)]
+                                       for part in batch]):
+            det, gt = _original_coordinates(net(data), data, label, size)
+            for metric in metrics:
+                metric.update(det, gt)
+    results = {}
+    for metric in metrics:
+        results.update(metric.results())
+    return results
 
 
 def device_shards(batch, ctx):
@@ -455,14 +607,15 @@ def _run(args):
     np.random.seed(args.seed)
     ctx, train, val, classes, net = _setup(args, log, dist)
     # Rank 0 alone evaluates (and writes checkpoints); the other workers build no held-out loader.
-    train_loader, sampler, val_loader = _loaders(net, train, val if dist.is_root else None, args,
+    train_loader, sampler, held_out = _loaders(net, train, val if dist.is_root else None, args,
                                                  len(ctx), dist)
-    metrics = _metrics(args.dataset, val, classes, args.val_iou, prefix) if dist.is_root else None
+    metrics = _metrics(args.dataset, val, classes, args.val_iou, prefix,
+                       masks=hasattr(net, 'mask')) if dist.is_root else None
     tester = DetectionLimits(net, args.test_score_thresh, args.post_nms)
     if args.eval_only:
         if not dist.is_root:
             return {}
-        results = evaluate(tester, val_loader, metrics, ctx)
+        results = evaluate(tester, held_out, metrics, ctx)
         log.info('held-out %s', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
         return results
     trainer = _trainer(args, net, len(train_loader), dist)
@@ -481,8 +634,8 @@ def _run(args):
                     classes=list(classes), seconds=time.time() - tic)
         if dist.is_root:
             if (epoch + 1) % args.val_interval == 0 or epoch + 1 == args.epochs:
-                results = evaluate(tester, val_loader, metrics, ctx)
-                meta['val'] = results
+                results = evaluate(tester, held_out, metrics, ctx)
+                meta['val'], meta['val_unit'] = results, MAP_UNIT
                 log.info('[Epoch %d] held-out %s', epoch,
                          ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
             save_checkpoint('%s_%04d' % (prefix, epoch), net, trainer, meta)
