@@ -173,7 +173,7 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
             '--norm-layer', 'bn', '--box-head', '2fc', '--box-head-units', '32', '--lr-mode',
             'cosine', '--lr-warmup', '1', '--epochs', '2', '--no-progress', '--save-prefix', prefix]
     results = train.main(argv)
-    assert set(results) == {'mAP@0.5', 'mAP@0.7'}
+    assert set(results) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'}
     log = open(prefix + '_train.log').read()
     assert '[Epoch 1][Batch 2/2]' in log and 'rcnn_cls' in log
     # Cosine: the last step of the last epoch runs at (nearly) zero learning rate.

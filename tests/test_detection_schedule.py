@@ -230,7 +230,7 @@ def test_command_trains_from_a_recipe_with_grouped_batches(tmp_path):
     prefix = str(tmp_path / 'run' / 'x')
     results = train.main(['--config', str(recipe), '--dataset-root', root, '--epochs', '1', '--no-progress',
                           '--save-prefix', prefix])
-    assert set(results) == {'mAP@0.5', 'mAP@0.7'} and all(0 <= v <= 1 for v in results.values())
+    assert set(results) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'} and all(0 <= v <= 1 for v in results.values())
     log = open(prefix + '_train.log').read()
     assert '[Epoch 0][Batch 2/2]' in log and 'lr=0.01000' in log  # 8 images in 2 grouped batches of 4, lr as given
     assert not os.path.exists(prefix + '_0001.params')  # --epochs 1 overrode the file's 3
