@@ -326,7 +326,7 @@ def test_cascade_mask_rcnn_trains_and_segments():
         out = net(batch[0], batch[1][:, :, :4], batch[1][:, :, 4:5])
     samples, indices = out[4].asnumpy()[0], out[-1].asnumpy()
     max_pos = net.sampler._max_pos  # pylint: disable=protected-access
-    assert out[2].shape == (2, max_pos, 2, 14, 14) and indices.shape == (2, max_pos)
+    assert out[2].shape == (2, max_pos, 2, 28, 28) and indices.shape == (2, max_pos)
     for image in range(2):  # the mask head sees stage 1's positives first
         picked = samples[image][indices[image].astype(int)]
         positives = int((samples[image] > 0).sum())
@@ -344,11 +344,11 @@ def test_cascade_mask_rcnn_segments_the_final_boxes(hybridize):
     ids, scores, boxes, masks = net(x)
     kept = SMALL['rpn_test_post_nms']
     assert ids.shape == scores.shape == (1, kept, 1) and boxes.shape == (1, kept, 4)
-    assert masks.shape == (1, kept, 14, 14)
+    assert masks.shape == (1, kept, 28, 28)
     # Independently: pool the returned boxes, run the mask head, take each detection's class.
     feat = net.features(x)
     rois = mx.nd.concat(mx.nd.zeros((kept, 1)), boxes[0], dim=-1)
-    logits = net.mask(pyramid_roi_feats(net, mx.nd, feat, rois, (7, 7), (4, 8, 16, 32)))
+    logits = net.mask(pyramid_roi_feats(net, mx.nd, feat, rois, (14, 14), (4, 8, 16, 32)))
     logits = logits[0].asnumpy()
     classes = np.clip(ids.asnumpy().ravel().astype(int), 0, 1)
     expected = 1 / (1 + np.exp(-logits[np.arange(kept), classes]))
@@ -409,5 +409,55 @@ def test_cascade_mask_rcnn_reset_class_resets_the_mask_predictor_too():
     np.testing.assert_array_equal(
         net.stage_heads[0].class_predictor.weight.data().asnumpy()[[0, 1]], old_cls[[0, 3]])
     ids, _, _, masks = net(x)
-    assert masks.shape == (1, SMALL['rpn_test_post_nms'], 14, 14)
+    assert masks.shape == (1, SMALL['rpn_test_post_nms'], 28, 28)
     assert set(ids.asnumpy().ravel()) <= {-1, 0, 1}
+
+
+def _mask_loss_feature_grads(net, x, weights):
+    """Gradients of the backbone and FPN parameters from a mask-only loss (sampling seeded)."""
+    mx.random.seed(7)
+    with autograd.record():
+        mask_pred = net(x, mx.nd.array(GT_BOX), mx.nd.array(GT_LABEL))[2]
+        loss = (mask_pred * weights).sum()
+    loss.backward()
+    return {name: param.grad().asnumpy().copy()
+            for name, param in net.features.collect_params().items() if param.grad_req != 'null'}
+
+
+def test_cascade_mask_head_pools_14_predicts_28_and_its_loss_reaches_the_features_unscaled():
+    net = detection.custom_cascade_mask_rcnn_fpn(['a', 'b', 'c', 'd'], backbone='resnest14',
+                                                 pretrained_base=False, **SMALL)
+    net.initialize()
+    x = mx.nd.random.uniform(shape=(2, 3, 128, 160))
+    with autograd.train_mode():
+        shape = net(x, mx.nd.array(GT_BOX), mx.nd.array(GT_LABEL))[2].shape
+    max_pos = net.sampler._max_pos  # pylint: disable=protected-access
+    assert shape == (2, max_pos, 4, 28, 28)
+    weights = mx.nd.random.normal(shape=shape)
+    scaled = _mask_loss_feature_grads(net, x, weights)
+    assert net.head_grad_scale == pytest.approx(1 / 3.)
+    net.head_grad_scale = 1.  # the box heads' scale removed: the mask gradient must not change
+    unscaled = _mask_loss_feature_grads(net, x, weights)
+    norms = {name: np.abs(grad).sum() for name, grad in unscaled.items()}
+    assert sum(value > 0 for value in norms.values()) > len(norms) // 2  # it reaches the backbone
+    for name, grad in unscaled.items():
+        np.testing.assert_allclose(scaled[name], grad, rtol=1e-4, atol=1e-7 * norms[name] + 1e-12,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize('mask', [False, True], ids=['cascade', 'cascade_mask'])
+def test_reset_class_before_the_first_forward(mask):
+    factory = detection.custom_cascade_mask_rcnn_fpn if mask else detection.custom_cascade_rcnn_fpn
+    net = factory(['a', 'b', 'c', 'd'], backbone='resnest14', pretrained_base=False, **SMALL)
+    net.initialize()  # deferred: the predictors' input sizes are known only at the first forward
+    net.reset_class(['d', 'x', 'b'], reuse_weights=['b', 'd'])  # nothing trained to copy yet
+    assert net.classes == ['d', 'x', 'b']
+    net.reset_class(['y', 'z'])
+    out = net(mx.nd.random.uniform(shape=(1, 3, 96, 128)))
+    preds = [net.class_predictor] + [head.class_predictor for head in net.stage_heads]
+    assert [p.weight.shape[0] for p in preds] == [3, 3, 3]
+    ids = out[0].asnumpy().ravel()
+    assert set(ids[ids >= 0]) <= {0, 1}
+    if mask:
+        assert net.mask.mask.weight.shape[0] == 2
+        assert out[3].shape == (1, SMALL['rpn_test_post_nms'], 28, 28)

@@ -29,7 +29,7 @@ from gluoncv.nn.coder import (MultiClassEncoder, NormalizedBoxCenterDecoder,
 from ..gluoncv.detection import pyramid_roi_feats
 
 __all__ = ['CascadeRCNN', 'CascadeHead', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS', 'get_cascade_rcnn',
-           'build_detector', 'class_mapping']
+           'build_detector', 'class_mapping', 'materialised']
 
 STAGE_IOU_THRESHS = (0.5, 0.6, 0.7)
 STAGE_BOX_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
@@ -139,11 +139,15 @@ class CascadeRCNN(FasterRCNN):
                 head.class_predictor = nn.Dense(self.num_class + 1, prefix=old.prefix,
                                                 weight_initializer=mx.init.Normal(0.01),
                                                 in_units=old.weight.shape[1])
-            head.class_predictor.initialize(ctx=old.weight.list_ctx())
+            if old.weight._data is not None or old.weight._deferred_init:  # pylint: disable=W0212
+                head.class_predictor.initialize(ctx=old.weight.list_ctx())
         new_preds = [self.class_predictor] + [head.class_predictor for head in self.stage_heads]
-        # Row 0 is the background, kept whenever weights are reused (as GluonCV does).
+        # Row 0 is the background, kept whenever weights are reused (as GluonCV does). Predictors
+        # still waiting for their first forward hold no weights yet: nothing to copy.
         rows = [(0, 0)] + [(new + 1, old + 1) for new, old in mapping.items()] if mapping else []
         for old, new in zip(old_preds, new_preds):
+            if not rows or not materialised(old):
+                continue
             for old_param, new_param in zip(old.params.values(), new.params.values()):
                 data = new_param.data()
                 for dst, src in rows:
@@ -160,16 +164,19 @@ class CascadeRCNN(FasterRCNN):
 
     def _stage(self, F, stage, feat, boxes, batch_size, num_roi):
         """Pool ``boxes`` (B, N, 4) and run one head: class logits (B, N, C+1), deltas (B, N, 4)."""
+        pooled = self._pool(F, feat, boxes, batch_size, num_roi, self._roi_size)
+        pooled = F.contrib.gradientmultiplier(pooled, scalar=self.head_grad_scale)
+        cls_pred, box_pred = self._head(stage)(pooled)
+        return (cls_pred.reshape((batch_size, num_roi, self.num_class + 1)),
+                box_pred.reshape((batch_size, num_roi, 4)))
+
+    def _pool(self, F, feat, boxes, batch_size, num_roi, size):
+        """FPN pooling of ``boxes`` (B, N, 4) to ``size``: (B * N, C, h, w); no gradient to boxes."""
         with autograd.pause():
             batchid = F.repeat(F.arange(0, batch_size), num_roi).reshape((-1, 1))
             rois = F.stop_gradient(F.concat(batchid, boxes.reshape((-1, 4)), dim=-1))
         # The FPN pooling that never reads unwritten memory on CPU (see pyramid_roi_feats).
-        pooled = pyramid_roi_feats(self, F, feat, rois, self._roi_size, self._strides,
-                                   roi_mode=self._roi_mode)
-        pooled = F.contrib.gradientmultiplier(pooled, scalar=self.head_grad_scale)
-        cls_pred, box_pred = self._head(stage)(pooled)
-        return (cls_pred.reshape((batch_size, num_roi, self.num_class + 1)),
-                box_pred.reshape((batch_size, num_roi, 4)), pooled)
+        return pyramid_roi_feats(self, F, feat, rois, size, self._strides, roi_mode=self._roi_mode)
 
     def _refine(self, F, stage, box_pred, boxes, x):
         """Decode one stage's deltas on the boxes it pooled; clipped to the image, no gradient."""
@@ -195,7 +202,7 @@ class CascadeRCNN(FasterRCNN):
         if not isinstance(feat, (list, tuple)):
             feat = [feat]
         if autograd.is_training():
-            return self._train_forward(F, x, feat, gt_box, gt_label)[0]
+            return self._train_forward(F, x, feat, gt_box, gt_label)
         return self._infer(F, x, feat)
 
     def _infer(self, F, x, feat):
@@ -203,24 +210,23 @@ class CascadeRCNN(FasterRCNN):
         _, boxes = self.rpn(F.zeros_like(x), *feat)
         scores = []
         for stage in range(self.num_cascade_stages):
-            cls_pred, box_pred, _ = self._stage(F, stage, feat, boxes, 1, self._rpn_test_post_nms)
+            cls_pred, box_pred = self._stage(F, stage, feat, boxes, 1, self._rpn_test_post_nms)
             scores.append(F.softmax(cls_pred, axis=-1))
             boxes = self._refine(F, stage, box_pred, boxes, x)
         return self._detect(F, F.add_n(*scores) / len(scores), boxes)
 
     def _train_forward(self, F, x, feat, gt_box, gt_label):
-        """The training outputs, and stage 1's pooled features (B * N, C, h, w)."""
+        """The training outputs (see the class notes)."""
         rpn_score, rpn_box, raw_rpn_score, raw_rpn_box, anchors = self.rpn(F.zeros_like(x), *feat)
         boxes, samples, matches = self.sampler(rpn_box, rpn_score, gt_box)
-        outputs, first_pooled = [[] for _ in range(8)], None
+        outputs = [[] for _ in range(8)]
         for stage in range(self.num_cascade_stages):
             if stage > 0:
                 with autograd.pause():
                     samples, matches = self._label(F, boxes, gt_box,
                                                    self.stage_iou_threshs[stage])
-            cls_pred, box_pred, pooled = self._stage(F, stage, feat, boxes, self._batch_size,
-                                                     self._num_sample)
-            first_pooled = pooled if stage == 0 else first_pooled
+            cls_pred, box_pred = self._stage(F, stage, feat, boxes, self._batch_size,
+                                             self._num_sample)
             with autograd.pause():
                 cls_target = self.cls_encoder(samples, matches, gt_label)
                 box_target, box_mask = self.box_encoders[stage](samples, matches, boxes, gt_box)
@@ -231,7 +237,7 @@ class CascadeRCNN(FasterRCNN):
         cls_preds, box_preds, rois, samples, matches, cls_targets, box_targets, box_masks = \
             [F.stack(*out, axis=0) for out in outputs]
         return (cls_preds, box_preds, rois, samples, matches, raw_rpn_score, raw_rpn_box, anchors,
-                cls_targets, box_targets, box_masks), first_pooled
+                cls_targets, box_targets, box_masks)
 
     def _detect(self, F, scores, boxes):
         """Per-class NMS as GluonCV's FasterRCNN: scores (1, N, C+1), boxes (1, N, 4)."""
@@ -249,6 +255,12 @@ class CascadeRCNN(FasterRCNN):
         res = res.reshape((1, -1, 6))
         return (F.slice_axis(res, axis=-1, begin=0, end=1), F.slice_axis(res, axis=-1, begin=1, end=2),
                 F.slice_axis(res, axis=-1, begin=2, end=6))
+
+
+def materialised(block):
+    """True when every parameter of ``block`` holds data (none waits for a first forward)."""
+    return all(param._data is not None  # pylint: disable=protected-access
+               for param in block.params.values())
 
 
 def class_mapping(old_classes, new_classes, reuse_weights):

@@ -2,7 +2,9 @@
 
 As in detectron2's ``CascadeROIHeads``, the mask head trains on stage 1's foreground samples (IoU
 >= 0.5 with a ground-truth box, as Mask R-CNN's) and at inference segments the final detections,
-whose boxes come from the last stage.
+whose boxes come from the last stage. As in detectron2 and GluonCV's FPN Mask R-CNN, it pools its own
+14x14 features (the box heads pool 7x7) and predicts 28x28 masks; its pooling is not behind the box
+heads' gradient scale, so the mask loss reaches the features at full strength.
 """
 import mxnet as mx
 from mxnet import autograd
@@ -10,8 +12,7 @@ from mxnet import autograd
 from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import Mask
 from gluoncv.model_zoo.rcnn.mask_rcnn.rcnn_target import MaskTargetGenerator
 
-from ..gluoncv.detection import pyramid_roi_feats
-from .cascade import CascadeRCNN, build_detector, class_mapping
+from .cascade import CascadeRCNN, build_detector, class_mapping, materialised
 
 __all__ = ['CascadeMaskRCNN', 'get_cascade_mask_rcnn']
 
@@ -23,6 +24,8 @@ class CascadeMaskRCNN(CascadeRCNN):
     ----------
     mask_channels, rcnn_max_dets, target_roi_scale, num_fcn_convs, norm_layer, norm_kwargs
         As ``gluoncv.model_zoo.MaskRCNN``.
+    mask_roi_size : tuple of int, default (14, 14)
+        Size the mask head pools its regions to; masks are ``target_roi_scale`` times larger.
     **kwargs
         :class:`CascadeRCNN` arguments.
 
@@ -33,7 +36,7 @@ class CascadeMaskRCNN(CascadeRCNN):
     """
 
     def __init__(self, mask_channels=256, rcnn_max_dets=1000, target_roi_scale=1, num_fcn_convs=0,
-                 norm_layer=None, norm_kwargs=None, **kwargs):
+                 norm_layer=None, norm_kwargs=None, mask_roi_size=(14, 14), **kwargs):
         super(CascadeMaskRCNN, self).__init__(**kwargs)
         self._rcnn_max_dets = min(rcnn_max_dets, self._rpn_test_post_nms)
         self._max_pos = self.sampler._max_pos  # pylint: disable=protected-access
@@ -41,7 +44,8 @@ class CascadeMaskRCNN(CascadeRCNN):
             self.mask = Mask(self._batch_size, self.classes, mask_channels,
                              num_fcn_convs=num_fcn_convs, norm_layer=norm_layer,
                              norm_kwargs=norm_kwargs)
-            self._target_roi_size = tuple(s * target_roi_scale for s in self._roi_size)
+            self._mask_roi_size = tuple(mask_roi_size)
+            self._target_roi_size = tuple(s * target_roi_scale for s in self._mask_roi_size)
             self.mask_target = MaskTargetGenerator(self._batch_size, self._max_pos, self.num_class,
                                                    self._target_roi_size)
 
@@ -50,7 +54,8 @@ class CascadeMaskRCNN(CascadeRCNN):
         ``MaskRCNN.reset_class``."""
         mapping = class_mapping(getattr(self, 'classes', []), list(classes), reuse_weights)
         super(CascadeMaskRCNN, self).reset_class(classes, mapping)
-        self.mask.reset_class(list(classes), mapping)
+        # GluonCV's copies rows with .data(): none to copy before the first forward.
+        self.mask.reset_class(list(classes), mapping if materialised(self.mask.mask) else None)
         self.mask_target = MaskTargetGenerator(self._batch_size, self._max_pos, self.num_class,
                                                self._target_roi_size)
 
@@ -61,15 +66,17 @@ class CascadeMaskRCNN(CascadeRCNN):
             feat = [feat]
         if not autograd.is_training():
             return self._segment(F, feat, *self._infer(F, x, feat))
-        outputs, pooled = self._train_forward(F, x, feat, gt_box, gt_label)
+        outputs = self._train_forward(F, x, feat, gt_box, gt_label)
         samples = F.slice_axis(outputs[3], axis=0, begin=0, end=1).reshape((-3, 0))  # stage 1
         # The first max_pos samples of each image, positives first (GluonCV's sampler takes no more).
         indices = F.slice_axis(F.argsort(samples, axis=1, is_ascend=False), axis=1, begin=0,
                                end=self._max_pos)
-        pooled = pooled.reshape((-4, self._batch_size, -1, 0, 0, 0))
-        picked = F.concat(*[F.take(F.slice_axis(pooled, axis=0, begin=i, end=i + 1).squeeze(axis=0),
-                                   F.slice_axis(indices, axis=0, begin=i, end=i + 1).squeeze(axis=0))
-                            for i in range(self._batch_size)], dim=0)
+        rois = F.slice_axis(outputs[2], axis=0, begin=0, end=1).reshape((-3, 0, 0))
+        picked = F.stack(*[F.take(F.slice_axis(rois, axis=0, begin=i, end=i + 1).squeeze(axis=0),
+                                  F.slice_axis(indices, axis=0, begin=i, end=i + 1).squeeze(axis=0))
+                           for i in range(self._batch_size)], axis=0)
+        # Pooled apart from the box heads: no gradient scale between the mask loss and the features.
+        picked = self._pool(F, feat, picked, self._batch_size, self._max_pos, self._mask_roi_size)
         mask_pred = self.mask(picked)
         return outputs[:2] + (mask_pred,) + outputs[2:] + (indices,)
 
@@ -80,10 +87,7 @@ class CascadeMaskRCNN(CascadeRCNN):
                              begin=0, end=num).reshape((-1,))
         ids, scores, boxes = [F.take(out.squeeze(axis=0), order).expand_dims(0)
                               for out in (ids, scores, boxes)]
-        rois = F.stop_gradient(F.concat(F.zeros_like(order).reshape((-1, 1)),
-                                        boxes.squeeze(axis=0), dim=-1))
-        pooled = pyramid_roi_feats(self, F, feat, rois, self._roi_size, self._strides,
-                                   roi_mode=self._roi_mode)
+        pooled = self._pool(F, feat, boxes, 1, num, self._mask_roi_size)
         masks = self.mask(pooled).squeeze(axis=0)  # (num, C, MS, MS)
         class_ids = F.clip(ids.reshape((-1,)), 0, self.num_class - 1)  # -1: no detection
         masks = F.gather_nd(masks, F.stack(F.arange(0, num), class_ids, axis=0))

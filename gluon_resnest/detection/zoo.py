@@ -53,8 +53,8 @@ def cascade_mask_rcnn_fpn(backbone='resnest50', dataset='coco', classes=None, sy
     """Cascade Mask R-CNN with FPN on one of our backbones (the paper's instance segmentation).
 
     :func:`cascade_rcnn_fpn` plus the mask head of :func:`gluon_resnest.gluoncv.mask_rcnn_fpn`
-    (4 convs, 256 channels, 14x14 masks; SyncBatchNorm in the SyncBN recipe). Arguments as
-    :func:`cascade_rcnn_fpn`.
+    (4 convs, 256 channels) pooling 14x14 and predicting 28x28 masks (SyncBatchNorm in the SyncBN
+    recipe). Arguments as :func:`cascade_rcnn_fpn`.
 
     Returns
     -------
