@@ -10,7 +10,7 @@ recipe, per GPU, on 64 GPUs with Horovod::
 
 The same recipe as a file (``gluon_resnest/recipes/imagenet/resnest50.yaml``; flags still override it)::
 
-    horovodrun -np 64 -H ... python train_imagenet.py --config resnest50 --kv-store horovod --gpus 0 \
+    horovodrun -np 64 -H ... python train_imagenet.py --config resnest50 --kv-store horovod --gpus 0 \\
         --rec-train train.rec --rec-train-idx train.idx --rec-val val.rec --rec-val-idx val.idx
 
 ``--lr`` is per device: the peak rate is ``lr x workers x devices per worker``. See README for the rest.

@@ -11,6 +11,9 @@ mAP), ``coco`` (train2017 / val2017, COCO mAP) and ``shapes`` (the offline datas
 / ``.states`` / ``.json`` atomically; ``--resume`` continues from one.
 """
 import argparse
+import contextlib
+import copy
+import io
 import os
 import sys
 import time
@@ -438,9 +441,6 @@ class COCOEvaluation(object):
 
 def _coco_map(coco, detections, kind):
     """COCO AP at IoU 0.5:0.95, 0.5 and 0.75 (all areas, 100 detections) of ``detections``."""
-    import contextlib  # pylint: disable=import-outside-toplevel
-    import copy  # pylint: disable=import-outside-toplevel
-    import io  # pylint: disable=import-outside-toplevel
     from pycocotools.cocoeval import COCOeval  # pylint: disable=import-outside-toplevel
     names = ['%s_mAP@%s' % (kind, iou) for iou in ('0.5:0.95', '0.5', '0.75')]
     if not detections:  # pycocotools cannot load an empty result list
