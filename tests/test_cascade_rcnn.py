@@ -14,7 +14,7 @@ from mxnet import autograd
 from gluon_resnest import detection
 from gluon_resnest.detection import shapes, train
 from gluon_resnest.detection.loss import DetectionLoss
-from gluon_resnest.gluoncv.detection import pyramid_roi_feats
+from gluon_resnest.detection.pooling import pyramid_roi_feats
 # The two-image VOC set (fixtures voc_root, frozen_base) and GluonCV's training preparation.
 from conftest import DETECTION_SMALL as FASTER_SMALL
 from conftest import first_shard as _first_shard

@@ -10,7 +10,7 @@ import pytest
 from mxnet import autograd, gluon
 
 from gluon_resnest.detection import CascadeRCNN, shapes, train
-from gluon_resnest.gluoncv.detection import cpu_region_limit, pyramid_roi_feats
+from gluon_resnest.detection.pooling import cpu_region_limit, pyramid_roi_feats
 
 from conftest import REPO
 

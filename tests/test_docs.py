@@ -346,7 +346,8 @@ LAYERS = [
     ('models', ['layers', 'resnest', 'model_zoo', 'pretrained']),
     ('config', ['config', 'cli']),
     ('services', ['data', 'inference', 'loading', 'metrics', 'devices']),
-    ('jobs', ['train', 'evaluation', 'export', 'detection', 'gluoncv']),
+    ('jobs', ['train', 'evaluation', 'export', 'detection']),
+    ('integration', ['gluoncv']),
     ('commands', ['summary']),
 ]
 
@@ -356,19 +357,54 @@ def _layer(module):
     return next((rank for rank, (_, names) in enumerate(LAYERS) if top in names), None)
 
 
-def test_each_layer_imports_only_itself_and_lower_layers():
+def _project_imports(path, package):
+    """(node, target module) of each relative import in one file of the package."""
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.replace('.__init__', '').split('.')
+            base = base[:len(base) - node.level + 1]
+            yield node, '.'.join(base + ([node.module] if node.module else []))
+
+
+def _package_files():
+    """(path, dotted name, dotted package) of every module of gluon_resnest."""
     for path in glob.glob(os.path.join(REPO, 'gluon_resnest', '**', '*.py'), recursive=True):
         rel = os.path.relpath(path, REPO)[:-3].replace(os.sep, '.')
-        package = rel if rel.endswith('__init__') else rel.rsplit('.', 1)[0]
+        yield path, rel, rel if rel.endswith('__init__') else rel.rsplit('.', 1)[0]
+
+
+def _is_module(dotted):
+    path = os.path.join(REPO, *dotted.split('.'))
+    return os.path.isfile(path + '.py') or os.path.isdir(path)
+
+
+def test_each_layer_imports_only_itself_and_lower_layers():
+    for path, rel, package in _package_files():
         if rel == 'gluon_resnest.__init__':
             continue
         rank = _layer(rel)
         assert rank is not None, '%s is on no layer of docs/design.md' % rel
+        for _, target in _project_imports(path, package):
+            imported = _layer(target) if target.count('.') else None
+            assert imported is None or imported <= rank, '%s (%s) imports %s (%s)' % (
+                rel, LAYERS[rank][0], target, LAYERS[imported][0])
+
+
+def test_modules_use_only_each_others_public_names():
+    """What one module takes from another has a public name: no ``from .x import _y`` and no
+    ``x._y`` on an imported project module."""
+    found = []
+    for path, rel, package in _package_files():
+        modules = set()
+        for node, target in _project_imports(path, package):
+            for alias in node.names:
+                if _is_module(target + '.' + alias.name):
+                    modules.add(alias.asname or alias.name)
+                elif alias.name.startswith('_') and not alias.name.startswith('__'):
+                    found.append('%s imports %s from %s' % (rel, alias.name, target))
         for node in ast.walk(ast.parse(open(path).read())):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                base = package.replace('.__init__', '').split('.')
-                base = base[:len(base) - node.level + 1]
-                target = '.'.join(base + ([node.module] if node.module else []))
-                imported = _layer(target) if target.count('.') else None
-                assert imported is None or imported <= rank, '%s (%s) imports %s (%s)' % (
-                    rel, LAYERS[rank][0], target, LAYERS[imported][0])
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                    node.value.id in modules and node.attr.startswith('_') and \
+                    not node.attr.startswith('__'):
+                found.append('%s uses %s.%s' % (rel, node.value.id, node.attr))
+    assert not found, found

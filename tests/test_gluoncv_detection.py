@@ -16,7 +16,7 @@ from gluoncv.nn.dropblock import DropBlock as GluonCVDropBlock
 from mxnet import gluon
 from mxnet.gluon.contrib.nn import SyncBatchNorm
 
-from gluon_resnest import gluoncv as plugin
+from gluon_resnest import detection, gluoncv as plugin
 
 # The two-image VOC set (fixtures voc_root, frozen_base) and GluonCV's training preparation.
 from conftest import DETECTION_SMALL as SMALL  # noqa: E402
@@ -47,8 +47,8 @@ def _check_step(net, losses):
 def test_faster_rcnn_trains_and_detects_on_voc_samples(voc_root, frozen_base, syncbn):
     dataset = VOCDetection(root=voc_root, splits=[(2007, 'train')])
     assert dataset[1][1].shape == (2, 6)
-    net = plugin.faster_rcnn_fpn('resnest14', dataset='voc', syncbn=syncbn,
-                                 pretrained_base=False if syncbn else frozen_base, **SMALL)
+    net = detection.faster_rcnn_fpn('resnest14', dataset='voc', syncbn=syncbn,
+                                    pretrained_base=False if syncbn else frozen_base, **SMALL)
     trainer = _prepare_for_training(net)
     loader = gluon.data.DataLoader(
         dataset.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
@@ -104,23 +104,64 @@ def test_fpn_roi_pooling_never_reads_unwritten_memory():
                    for feature, stride, level in zip(features, (4, 8, 16, 32), (2, 3, 4, 5)))
     for _ in range(3):
         _flood_memory_pool((256, 16, 7, 7))
-        got = plugin.pyramid_roi_feats(_PyramidLevels(), mx.nd, features, rois, (7, 7),
-                                       (4, 8, 16, 32))
+        got = detection.pyramid_roi_feats(_PyramidLevels(), mx.nd, features, rois, (7, 7),
+                                          (4, 8, 16, 32))
         np.testing.assert_allclose(got.asnumpy(), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_our_detectors_use_the_safe_roi_pooling():
-    net = plugin.faster_rcnn_fpn('resnest14', pretrained_base=False)
-    assert net._pyramid_roi_feats.__func__ is plugin.pyramid_roi_feats  # pylint: disable=W0212
-    mask = plugin.mask_rcnn_fpn('resnest14', pretrained_base=False)
-    assert mask._pyramid_roi_feats.__func__ is plugin.pyramid_roi_feats  # pylint: disable=W0212
+    net = detection.faster_rcnn_fpn('resnest14', pretrained_base=False)
+    assert net._pyramid_roi_feats.__func__ is detection.pyramid_roi_feats  # pylint: disable=W0212
+    mask = detection.mask_rcnn_fpn('resnest14', pretrained_base=False)
+    assert mask._pyramid_roi_feats.__func__ is detection.pyramid_roi_feats  # pylint: disable=W0212
+
+
+def _heads_on_pooled_regions(net, x, boxes):
+    """Regions of image ``x`` pooled as the network's inference pools its detections, with what the
+    box and mask heads make of them."""
+    # pylint: disable=protected-access
+    rois = mx.nd.concat(mx.nd.zeros((len(boxes), 1)), mx.nd.array(boxes), dim=-1)
+    pooled = net._pyramid_roi_feats(mx.nd, net.features(x), rois, net._roi_size, net._strides,
+                                    roi_mode=net._roi_mode)
+    return pooled, net.box_features(pooled), net.mask(pooled)
+
+
+def _first_dense(block):
+    return next(child for child in _descendants(block) if isinstance(child, gluon.nn.Dense))
+
+
+def test_mask_rcnn_pools_and_predicts_masks_as_gluoncvs_fpn_mask_rcnn():
+    """GluonCV's own FPN Mask R-CNN with the same 4-conv mask head pools regions at 14x14, average-pools
+    them to 7x7 for the box head and predicts 28x28 masks; ours does the same."""
+    # pylint: disable=protected-access
+    theirs = gcv_get_model('mask_rcnn_fpn_resnet50_v1b_coco', pretrained_base=False)
+    ours = detection.mask_rcnn_fpn('resnest14', pretrained_base=False, rpn_test_pre_nms=60,
+                                   rpn_test_post_nms=12)
+    x = mx.nd.random.uniform(-1, 1, shape=(1, 3, 96, 128))  # non-square
+    boxes = [[4, 8, 40, 60], [10, 6, 125, 90], [0, 0, 18, 14], [60, 20, 100, 95]]
+    shapes = {}
+    for name, net in (('theirs', theirs), ('ours', ours)):
+        net.initialize()
+        detection.use_safe_roi_pooling(net)
+        pooled, box_feat, masks = _heads_on_pooled_regions(net, x, boxes)
+        shapes[name] = (net._roi_size, net._target_roi_size, net.mask_target._mask_size,
+                        pooled.shape, box_feat.shape, _first_dense(net.box_features).weight.shape,
+                        masks.shape)
+    assert shapes['theirs'] == ((14, 14), (28, 28), (28, 28), (4, 256, 14, 14), (4, 1024),
+                                (1024, 256 * 7 * 7), (1, 4, 80, 28, 28))
+    assert shapes['ours'] == shapes['theirs']
+    # The whole inference: one 28x28 mask per kept detection.
+    ids, scores, bboxes, masks = ours(x)
+    assert ids.shape == scores.shape == (1, 12, 1) and bboxes.shape == (1, 12, 4)
+    assert masks.shape == (1, 12, 28, 28)
+    assert np.isfinite(masks.asnumpy()).all()
 
 
 @pytest.mark.slow
 def test_mask_rcnn_trains_and_segments_instances():
     pytest.importorskip('pycocotools', reason='GluonCV needs pycocotools for mask targets')
-    net = plugin.custom_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
-                                      pretrained_base=False, **SMALL)
+    net = detection.custom_mask_rcnn_fpn(['first', 'second'], backbone='resnest14',
+                                         pretrained_base=False, **SMALL)
     trainer, batch = mask_training_batch(net)
     task = MaskTask(net, trainer, *_losses(), gluon.loss.SigmoidBinaryCrossEntropyLoss(),
                     amp_enabled=False)
@@ -134,7 +175,7 @@ def test_mask_rcnn_trains_and_segments_instances():
     kept = SMALL['rpn_test_post_nms']  # rcnn_max_dets is capped by the proposals kept
     assert ids.shape == (1, kept, 1) and scores.shape == (1, kept, 1)
     assert boxes.shape == (1, kept, 4)
-    assert masks.shape == (1, kept, 14, 14)
+    assert masks.shape == (1, kept, 28, 28)
     assert np.isfinite(masks.asnumpy()).all()
 
 
@@ -148,11 +189,12 @@ def test_mask_rcnn_trains_and_segments_instances():
 ])
 def test_fpn_taps_are_computed_from_the_network(backbone, taps):
     # The resnest50/101 lists are the ones GluonCV hard-codes for its own ResNeSt.
-    assert plugin.fpn_tap_names(plugin.detection_backbone(backbone, pretrained_base=False)) == taps
+    backbone = detection.detection_backbone(backbone, pretrained_base=False)
+    assert detection.fpn_tap_names(backbone) == taps
 
 
 def test_fast_model_with_its_own_prefix_builds_an_fpn():
-    net = plugin.faster_rcnn_fpn('resnest50_fast_1s1x64d', pretrained_base=False)
+    net = detection.faster_rcnn_fpn('resnest50_fast_1s1x64d', pretrained_base=False)
     assert any(key.startswith('resnetv1f_layers4_') for key in net.features.collect_params())
     shapes = mx.sym.Group(net.features(mx.sym.var('data'))).infer_shape(data=(1, 3, 128, 128))[1]
     assert [shape[2] for shape in shapes] == [32, 16, 8, 4, 2]
@@ -163,7 +205,7 @@ def _graph_nodes(net):
 
 
 def test_dropblock_is_off_in_detection():
-    backbone = plugin.detection_backbone('resnest50', pretrained_base=False)
+    backbone = detection.detection_backbone('resnest50', pretrained_base=False)
     drops = [block for block in _descendants(backbone) if isinstance(block, GluonCVDropBlock)]
     assert len(drops) == 3 * (6 + 3) and {block.drop_prob for block in drops} == {0.0}
     net = gcv_get_model('faster_rcnn_fpn_syncbn_resnest50_coco', pretrained_base=False)
@@ -178,14 +220,14 @@ def _descendants(block):
 
 
 def test_frozen_bn_recipe_freezes_backbone_statistics_and_affine():
-    net = plugin.custom_faster_rcnn_fpn(['a'], backbone='resnest14', syncbn=False,
-                                        pretrained_base=False)
+    net = detection.custom_faster_rcnn_fpn(['a'], backbone='resnest14', syncbn=False,
+                                           pretrained_base=False)
     norms = [node for node in _graph_nodes(net) if node['op'] == 'BatchNorm']
     assert norms and all(node['attrs']['use_global_stats'] == 'True' for node in norms)
     trained = list(net.collect_train_params())
     assert not any(name.startswith('resnest_') and name.endswith('gamma') for name in trained)
     assert 'resnest_layers4_conv0_weight' in trained
-    sync = plugin.custom_faster_rcnn_fpn(['a'], backbone='resnest14', pretrained_base=False)
+    sync = detection.custom_faster_rcnn_fpn(['a'], backbone='resnest14', pretrained_base=False)
     assert {node['op'] for node in _graph_nodes(sync)} >= {'_contrib_SyncBatchNorm'}
     assert 'resnest_layers1_syncbatchnorm0_gamma' in sync.collect_train_params()
 
@@ -200,7 +242,7 @@ def test_faster_rcnn_checkpoint_from_gluoncv_loads_strictly(tmp_path):
         plugin.register()
     theirs.initialize()
     # GluonCV's own pooling reads unwritten memory on CPU (see pyramid_roi_feats); compare like for like.
-    plugin.use_safe_roi_pooling(theirs)
+    detection.use_safe_roi_pooling(theirs)
     x = mx.nd.random.uniform(-1, 1, shape=(1, 3, 128, 128))
     expected = [out.asnumpy() for out in theirs(x)]
     path = str(tmp_path / (name + '.params'))

@@ -20,7 +20,7 @@ from gluoncv.model_zoo.rcnn.faster_rcnn import predefined_models as gcv_faster
 from gluoncv.model_zoo.rcnn.mask_rcnn import mask_rcnn as gcv_mask_module
 
 import gluon_resnest
-from gluon_resnest import gluoncv as plugin
+from gluon_resnest import detection, gluoncv as plugin
 from gluon_resnest.detection import CascadeMaskRCNN, CascadeRCNN
 from gluon_resnest.gluoncv.__main__ import main as run_main, parse_args as run_parse_args
 from gluon_resnest.model_zoo import VARIANTS
@@ -134,7 +134,7 @@ def test_unregister_restores_gluoncv_entries():
     assert plugin.is_registered()
     assert isinstance(gcv_get_model('resnest14'), ResNeSt)
     for module in (gcv_faster_module, gcv_doublehead_module, gcv_mask_module):
-        assert module.custom_rcnn_fpn is plugin.custom_rcnn_fpn
+        assert module.custom_rcnn_fpn is detection.custom_rcnn_fpn
 
 
 def test_register_twice_is_harmless():
@@ -162,16 +162,16 @@ def test_unknown_backbone_lists_valid_ones():
     assert '\n' not in message and 'resnest51' in message
     assert 'resnest14' in message and 'resnest50_fast_1s4x24d' in message and 'resnet101' in message
     with pytest.raises(ValueError, match="unknown ResNeSt backbone 'resnet50_v1b'; valid names: resnest14, resnest26"):
-        plugin.faster_rcnn_fpn('resnet50_v1b', pretrained_base=False)
+        detection.faster_rcnn_fpn('resnet50_v1b', pretrained_base=False)
     with pytest.raises(ValueError, match="unknown ResNeSt backbone 'resnest51'; valid names"):
         plugin.deeplab_ade('resnest51')
 
 
 def test_detection_bad_arguments():
     with pytest.raises(ValueError, match='classes'):
-        plugin.custom_faster_rcnn_fpn([], backbone='resnest14')
+        detection.custom_faster_rcnn_fpn([], backbone='resnest14')
     with pytest.raises(ValueError, match="dataset 'kitti' has no built-in classes"):
-        plugin.faster_rcnn_fpn('resnest14', dataset='kitti', pretrained_base=False)
+        detection.faster_rcnn_fpn('resnest14', dataset='kitti', pretrained_base=False)
 
 
 def _write(path, text):

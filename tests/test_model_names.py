@@ -5,7 +5,8 @@ import gluon_resnest
 from gluon_resnest import config, loading, summary
 from gluon_resnest.export import torch_convert
 from gluon_resnest.detection import train as detection_train
-from gluon_resnest.gluoncv import detection, segmentation
+from gluon_resnest.detection import fpn
+from gluon_resnest.gluoncv import segmentation
 
 
 def _summary(name):
@@ -22,7 +23,7 @@ ENTRY_POINTS = {
     'summary': (_summary, 'model'),
     'segmentation backbone': (lambda name: segmentation._check_ours(name) or name.lower(),  # pylint: disable=W0212
                               'ResNeSt backbone'),
-    'detection backbone': (detection._check_backbone, 'ResNeSt backbone'),  # pylint: disable=W0212
+    'detection backbone': (fpn.check_backbone, 'ResNeSt backbone'),
     'detection command': (lambda name: detection_train._check(  # pylint: disable=W0212
         detection_train.parse_args(['--network', name])) or name.lower(), 'network'),
 }

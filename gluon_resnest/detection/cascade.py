@@ -26,7 +26,7 @@ from gluoncv.nn.bbox import BBoxClipToImage
 from gluoncv.nn.coder import (MultiClassEncoder, NormalizedBoxCenterDecoder,
                               NormalizedBoxCenterEncoder)
 
-from ..gluoncv.detection import pyramid_roi_feats
+from .pooling import pyramid_roi_feats
 
 __all__ = ['CascadeRCNN', 'CascadeHead', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS', 'get_cascade_rcnn',
            'build_detector', 'class_mapping', 'materialised']

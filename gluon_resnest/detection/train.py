@@ -23,7 +23,6 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from .. import cli
-from ..gluoncv import detection as faster
 from ..model_zoo import model_key
 from ..procs import children_die_with_this_process
 from ..train.build import contexts
@@ -33,8 +32,11 @@ from ..train.distributed import setup_distributed
 from ..train.monitor import ProgressBar, setup_logger
 from ..train.recipe import apply_no_wd, build_lr_scheduler
 from .cascade import STAGE_IOU_THRESHS
+from .fpn import box_head
 from .limits import DetectionLimits
 from .loss import DetectionLoss
+from .pooling import cpu_region_limit
+from .rcnn import faster_rcnn_fpn
 from .sampler import AspectRatioBatchSampler, image_orientations
 from .zoo import cascade_rcnn_fpn
 
@@ -44,7 +46,7 @@ __all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 
 
 # BatchNorm's running statistics (Gluon's names, and those of blocks built from symbols).
 BATCHNORM_STATISTICS = ('running_mean', 'running_var', 'moving_mean', 'moving_var')
-DETECTORS = {'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster.faster_rcnn_fpn}
+DETECTORS = {'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster_rcnn_fpn}
 
 
 # GluonCV's train_faster_rcnn.py fills the flags left out per dataset; shapes trains like VOC.
@@ -268,7 +270,7 @@ def build_detector(args, classes, num_devices, num_workers=1):
     if args.box_head == '2fc':
         # Every stage of a cascade gets its own head of the same kind.
         stages = len(STAGE_IOU_THRESHS) if args.detector == 'cascade_rcnn' else 1
-        heads = [faster._box_head(False, num_devices, args.box_head_units)  # pylint: disable=W0212
+        heads = [box_head(False, num_devices, args.box_head_units)
                  for _ in range(stages)]
         overrides['box_features'] = heads[0]
         if len(heads) > 1:
@@ -546,7 +548,7 @@ def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log, batch_siz
 def _check_cpu_regions(net):
     """FPN region pooling on CPU takes a bounded number of regions per call (cpu_region_limit)."""
     # pylint: disable=protected-access
-    limit = faster.cpu_region_limit(net.fpn_channels, net._roi_size)
+    limit = cpu_region_limit(net.fpn_channels, net._roi_size)
     channels = '%d FPN channels' % net.fpn_channels
     regions = net._num_sample * net._batch_size
     if regions > limit:

@@ -16,24 +16,24 @@ from gluoncv.model_zoo.rcnn.faster_rcnn import doublehead_rcnn as _gluoncv_doubl
 from gluoncv.model_zoo.rcnn.faster_rcnn import faster_rcnn as _gluoncv_faster_rcnn
 from gluoncv.model_zoo.rcnn.mask_rcnn import mask_rcnn as _gluoncv_mask_rcnn
 
+from ..detection import zoo as detection_zoo
+from ..detection.rcnn import custom_rcnn_fpn
 from ..model_zoo import VARIANTS, get_model
 from ..pretrained import PUBLISHED
-from . import detection, segmentation
+from . import segmentation
 
 __all__ = ['register', 'unregister', 'is_registered', 'registered_names', 'zoo_entries',
            'classifier']
 
 # The paper publishes transfer results for these backbones; GluonCV uses the same names.
 DEEPLAB_BACKBONES = ('resnest50', 'resnest101', 'resnest200', 'resnest269')
-FASTER_RCNN_BACKBONES = ('resnest50', 'resnest101', 'resnest269')
-MASK_RCNN_BACKBONES = ('resnest50', 'resnest101')
 
 # (module, attribute, our replacement): the GluonCV functions other GluonCV code looks up at call time.
 # The zoo's 'custom_faster_rcnn_fpn' is doublehead_rcnn's copy (it shadows faster_rcnn's on import *).
 _PATCHES = ((_segbase, 'get_backbone', segmentation.get_backbone),
-            (_gluoncv_faster_rcnn, 'custom_rcnn_fpn', detection.custom_rcnn_fpn),
-            (_gluoncv_doublehead_rcnn, 'custom_rcnn_fpn', detection.custom_rcnn_fpn),
-            (_gluoncv_mask_rcnn, 'custom_rcnn_fpn', detection.custom_rcnn_fpn))
+            (_gluoncv_faster_rcnn, 'custom_rcnn_fpn', custom_rcnn_fpn),
+            (_gluoncv_doublehead_rcnn, 'custom_rcnn_fpn', custom_rcnn_fpn),
+            (_gluoncv_mask_rcnn, 'custom_rcnn_fpn', custom_rcnn_fpn))
 
 _MISSING = object()
 # name -> what GluonCV had there (or _MISSING); empty while not registered.
@@ -55,29 +55,16 @@ def classifier(name, pretrained=False, input_size=None, **kwargs):
     return get_model(name, pretrained=pretrained, **kwargs)
 
 
-def _detection_entries():
-    entries = detection.fpn_zoo_entries('faster_rcnn', FASTER_RCNN_BACKBONES, detection.faster_rcnn_fpn,
-                                        detection.custom_faster_rcnn_fpn)
-    entries.update(detection.fpn_zoo_entries('mask_rcnn', MASK_RCNN_BACKBONES, detection.mask_rcnn_fpn,
-                                             detection.custom_mask_rcnn_fpn, norms=((True, 'fpn_syncbn'),),
-                                             datasets=('coco',)))
-    return entries
-
-
 def zoo_entries():
     """The GluonCV model-zoo names we install, each with the factory it maps to.
 
-    Our 13 classification networks, ``deeplab_resnest{50,101,200,269}_ade``,
-    ``faster_rcnn_fpn[_syncbn]_resnest{50,101,269}_{coco,voc,custom}`` and
-    ``mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}`` and
-    ``cascade_rcnn_fpn[_syncbn]_resnest{14,50,101,200}_{coco,voc,custom}``.
+    Our 13 classification networks, ``deeplab_resnest{50,101,200,269}_ade`` and the detectors of
+    :func:`gluon_resnest.detection.zoo_entries` (Faster, Mask, Cascade and Cascade Mask R-CNN).
     """
     entries = {name: partial(classifier, name) for name in VARIANTS}
     for backbone in DEEPLAB_BACKBONES:
         entries['deeplab_%s_ade' % backbone] = partial(segmentation.deeplab_ade, backbone)
-    entries.update(_detection_entries())
-    from ..detection import zoo as cascade_zoo  # pylint: disable=import-outside-toplevel
-    entries.update(cascade_zoo.zoo_entries())
+    entries.update(detection_zoo.zoo_entries())
     return entries
 
 
@@ -97,7 +84,7 @@ def register():
     Afterwards ``gluoncv.model_zoo.get_model('resnest50', pretrained=True)`` returns our network with
     the same published weights, the 7 fast models are available, GluonCV's segmentation networks
     (DeepLabV3, FCN, PSPNet, ...) build on our backbones for all 13 names, the detection names listed
-    by :func:`zoo_entries` build Faster-/Mask-RCNN on them, and GluonCV's ``custom_faster_rcnn_fpn`` /
+    by :func:`zoo_entries` build Faster/Mask/Cascade (Mask) R-CNN on them, and GluonCV's ``custom_faster_rcnn_fpn`` /
     ``custom_mask_rcnn_fpn`` accept our names as ``base_network_name``. ``import gluon_resnest`` calls
     it.
 
