@@ -1,8 +1,9 @@
 """Model-zoo names of every detector of the package, and the Cascade (Mask) R-CNN factories.
 
 The names follow GluonCV's: ``{faster_rcnn,cascade_rcnn}_fpn_syncbn_{backbone}_{dataset}``
-(SyncBatchNorm everywhere, 4-conv + 1-fc box heads) and ``{faster_rcnn,cascade_rcnn}_fpn_{backbone}_{dataset}``
-(frozen BatchNorm statistics, 2-fc box heads), ``dataset`` 'coco', 'voc' or 'custom'; and
+(SyncBatchNorm everywhere, 4-conv + 1-fc box heads) and
+``{faster_rcnn,cascade_rcnn}_fpn_{backbone}_{dataset}`` (frozen BatchNorm statistics, 2-fc box
+heads), ``dataset`` 'coco', 'voc' or 'custom'; and
 ``{mask_rcnn,cascade_mask_rcnn}_fpn_syncbn_{backbone}_{coco,custom}``. The GluonCV integration
 (:mod:`gluon_resnest.gluoncv.registry`) installs :func:`zoo_entries` in GluonCV's model zoo.
 """

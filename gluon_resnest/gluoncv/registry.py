@@ -84,9 +84,9 @@ def register():
     Afterwards ``gluoncv.model_zoo.get_model('resnest50', pretrained=True)`` returns our network with
     the same published weights, the 7 fast models are available, GluonCV's segmentation networks
     (DeepLabV3, FCN, PSPNet, ...) build on our backbones for all 13 names, the detection names listed
-    by :func:`zoo_entries` build Faster/Mask/Cascade (Mask) R-CNN on them, and GluonCV's ``custom_faster_rcnn_fpn`` /
-    ``custom_mask_rcnn_fpn`` accept our names as ``base_network_name``. ``import gluon_resnest`` calls
-    it.
+    by :func:`zoo_entries` build Faster, Mask and Cascade (Mask) R-CNN on them, and GluonCV's
+    ``custom_faster_rcnn_fpn`` / ``custom_mask_rcnn_fpn`` accept our names as ``base_network_name``.
+    ``import gluon_resnest`` calls it.
 
     Returns
     -------
