@@ -172,22 +172,6 @@ def test_mask_recipes_are_detectron2s():
             assert args.rpn_train_post_nms == (2000 if detector == 'cascade_mask_rcnn' else 1000)
 
 
-@pytest.mark.parametrize('flags, message', [
-    (['--detector', 'mask_rcnn', '--dataset', 'voc'],
-     '--detector mask_rcnn trains masks: it needs instance annotations, --dataset coco or shapes'),
-    (['--short', '96,64'],
-     "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more sides >= 1, got (96, 64)"),
-    (['--short', '64,0,96'],
-     "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more sides >= 1, got (64, 0, 96)"),
-])
-def test_bad_mask_options_give_one_line_errors(shapes_root, tmp_path, flags, message):
-    argv = ['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root', shapes_root,
-            '--save-prefix', str(tmp_path / 'run')] + flags
-    with pytest.raises(SystemExit) as info:
-        train.main(argv)
-    assert str(info.value.code) == 'error: ' + message
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize('detector', ['mask_rcnn', 'cascade_mask_rcnn'])
 def test_command_trains_masks_and_scores_them(shapes_root, tmp_path, detector):
