@@ -69,7 +69,8 @@ INTS, FLOATS = _number_list(int, 'ints'), _number_list(float, 'floats')
 
 
 def _parser():
-    p = argparse.ArgumentParser(description='Train Cascade R-CNN / Faster R-CNN FPN on ResNeSt.',
+    p = argparse.ArgumentParser(description='Train Cascade (Mask) R-CNN or Faster / Mask R-CNN FPN '
+                                            'on ResNeSt.',
                                 formatter_class=cli.HelpFormatter)
     cli.add_config(p, 'detection')
     p.add_argument('--detector', default='cascade_rcnn',
@@ -473,7 +474,7 @@ def _metrics(dataset, val, classes, ious, prefix, masks=False):
     if dataset == 'coco' or hasattr(val, 'coco'):  # COCO annotations (the shapes' for masks)
         return [COCOEvaluation(val, prefix, masks)]
     if masks:
-        raise ValueError('mask evaluation needs COCO annotations (--dataset coco)')
+        raise ValueError('mask evaluation needs COCO annotations (--dataset coco or shapes)')
     return [VOCEvaluation(classes, ious)]
 
 
