@@ -191,6 +191,12 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
      '1 FPN channels; lower --num-sample or --batch-size, or raise --fpn-channels'),
     (['--no-pretrained-base', '--fpn-channels', '2', '--num-sample', '16', '--rpn-test-post-nms', '100'],
      '--rpn-test-post-nms 100 regions per pooling call: on CPU at most 97 with 2 FPN channels'),
+    (['--detector', 'mask_rcnn', '--dataset', 'voc'],
+     '--detector mask_rcnn trains masks: it needs instance annotations, --dataset coco or shapes'),
+    (['--short', '96,64'],
+     "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more sides >= 1, got (96, 64)"),
+    (['--short', '64,0,96'],
+     "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more sides >= 1, got (64, 0, 96)"),
 ])
 def test_bad_option_values_give_one_line_errors(shapes_root, tmp_path, flags, message):
     argv = ['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root', shapes_root,

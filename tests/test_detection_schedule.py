@@ -198,8 +198,9 @@ def test_short_range_reaches_the_network(tmp_path):
     args = train.parse_args(['--network', 'resnest14', '--dataset', 'shapes', '--no-pretrained-base',
                              '--short', '80,96', '--max-size', '96', '--batch-size', '2'])
     assert train.build_detector(args, shapes.SHAPES, 1).short == (80, 96)
-    for short, message in (('96,80', "--short takes one side or 'LO,HI' with 1 <= LO <= HI, got (96, 80)"),
-                           ('1,2,3', "--short takes one side or 'LO,HI'")):
+    for short, message in (('96,80', "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more "
+                                     "sides >= 1, got (96, 80)"),
+                           ('1,0,3', "--short takes one side, 'LO,HI'")):
         with pytest.raises(SystemExit) as info:
             train.main(['--dataset', 'shapes', '--dataset-root', str(tmp_path), '--short', short])
         assert str(info.value.code).startswith('error: ' + message)

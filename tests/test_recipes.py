@@ -32,7 +32,8 @@ def _same(got, want):
 def test_the_paper_networks_have_recipes():
     assert list_recipes('imagenet') == ['resnest101', 'resnest14', 'resnest200', 'resnest26', 'resnest269',
                                         'resnest50']
-    assert {'%s_resnest%d_fpn_syncbn_coco' % (d, n) for d in ('faster_rcnn', 'cascade_rcnn') for n in (50, 101)} \
+    detectors = ('faster_rcnn', 'cascade_rcnn', 'mask_rcnn', 'cascade_mask_rcnn')
+    assert {'%s_resnest%d_fpn_syncbn_coco' % (d, n) for d in detectors for n in (50, 101)} \
         <= set(list_recipes('detection'))
 
 
@@ -78,7 +79,10 @@ def test_coco_recipes_are_the_detectron2_1x_schedule():
         if name.endswith('_coco'):
             args = detection.parse_args(['--config', name])
             assert (args.batch_size, args.lr, args.lr_warmup, args.lr_warmup_factor) == (16, 0.02, 1000, 0.001)
-            assert (args.epochs, args.lr_decay_epoch, args.short, args.max_size) == (12, (8, 11), (640, 800), 1333)
+            # detectron2-ResNeSt's box configs sample the short side in a range, its instance
+            # segmentation configs choose one of six (Base-RCNN-FPN.yaml's default sampling).
+            short = (640, 672, 704, 736, 768, 800) if 'mask' in name else (640, 800)
+            assert (args.epochs, args.lr_decay_epoch, args.short, args.max_size) == (12, (8, 11), short, 1333)
             assert (args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho) == (0, 0)
             assert (args.test_score_thresh, args.post_nms, args.norm_layer) == (0.05, 100, 'syncbn')
             assert args.no_wd_norm and args.wd == 1e-4 and args.momentum == 0.9

@@ -1,6 +1,7 @@
 """Training losses of Faster R-CNN and Cascade (Mask) R-CNN, normalised as GluonCV's scripts do."""
-import mxnet as mx
 from mxnet import gluon
+
+from .masks import mask_loss
 
 __all__ = ['DetectionLoss']
 
@@ -20,9 +21,11 @@ class DetectionLoss(object):
     ``SMOOTH_L1_BETA: 0``). Each is normalised by its number of valid samples as
     ``train_faster_rcnn.py`` does (GluonCV's ``--rpn-smoothl1-rho``/``--rcnn-smoothl1-rho``). For a
     :class:`~gluon_resnest.detection.CascadeRCNN` every stage adds its R-CNN losses times the net's
-    ``stage_loss_weights``; a :class:`~gluon_resnest.detection.CascadeMaskRCNN` adds the mask
-    loss (sigmoid cross-entropy on its class's channel, as ``train_mask_rcnn.py``), given the
-    batch of GluonCV's ``MaskRCNNTrainBatchify`` (``gt_mask`` after ``label``).
+    ``stage_loss_weights``; a Mask R-CNN (GluonCV's ``MaskRCNN``) or
+    :class:`~gluon_resnest.detection.CascadeMaskRCNN` adds the mask loss
+    (:func:`~gluon_resnest.detection.masks.mask_loss`: sigmoid cross-entropy on the matched
+    class's channel, as ``train_mask_rcnn.py``), given the batch of GluonCV's
+    ``MaskRCNNTrainBatchify`` (``gt_mask`` after ``label``).
     """
 
     def __init__(self, rpn_rho=1 / 9., rcnn_rho=1.):
@@ -41,7 +44,8 @@ class DetectionLoss(object):
             ``'total'`` (NDArray to call backward on, then ``trainer.step(batch_size)``) and
             per-part losses (means over the images, as GluonCV's training log shows them):
             ``rpn_cls``, ``rpn_box``, ``rcnn_cls``, ``rcnn_box`` (Faster R-CNN) or
-            ``rcnn_cls{k}``, ``rcnn_box{k}`` for stage k = 1, 2, 3 (Cascade R-CNN).
+            ``rcnn_cls{k}``, ``rcnn_box{k}`` for stage k = 1, 2, 3 (Cascade R-CNN), and ``rcnn_mask``
+            (a Mask R-CNN).
         """
         gt_label, gt_box = label[:, :, 4:5], label[:, :, :4]
         outputs = list(net(data, gt_box, gt_label))
@@ -73,17 +77,7 @@ class DetectionLoss(object):
             parts['rcnn_box' + tag] = weight * self.rcnn_box_loss(
                 box_p, box_t, box_m) * box_p.size / num
         if mask is not None:
-            parts['rcnn_mask'] = self._mask_loss(net, outputs, *mask)
+            parts['rcnn_mask'] = mask_loss(net, self.rcnn_mask_loss, outputs, *mask)
         losses = {name: value.mean() for name, value in parts.items()}
         losses['total'] = sum(value.sum() for value in parts.values())
         return losses
-
-    def _mask_loss(self, net, outputs, gt_mask, mask_pred, indices):
-        """Mask loss on the stage-1 samples the mask head saw (``indices``)."""
-        def pick(values):  # stage 1, the sampled regions of each image
-            return mx.nd.stack(*[mx.nd.take(values[0][i], indices[i])
-                                 for i in range(indices.shape[0])], axis=0)
-        mask_targets, mask_masks = net.mask_target(pick(outputs[2]), gt_mask, pick(outputs[4]),
-                                                   pick(outputs[8]))
-        return self.rcnn_mask_loss(mask_pred, mask_targets, mask_masks) * \
-            mask_targets.size / mask_masks.sum()

@@ -4,18 +4,23 @@
 ImageSets/Main/{train,val}.txt}``: each image is a random crop of scikit-learn's two sample photos
 (nothing is downloaded) with 1-3 filled circles, squares and triangles of random colour and size, and
 one VOC XML file per image giving each shape's class and tight box. :class:`ShapesDetection` reads
-it with GluonCV's ``VOCDetection``.
+it with GluonCV's ``VOCDetection``. The same images have instance annotations in COCO's layout,
+``OUTDIR/VOC2007/annotations/instances_{train,val}.json`` (each shape's polygon, box and area), which
+:class:`ShapesInstance` (GluonCV's ``COCOInstance``, for Mask R-CNN training) and
+:class:`ShapesCOCODetection` (``COCODetection``, for COCO box and mask evaluation) read.
 """
 import argparse
+import json
 import os
 import shutil
 import sys
 
 import cv2
 import numpy as np
-from gluoncv.data import VOCDetection
+from gluoncv.data import COCODetection, COCOInstance, VOCDetection
 
-__all__ = ['SHAPES', 'ShapesDetection', 'write_shapes', 'parse_args', 'main']
+__all__ = ['SHAPES', 'ShapesDetection', 'ShapesInstance', 'ShapesCOCODetection', 'shape_polygon',
+           'write_shapes', 'parse_args', 'main']
 
 SHAPES = ('circle', 'square', 'triangle')
 
@@ -32,6 +37,37 @@ class ShapesDetection(VOCDetection):
         super(ShapesDetection, self).__init__(root=root, splits=splits, **kwargs)
 
 
+def _coco_root(root, split):
+    """The folder of the COCO-layout annotations of ``split`` under a shapes dataset ``root``."""
+    folder = os.path.join(root, 'VOC2007')
+    if not os.path.isfile(os.path.join(folder, 'annotations', split + '.json')):
+        raise FileNotFoundError('no instance annotations %s under %r; write the dataset again with '
+                                'python -m gluon_resnest.detection.shapes %s'
+                                % (os.path.join('VOC2007', 'annotations', split + '.json'), root, root))
+    return folder
+
+
+class ShapesInstance(COCOInstance):
+    """The shapes dataset's instances (image, boxes, polygons), as GluonCV's ``COCOInstance``."""
+    CLASSES = list(SHAPES)  # GluonCV compares it with a list of names
+
+    def __init__(self, root, splits=('instances_train',), **kwargs):
+        splits = [splits] if isinstance(splits, str) else list(splits)
+        super(ShapesInstance, self).__init__(root=_coco_root(root, splits[0]), splits=splits,
+                                             **kwargs)
+
+
+class ShapesCOCODetection(COCODetection):
+    """The shapes dataset's boxes read from its COCO-layout annotations (GluonCV's
+    ``COCODetection``; what COCO box and mask evaluation needs)."""
+    CLASSES = list(SHAPES)  # GluonCV compares it with a list of names
+
+    def __init__(self, root, splits=('instances_val',), **kwargs):
+        splits = [splits] if isinstance(splits, str) else list(splits)
+        super(ShapesCOCODetection, self).__init__(root=_coco_root(root, splits[0]), splits=splits,
+                                                  **kwargs)
+
+
 def _draw(img, kind, box, colour):
     x0, y0, x1, y1 = box
     if kind == 'circle':
@@ -41,6 +77,36 @@ def _draw(img, kind, box, colour):
     else:
         points = np.array([[(x0 + x1) // 2, y0], [x0, y1], [x1, y1]], np.int32)
         cv2.fillPoly(img, [points], colour, cv2.LINE_AA)
+
+
+def shape_polygon(kind, box):
+    """The outline of the shape ``_draw`` fills, in COCO's continuous pixel coordinates.
+
+    OpenCV puts pixel ``i``'s centre at ``i``, COCO at ``i + 0.5``, hence the half-pixel shift; a
+    square covers its pixels ``x0..x1`` whole, and the anti-aliased circle and triangle cover, at
+    over half strength, the pixels up to half a pixel outside their outline, so their outline
+    grows by half a pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, 2) float32 vertices (x, y).
+    """
+    x0, y0, x1, y1 = box
+    if kind == 'square':
+        return np.array([[x0, y0], [x1 + 1, y0], [x1 + 1, y1 + 1], [x0, y1 + 1]], np.float32)
+    if kind == 'circle':
+        angles = np.deg2rad(np.arange(0, 360, 10))
+        radius = (x1 - x0) // 2 + 0.5
+        points = np.stack([(x0 + x1) // 2 + radius * np.cos(angles),
+                           (y0 + y1) // 2 + radius * np.sin(angles)], axis=1)
+    else:
+        points = np.array([[(x0 + x1) // 2, y0], [x0, y1], [x1, y1]], np.float64)
+        sides = np.linalg.norm(np.roll(points, -1, axis=0) - np.roll(points, 1, axis=0), axis=1)
+        centre = sides.dot(points) / sides.sum()  # the incentre: every side moves out alike
+        inradius = abs(np.cross(points[1] - points[0], points[2] - points[0])) / sides.sum()
+        points = centre + (points - centre) * (inradius + 0.5) / inradius
+    return (points + 0.5).astype(np.float32)
 
 
 def _place(rng, size, placed, count):
@@ -90,6 +156,31 @@ def _sample(photos, size, rng):
     return img, objects
 
 
+def _coco_instances(samples):
+    """COCO-layout instance annotations of ``samples``: [(image_id, size, objects)].
+
+    Images are addressed as GluonCV's COCO readers take them: the last folder of ``coco_url``
+    under the dataset root (here ``VOC2007/JPEGImages``).
+    """
+    images, annotations = [], []
+    for image_id, size, objects in samples:
+        number = int(image_id)
+        images.append(dict(id=number, width=size, height=size, file_name=image_id + '.jpg',
+                           coco_url='VOC2007/JPEGImages/%s.jpg' % image_id))
+        for kind, box in objects:
+            outline = np.round(shape_polygon(kind, box).astype(np.float64), 2)  # the file's values
+            (left, top), (right, bottom) = outline.min(axis=0), outline.max(axis=0)
+            x, y = outline[:, 0], outline[:, 1]
+            area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+            annotations.append(dict(
+                id=len(annotations) + 1, image_id=number, category_id=SHAPES.index(kind) + 1,
+                segmentation=[outline.ravel().tolist()], area=area,
+                bbox=[float(left), float(top), float(right - left), float(bottom - top)],
+                iscrowd=0))
+    categories = [dict(id=k + 1, name=name, supercategory='shape') for k, name in enumerate(SHAPES)]
+    return dict(images=images, annotations=annotations, categories=categories)
+
+
 def write_shapes(outdir, num_train=300, num_val=100, size=160, seed=0):
     """Write the dataset under ``outdir/VOC2007`` (replacing an earlier one only once complete).
 
@@ -107,9 +198,10 @@ def write_shapes(outdir, num_train=300, num_val=100, size=160, seed=0):
     photos = load_sample_images().images
     tmp = os.path.join(outdir, '.writing')
     shutil.rmtree(tmp, ignore_errors=True)
-    for folder in ('JPEGImages', 'Annotations', os.path.join('ImageSets', 'Main')):
+    for folder in ('JPEGImages', 'Annotations', os.path.join('ImageSets', 'Main'), 'annotations'):
         os.makedirs(os.path.join(tmp, folder))
     ids = {'train': [], 'val': []}
+    samples = {'train': [], 'val': []}
     for index in range(num_train + num_val):
         image_id = '%06d' % index
         img, objects = _sample(photos, size, rng)
@@ -117,10 +209,14 @@ def write_shapes(outdir, num_train=300, num_val=100, size=160, seed=0):
                     [cv2.IMWRITE_JPEG_QUALITY, 95])
         with open(os.path.join(tmp, 'Annotations', image_id + '.xml'), 'w') as f:
             f.write(_annotation(objects, size))
-        ids['train' if index < num_train else 'val'].append(image_id)
+        split = 'train' if index < num_train else 'val'
+        ids[split].append(image_id)
+        samples[split].append((image_id, size, objects))
     for split, names in ids.items():
         with open(os.path.join(tmp, 'ImageSets', 'Main', split + '.txt'), 'w') as f:
             f.write('\n'.join(names) + '\n')
+        with open(os.path.join(tmp, 'annotations', 'instances_%s.json' % split), 'w') as f:
+            json.dump(_coco_instances(samples[split]), f)
     final = os.path.join(outdir, 'VOC2007')
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)

@@ -2,7 +2,8 @@
 
 ``python -m gluon_resnest.detection.train --network resnest50 --dataset coco --norm-layer syncbn
 --gpus 0,1,2,3 ...`` takes the flag names of GluonCV's ``train_faster_rcnn.py`` where they apply (its
-per-dataset defaults too, and ``--lr`` as given), and ``--detector cascade_rcnn|faster_rcnn``.
+per-dataset defaults too, and ``--lr`` as given), and ``--detector cascade_rcnn|faster_rcnn`` or,
+with masks (``gluon_resnest.detection.masks``), ``cascade_mask_rcnn|mask_rcnn``.
 ``--config FILE|NAME`` reads a recipe (``gluon_resnest/recipes/detection/``) whose values are the
 defaults that flags override. Datasets: ``voc`` (VOC07+12 trainval, VOC07 test, VOC07
 mAP), ``coco`` (train2017 / val2017, COCO mAP) and ``shapes`` (the offline dataset of
@@ -35,6 +36,7 @@ from .cascade import STAGE_IOU_THRESHS
 from .fpn import box_head
 from .limits import DetectionLimits
 from .loss import DetectionLoss
+from .masks import MASK_DETECTORS, load_instance_datasets, train_pipeline
 from .pooling import cpu_region_limit
 from .rcnn import faster_rcnn_fpn
 from .sampler import AspectRatioBatchSampler, image_orientations
@@ -46,7 +48,7 @@ __all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 
 
 # BatchNorm's running statistics (Gluon's names, and those of blocks built from symbols).
 BATCHNORM_STATISTICS = ('running_mean', 'running_var', 'moving_mean', 'moving_var')
-DETECTORS = {'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster_rcnn_fpn}
+DETECTORS = dict({'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster_rcnn_fpn}, **MASK_DETECTORS)
 
 
 # GluonCV's train_faster_rcnn.py fills the flags left out per dataset; shapes trains like VOC.
@@ -68,10 +70,13 @@ INTS, FLOATS = _number_list(int, 'ints'), _number_list(float, 'floats')
 
 
 def _parser():
-    p = argparse.ArgumentParser(description='Train Cascade R-CNN / Faster R-CNN FPN on ResNeSt.',
+    p = argparse.ArgumentParser(description='Train Cascade (Mask) R-CNN or Faster / Mask R-CNN FPN '
+                                            'on ResNeSt.',
                                 formatter_class=cli.HelpFormatter)
     cli.add_config(p, 'detection')
-    p.add_argument('--detector', default='cascade_rcnn', help='cascade_rcnn or faster_rcnn')
+    p.add_argument('--detector', default='cascade_rcnn',
+                   help='cascade_rcnn, faster_rcnn, or with masks (--dataset coco or shapes) '
+                        'cascade_mask_rcnn or mask_rcnn')
     p.add_argument('--network', '--backbone', dest='network', default='resnest50',
                    help='backbone: one of gluon_resnest.list_models(); under horovodrun write --backbone '
                         '(horovodrun takes --network for its own --network-interface)')
@@ -133,8 +138,10 @@ def _network_flags(p):
     p.add_argument('--no-pretrained-base', action='store_true',
                    help='do not load the ImageNet backbone weights')
     p.add_argument('--short', type=INTS, default=None,
-                   help="image short side, or 'LO,HI': a random short side in [LO, HI] per training image "
-                        "(detectron2's 'range' sampling), HI at evaluation (default: recipe)")
+                   help="image short side; 'LO,HI': a random short side in [LO, HI] per training image "
+                        "(detectron2's 'range' sampling); three or more sides 'S1,S2,S3,...': one of "
+                        "them per training image (its 'choice' sampling); the largest at evaluation "
+                        "(default: recipe)")
     p.add_argument('--max-size', type=int, default=None, help='image long side limit')
     p.add_argument('--box-head', default='recipe',
                    help="'recipe': the network's own box heads (4 conv + 1 fc with syncbn, else "
@@ -177,6 +184,9 @@ def _check(args):
     model_key(args.network, 'network')
     if args.dataset not in ('voc', 'coco', 'shapes'):
         raise ValueError('unknown --dataset %r; valid: voc, coco, shapes' % (args.dataset,))
+    if args.detector in MASK_DETECTORS and args.dataset == 'voc':
+        raise ValueError('--detector %s trains masks: it needs instance annotations, --dataset coco '
+                         'or shapes' % args.detector)
     if args.norm_layer not in (None, 'syncbn', 'bn'):
         raise ValueError("--norm-layer must be 'syncbn', 'bn' or left out, got %r"
                          % (args.norm_layer,))
@@ -197,9 +207,10 @@ def _check(args):
 
 def _check_recipe_values(args):
     rules = [
-        (args.short is not None and not (1 <= len(args.short) <= 2 and min(args.short) >= 1
-                                         and args.short[0] <= args.short[-1]),
-         "--short takes one side or 'LO,HI' with 1 <= LO <= HI, got %s" % (args.short,)),
+        (args.short is not None and not (args.short and min(args.short) >= 1
+                                         and (len(args.short) != 2 or args.short[0] <= args.short[1])),
+         "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more sides >= 1, got %s"
+         % (args.short,)),
         (min(args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho) < 0,
          '--rpn-smoothl1-rho and --rcnn-smoothl1-rho must be >= 0'),
         (not 0 <= args.test_score_thresh < 1, '--test-score-thresh must be in [0, 1), got %s'
@@ -226,9 +237,7 @@ def load_datasets(name, root=None):
     """
     from gluoncv import data as gdata  # pylint: disable=import-outside-toplevel
     from .shapes import ShapesDetection  # pylint: disable=import-outside-toplevel
-    root = os.path.expanduser(root or os.path.join('~', '.mxnet', 'datasets', name))
-    if not os.path.isdir(root):
-        raise FileNotFoundError('dataset folder %s does not exist' % root)
+    root = _dataset_root(name, root)
     if name == 'coco':
         train = gdata.COCODetection(root, splits='instances_train2017', use_crowd=False)
         val = gdata.COCODetection(root, splits='instances_val2017', skip_empty=False)
@@ -241,6 +250,14 @@ def load_datasets(name, root=None):
         val = ShapesDetection(root, splits=[(2007, 'val')])
     _check_boxes(train)
     return train, val, val.classes
+
+
+def _dataset_root(name, root):
+    """``root`` (default ``~/.mxnet/datasets/{name}``), which must exist."""
+    root = os.path.expanduser(root or os.path.join('~', '.mxnet', 'datasets', name))
+    if not os.path.isdir(root):
+        raise FileNotFoundError('dataset folder %s does not exist' % root)
+    return root
 
 
 def _check_boxes(dataset):
@@ -259,7 +276,7 @@ def build_detector(args, classes, num_devices, num_workers=1):
     overrides = {key: getattr(args, key) for key in
                  ('max_size', 'num_sample', 'rpn_train_post_nms', 'rpn_test_post_nms')
                  if getattr(args, key) is not None}
-    if args.short is not None:  # GluonCV's transforms draw a short side in [LO, HI] from a tuple
+    if args.short is not None:  # (LO, HI): a range, three or more: a choice (train_pipeline)
         overrides['short'] = args.short[0] if len(args.short) == 1 else tuple(args.short)
     if args.fpn_channels is not None:
         overrides.update(fpn_channels=args.fpn_channels, rpn_channel=args.fpn_channels)
@@ -295,16 +312,12 @@ def load_detector(net, path, ctx):
 
 
 def _loaders(net, train, val, args, num_devices, dist):
-    # pylint: disable=import-outside-toplevel
-    from gluoncv.data.batchify import FasterRCNNTrainBatchify
-    from gluoncv.data.transforms.presets.rcnn import FasterRCNNDefaultTrainTransform
     batch_size, num_workers = args.batch_size // dist.num_workers, args.num_workers
     order, sampler = _train_order(train, batch_size, num_devices, dist, args.seed)
+    transform, batchify = train_pipeline(net, num_devices)
     with children_die_with_this_process():  # each loader's multiprocessing.Pool forks its workers here
-        train_loader = gluon.data.DataLoader(
-            train.transform(FasterRCNNDefaultTrainTransform(net.short, net.max_size, net,
-                                                            ashape=net.ashape, multi_stage=True)),
-            num_workers=num_workers, batchify_fn=FasterRCNNTrainBatchify(net, num_devices), **order)
+        train_loader = gluon.data.DataLoader(train.transform(transform), num_workers=num_workers,
+                                             batchify_fn=batchify, **order)
     if val is None:
         return train_loader, sampler, None
     return train_loader, sampler, val_loader(net, val, num_devices, num_workers)
@@ -335,9 +348,9 @@ def _train_order(train, batch_size, num_devices, dist, seed):
 
 def val_loader(net, val, num_devices, num_workers=0):
     """Held-out loader for :func:`evaluate`: one image per device, resized to the net's test
-    short side (the last of a multi-scale ``net.short``), with its original size."""
+    short side (the largest of a multi-scale ``net.short``), with its original size."""
     from gluoncv.data.batchify import Append, Tuple  # pylint: disable=import-outside-toplevel
-    short = net.short[-1] if isinstance(net.short, (tuple, list)) else net.short
+    short = max(net.short) if isinstance(net.short, (tuple, list)) else net.short
     with children_die_with_this_process():  # the loader's multiprocessing.Pool forks its workers here
         return gluon.data.DataLoader(
             val.transform(ValTransform(short, net.max_size)), num_devices, shuffle=False,
@@ -459,10 +472,10 @@ def _coco_map(coco, detections, kind):
 
 
 def _metrics(dataset, val, classes, ious, prefix, masks=False):
-    if dataset == 'coco':
+    if dataset == 'coco' or hasattr(val, 'coco'):  # COCO annotations (the shapes' for masks)
         return [COCOEvaluation(val, prefix, masks)]
     if masks:
-        raise ValueError('mask evaluation needs COCO annotations (--dataset coco)')
+        raise ValueError('mask evaluation needs COCO annotations (--dataset coco or shapes)')
     return [VOCEvaluation(classes, ious)]
 
 
@@ -571,7 +584,11 @@ def _setup(args, log, dist):
     if args.batch_size % devices:
         raise ValueError('--batch-size %d is not a multiple of the %d devices%s'
                          % (args.batch_size, devices, ' of all workers' if dist.num_workers > 1 else ''))
-    train, val, classes = load_datasets(args.dataset, args.dataset_root)
+    if args.detector in MASK_DETECTORS:  # instances: boxes and polygons
+        train, val, classes = load_instance_datasets(args.dataset,
+                                                     _dataset_root(args.dataset, args.dataset_root))
+    else:
+        train, val, classes = load_datasets(args.dataset, args.dataset_root)
     net = build_detector(args, classes, len(ctx), dist.num_workers)
     if any(c.device_type == 'cpu' for c in ctx):
         _check_cpu_regions(net)
