@@ -12,7 +12,7 @@ from ..model_zoo import VARIANTS, get_model
 from .checkpoint import checkpoint_files, latest_checkpoint
 from .data import data_backend, load_datasets, recordio_train_loader, train_loader, val_loader
 from .distributed import setup_distributed
-from .loop import Run, seed_everything, train
+from .loop import ClassificationTask, Run, seed_everything, train
 from .monitor import History, setup_logger
 from .recipe import apply_no_wd, build_lr_scheduler, dropblock_ramp
 
@@ -149,10 +149,12 @@ def build_run(config):
     if dist.kv_store == 'horovod' and config.gpus:
         # One GPU per Horovod process, as the official recipe runs: the one of its local rank.
         ctx = contexts([dist.local_rank])
-    run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=config.save_dir, amp=_amp(config))
+    run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=config.save_dir, amp=_amp(config),
+              task=ClassificationTask(), name=config.model)
     source = _resume_source(config, log, dist.is_root)
     train_set, val_set = load_datasets(config)
     run.classes = _classes(config, train_set)
+    run.checkpoint_meta = {'model': config.model, 'classes': run.classes}
     backend, reason = data_backend(config, source.get('config') if source else None)
     log.info(reason)
     # Resolved, so that checkpoints record the path used.
