@@ -23,8 +23,7 @@ ENTRY_POINTS = {
     'segmentation backbone': (lambda name: segmentation._check_ours(name) or name.lower(),  # pylint: disable=W0212
                               'ResNeSt backbone'),
     'detection backbone': (detection._check_backbone, 'ResNeSt backbone'),  # pylint: disable=W0212
-    'detection command': (lambda name: detection_train._check(  # pylint: disable=W0212
-        detection_train.parse_args(['--network', name])) or name.lower(), 'network'),
+    'detection command': (lambda name: detection_train.DetectionConfig(network=name).network, 'network'),
 }
 
 

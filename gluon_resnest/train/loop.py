@@ -100,8 +100,8 @@ class Task(object):
         """One optimizer step on a batch; returns its mean loss (a Python float)."""
         raise NotImplementedError
 
-    def reset_metrics(self, run):
-        """Start an epoch's running training metrics."""
+    def start_epoch(self, run):
+        """Start an epoch (its running training metrics)."""
 
     def metric_counts(self, run):
         """The running training metrics' counts, kept by a mid-epoch checkpoint (JSON-serialisable)."""
@@ -126,7 +126,7 @@ class ClassificationTask(Task):
         """One optimizer step on a batch; returns the mean loss (a Python float)."""
         return _classification_step(run, epoch, data, label)
 
-    def reset_metrics(self, run):
+    def start_epoch(self, run):
         """Reset the top-1/top-5 training metrics."""
         run.metrics.reset()
 
@@ -233,7 +233,7 @@ def _restore_totals(run, totals):
 def _train_epoch(run, epoch, start_batch, sigint):
     """Train one epoch from ``start_batch``; returns (mean loss, images/s) or raises on Ctrl-C/NaN."""
     run.sampler.set_epoch(epoch, start_batch)
-    run.task.reset_metrics(run)
+    run.task.start_epoch(run)
     total = run.sampler.batches_per_epoch
     bar = ProgressBar(total, epoch, run.config.num_epochs, enabled=run.config.progress if run.dist.is_root
                       else False, initial=start_batch)
