@@ -37,7 +37,7 @@ from ..procs import children_die_with_this_process
 from ..train.build import resume_source, resume_states, worker_contexts
 from ..train.data import ShardedShuffleSampler
 from ..train.distributed import setup_distributed
-from ..train.loop import Run, Task, TrainingDiverged, TrainingInterrupted, seed_everything
+from ..train.loop import Run, Task, TrainingDiverged, TrainingInterrupted, seed_everything, validation_network
 from ..train.loop import train as run_training
 from ..train.monitor import History, setup_logger
 from ..train.recipe import apply_no_wd, build_lr_scheduler
@@ -245,11 +245,14 @@ def build_detector(args, classes, num_devices, num_workers=1):
             overrides['stage_box_features'] = heads[1:]
     per_device = args.batch_size // (num_devices * num_workers)
     dataset = args.dataset if args.dataset in ('voc', 'coco') else 'custom'
-    return DETECTORS[args.detector](
-        args.network.lower(), dataset, classes=classes,
-        syncbn={'syncbn': True, 'bn': 'bn'}.get(args.norm_layer, False),
-        pretrained_base=not args.no_pretrained_base, num_devices=num_devices,
-        per_device_batch_size=per_device, **overrides)
+    # The FPN's normalisation layers are symbols named by MXNet's counters: a fresh count names them as a
+    # fresh process does, so a checkpoint loads into a network built later in the same process.
+    with mx.name.NameManager():
+        return DETECTORS[args.detector](
+            args.network.lower(), dataset, classes=classes,
+            syncbn={'syncbn': True, 'bn': 'bn'}.get(args.norm_layer, False),
+            pretrained_base=not args.no_pretrained_base, num_devices=num_devices,
+            per_device_batch_size=per_device, **overrides)
 
 
 def load_detector(net, path, ctx):
@@ -544,9 +547,8 @@ class DetectionTask(Task):
         return float(np.mean([r['total'].asscalar() for r in results]))
 
     def start_epoch(self, run):
-        """Zero the loss sums; training takes other inputs than evaluation (a graph of its own)."""
+        """Zero the loss sums."""
         self.sums = {}
-        run.net.hybridize(static_alloc=False)
 
     def metric_counts(self, run):
         """The running loss sums."""
@@ -564,6 +566,7 @@ class DetectionTask(Task):
         record.update({name: value / steps for name, value in sorted(self.sums.items())})
         if validate:
             if run.dist.is_root:
+                validation_network(run)  # self.tester wraps run.eval_net, now holding the trained weights
                 results = evaluate_network(self.tester, run.watchdog.iterate(run.val_loader, 'validation batch'),
                                            self.metrics, run.ctx)
                 record.update(results)
@@ -682,6 +685,8 @@ def build_run(config):
               net=_network(config, classes, ctx, dist, source))
     run.checkpoint_meta = {'model': name, 'detector': config.detector, 'network': config.network,
                            'classes': list(classes)}
+    run.net.hybridize(static_alloc=False)  # training's graph; evaluation runs a copy (loop.validation_network)
+    run.eval_net = _network(config, classes, ctx, dist, None) if dist.is_root else None
     # Rank 0 alone evaluates; the other workers build no held-out loader (an empty one: they wait).
     run.loader, run.sampler, held_out = _loaders(run.net, train_set, val if dist.is_root else None, config,
                                                  ctx, dist)
@@ -689,7 +694,8 @@ def build_run(config):
     metrics = _metrics(config.dataset, val, classes, config.val_iou, os.path.join(save_dir, name),
                        masks=hasattr(run.net, 'mask')) if dist.is_root else None
     run.task = DetectionTask(DetectionLoss(config.rpn_smoothl1_rho, config.rcnn_smoothl1_rho),
-                             DetectionLimits(run.net, config.test_score_thresh, config.post_nms), metrics)
+                             DetectionLimits(run.eval_net, config.test_score_thresh, config.post_nms)
+                             if dist.is_root else None, metrics)
     run.trainer, run.scheduler = _trainer(config, run.net, run.sampler.batches_per_epoch, dist)
     if source:
         resume_states(run, source)

@@ -303,10 +303,14 @@ def validation_network(run):
     and so did the rounding of the following updates: the same run gave different weights after
     every validation. A copy keeps the training arrays in the layout training alone gives them.
     """
-    for source, copy in zip(run.net.collect_params().values(), run.eval_net.collect_params().values()):
-        if source.name != copy.name:
-            raise RuntimeError('validation network mismatch: %s against %s' % (source.name, copy.name))
-        copy.set_data(source.data(run.ctx[0]))  # every device of the copy; workers are in sync here
+    # By structural name: a copy built later in the process has other name prefixes.
+    sources = run.net._collect_params_with_prefix()  # pylint: disable=protected-access
+    copies = run.eval_net._collect_params_with_prefix()  # pylint: disable=protected-access
+    if list(sources) != list(copies):
+        raise RuntimeError('validation network mismatch: %s against %s' % (sorted(set(sources) ^ set(copies))[:3],
+                                                                          run.eval_net.name))
+    for key, source in sources.items():
+        copies[key].set_data(source.data(run.ctx[0]))  # every device of the copy; workers are in sync here
     return run.eval_net
 
 
