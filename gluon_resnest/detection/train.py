@@ -729,12 +729,8 @@ def fit(config):
 
     Raises
     ------
-    ValueError, FileNotFoundError, ImportError
-        Bad data or setup (one line).
-    TrainingDiverged
-        NaN/inf loss; the previous checkpoint stays the latest.
-    TrainingInterrupted
-        Ctrl-C, after a checkpoint of the position reached was written.
+    ValueError, FileNotFoundError, ImportError, TrainingDiverged, TrainingInterrupted
+        As :func:`gluon_resnest.train.fit` raises them (one line each; a checkpoint stays).
     """
     if config.eval_only:
         return evaluate(config)
