@@ -303,14 +303,15 @@ def validation_network(run):
     and so did the rounding of the following updates: the same run gave different weights after
     every validation. A copy keeps the training arrays in the layout training alone gives them.
     """
-    # By structural name: a copy built later in the process has other name prefixes.
+    # By structural name: a copy built later in the process has other name prefixes. The training network
+    # may hold more (constants of a detector's training targets, made by its training transform).
     sources = run.net._collect_params_with_prefix()  # pylint: disable=protected-access
     copies = run.eval_net._collect_params_with_prefix()  # pylint: disable=protected-access
-    if list(sources) != list(copies):
-        raise RuntimeError('validation network mismatch: %s against %s' % (sorted(set(sources) ^ set(copies))[:3],
-                                                                          run.eval_net.name))
-    for key, source in sources.items():
-        copies[key].set_data(source.data(run.ctx[0]))  # every device of the copy; workers are in sync here
+    missing = sorted(set(copies) - set(sources))
+    if missing:
+        raise RuntimeError('validation network mismatch: the training network has no %s' % ', '.join(missing[:3]))
+    for key, copy in copies.items():
+        copy.set_data(sources[key].data(run.ctx[0]))  # every device of the copy; workers are in sync here
     return run.eval_net
 
 
