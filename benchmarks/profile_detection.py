@@ -7,16 +7,16 @@ generation, forward with losses, backward, trainer update) and MXNet's per-opera
 timed steps (the ``--top`` operators by total time).
 """
 import argparse
+import dataclasses
 import statistics
 import sys
+import tempfile
 import time
 
 import mxnet as mx
 from mxnet import autograd
 
 from gluon_resnest.detection import train
-from gluon_resnest.detection.loss import DetectionLoss
-from gluon_resnest.train.distributed import setup_distributed
 
 
 def _phases(net, trainer, loader, loss_fn, ctx, batch_size, steps):
@@ -54,17 +54,10 @@ def main(argv=None):
     p.add_argument('--top', type=int, default=25)
     opts = p.parse_args(argv[:split])
     args = train.parse_args(argv[split + 1:])
-    train._check(args)  # pylint: disable=protected-access
-    log = train.setup_logger('/dev/null')
-    dist = setup_distributed('local')
-    ctx, data, _, _, net = train._setup(args, log, dist)  # pylint: disable=protected-access
-    loader, _, _ = train._loaders(net, data, None, args, len(ctx), dist)  # pylint: disable=W0212
-    net.collect_params().setattr('grad_req', 'null')
-    net.collect_train_params().setattr('grad_req', 'write')
-    trainer = mx.gluon.Trainer(net.collect_train_params(), 'sgd',
-                               {'learning_rate': 0.001, 'momentum': 0.9, 'wd': 1e-4})
-    net.hybridize(static_alloc=False)
-    loss_fn = DetectionLoss(args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho)
+    with tempfile.TemporaryDirectory() as folder:  # the run's log; no checkpoint is written
+        run = train.build_run(dataclasses.replace(args, save_prefix=folder + '/profile', resume=False))
+    args, net, trainer, loader, ctx, loss_fn = run.config, run.net, run.trainer, run.loader, run.ctx, run.task.loss_fn
+    run.task.start_epoch(run)
     _phases(net, trainer, loader, loss_fn, ctx, args.batch_size, opts.warmup)
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename='/tmp/profile.json')
     mx.profiler.set_state('run')

@@ -102,7 +102,7 @@ def read_curves(out, seeds, epochs):
         values = {name: np.zeros((len(seeds), epochs)) for name, _ in METRICS}
         for i, seed in enumerate(seeds):
             for epoch in range(epochs):
-                with open(os.path.join(out, '%s_seed%d_%04d.json' % (det, seed, epoch))) as f:
+                with open(os.path.join(out, '%s_seed%d-%04d.json' % (det, seed, epoch + 1))) as f:
                     record = json.load(f)
                 if record.get('val_unit') != 'fraction (0-1)':
                     raise ValueError('%s seed %d epoch %d: unexpected mAP unit %r'

@@ -22,15 +22,26 @@ from .model_zoo import list_models, model_key
 from .pretrained import eval_crop
 from .threads import DEFAULT_DATA_WORKERS
 
-__all__ = ['ConfigError', 'RecipeError', 'TrainConfig', 'EvalConfig', 'ExportConfig', 'parse_devices',
-           'check_model', 'read_recipe', 'recipe_path', 'list_recipes', 'field_kinds', 'KV_STORES',
-           'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES', 'RECIPE_DIR']
+__all__ = ['ConfigError', 'RecipeError', 'TrainConfig', 'DetectionConfig', 'EvalConfig', 'ExportConfig',
+           'parse_devices', 'check_model', 'read_recipe', 'recipe_path', 'list_recipes', 'field_kinds',
+           'number_list_type', 'KV_STORES', 'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES', 'RECIPE_DIR',
+           'DETECTORS', 'DETECTION_DATASETS', 'DETECTION_DATASET_DEFAULTS']
 
 DATA_BACKENDS = ('auto', 'python', 'recordio')
 KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
 EXPORT_FORMATS = ('mxnet', 'onnx', 'int8')
 CALIB_MODES = ('naive', 'entropy')
 GRANULARITIES = ('tensor-wise', 'channel-wise')
+DETECTORS = ('cascade_rcnn', 'faster_rcnn', 'cascade_mask_rcnn', 'mask_rcnn')
+# The detectors that train masks: they need instance annotations (COCO's, or the shapes dataset's).
+MASK_DETECTORS = ('cascade_mask_rcnn', 'mask_rcnn')
+DETECTION_DATASETS = ('voc', 'coco', 'shapes')
+# GluonCV's train_faster_rcnn.py fills the values left out per dataset; shapes trains like VOC.
+DETECTION_DATASET_DEFAULTS = {
+    'voc': dict(epochs=20, lr=0.001, lr_decay_epoch=(14, 20), lr_warmup=-1, wd=5e-4),
+    'coco': dict(epochs=26, lr=0.00125, lr_decay_epoch=(17, 23), lr_warmup=1000, wd=1e-4),
+}
+DETECTION_DATASET_DEFAULTS['shapes'] = DETECTION_DATASET_DEFAULTS['voc']
 # ResNeSt downsamples 32x; a deployed graph of unknown stride is held to the same minimum.
 MIN_INPUT_SIZE = 32
 # The paper's recipes, installed with the package: recipes/imagenet/*.yaml, recipes/detection/*.yaml.
@@ -146,7 +157,8 @@ def recipe_path(source, kind):
 def field_kinds(cls):
     """{field: (kind, nullable)} of a config dataclass, for :func:`read_recipe`.
 
-    ``kind`` is bool, int, float, str or ``'ints'`` (a ``Tuple[int, ...]`` field); ``nullable`` is True
+    ``kind`` is bool, int, float, str, ``'ints'`` (a ``Tuple[int, ...]`` field) or ``'floats'``
+    (``Tuple[float, ...]``); ``nullable`` is True
     for ``Optional`` fields.
     """
     kinds = {}
@@ -156,7 +168,7 @@ def field_kinds(cls):
         if nullable:
             kind = [a for a in args if a is not type(None)][0]
         if typing.get_origin(kind) is tuple:
-            kind = 'ints'
+            kind = 'floats' if typing.get_args(kind)[0] is float else 'ints'
         kinds[field.name] = (kind, nullable)
     return kinds
 
@@ -178,6 +190,20 @@ def _number_list(value, item):
             return None
         out.append(v)
     return tuple(out)
+
+
+def number_list_type(kind):
+    """An argparse ``type`` reading ``'640,800'`` as a tuple (``kind`` 'ints' or 'floats', also its
+    ``kind`` attribute, which :func:`gluon_resnest.cli.parser_kinds` gives recipes)."""
+    item = int if kind == 'ints' else float
+
+    def parse(text):
+        value = _number_list(text, item)
+        if value is None:
+            raise ValueError(text)
+        return value
+    parse.__name__, parse.kind = '%s list' % item.__name__, kind  # argparse's and recipes' names
+    return parse
 
 
 def _scalar(value, kind, parse=False):
@@ -267,6 +293,19 @@ def read_recipe(source, kind, kinds):
     return path, values
 
 
+def _config_from_file(cls, kind, source, overrides):
+    """``cls`` built from the recipe ``source`` of ``kind`` with ``overrides`` winning; a bad value from the
+    file names the file."""
+    path, values = read_recipe(source, kind, field_kinds(cls))
+    try:
+        return cls(**dict(values, **overrides))
+    except ConfigError as err:
+        if err.field not in values or err.field in overrides:
+            raise
+        raise ConfigError(err.template + ' (set in %s)' % path.replace('{', '{{').replace('}', '}}'),
+                          *err.fields) from None
+
+
 @dataclass
 class TrainConfig:  # pylint: disable=too-many-instance-attributes
     """Everything one training run needs (``train_imagenet.py``'s options; ``--help`` says what each does).
@@ -349,14 +388,7 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
         Keys of the file are this class's fields; ``overrides`` win over the file. A bad key or type
         raises :class:`RecipeError`, a bad value :class:`ConfigError`, both naming the file.
         """
-        path, values = read_recipe(source, 'imagenet', field_kinds(cls))
-        try:
-            return cls(**dict(values, **overrides))
-        except ConfigError as err:
-            if err.field not in values or err.field in overrides:
-                raise
-            raise ConfigError(err.template + ' (set in %s)' % path.replace('{', '{{').replace('}', '}}'),
-                              *err.fields) from None
+        return _config_from_file(cls, 'imagenet', source, overrides)
 
     def _check_recipe(self):
         _check([
@@ -406,6 +438,152 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
              '{} cannot be combined with {}/{}', 'resume', 'resume_params', 'resume_states'),
             (not 0 <= self.resume_epoch < self.num_epochs, '{} must be in [0, {})', 'resume_epoch',
              'num_epochs'),
+            (self.step_timeout < 0, '{} must be >= 0 seconds (0: no limit), got %s' % self.step_timeout,
+             'step_timeout'),
+        ])
+
+
+@dataclass
+class DetectionConfig:  # pylint: disable=too-many-instance-attributes
+    """Everything one detection training (or evaluation) run needs (``python -m gluon_resnest.detection.train``'s
+    options, GluonCV's ``train_faster_rcnn.py`` names; ``--help`` says what each does).
+
+    ``batch_size`` is images per step over all devices and workers (None: 2 per device) and ``lr`` is taken
+    as given, as GluonCV does. ``epochs``, ``lr``, ``lr_decay_epoch``, ``lr_warmup`` and ``wd`` left None
+    take GluonCV's value for the ``dataset`` (:data:`DETECTION_DATASET_DEFAULTS`). ``short`` is one side,
+    ``(LO, HI)`` (a range) or three or more sides (a choice per image); ``gpus``, ``short``, ``lr_decay_epoch`` and ``val_iou`` also take comma-separated strings.
+    Checkpoints are ``{save_prefix}-{epochs done:04d}.params/.states/.json``; ``resume`` continues from the
+    latest complete one, ``resume_params`` starts from a weights file at epoch ``resume_epoch``.
+    """
+    detector: str = 'cascade_rcnn'
+    network: str = 'resnest50'
+    dataset: str = 'voc'
+    dataset_root: Optional[str] = None
+    norm_layer: Optional[str] = None
+    gpus: Tuple[int, ...] = ()
+    kv_store: str = 'device'
+    step_timeout: float = 30.0
+    batch_size: Optional[int] = None
+    epochs: Optional[int] = None
+    lr: Optional[float] = None
+    lr_mode: str = 'step'
+    lr_decay: float = 0.1
+    lr_decay_epoch: Optional[Tuple[int, ...]] = None
+    lr_warmup: Optional[int] = None
+    lr_warmup_factor: float = 1. / 3.
+    momentum: float = 0.9
+    wd: Optional[float] = None
+    no_wd_norm: bool = False
+    no_pretrained_base: bool = False
+    short: Optional[Tuple[int, ...]] = None
+    max_size: Optional[int] = None
+    box_head: str = 'recipe'
+    box_head_units: int = 1024
+    fpn_channels: Optional[int] = None
+    num_sample: Optional[int] = None
+    rpn_train_post_nms: Optional[int] = None
+    rpn_test_post_nms: Optional[int] = None
+    rpn_smoothl1_rho: float = 1. / 9.
+    rcnn_smoothl1_rho: float = 1.
+    test_score_thresh: float = 0.
+    post_nms: int = -1
+    val_iou: Tuple[float, ...] = (0.5, 0.7)
+    val_interval: int = 1
+    eval_only: bool = False
+    save_prefix: str = ''
+    resume: bool = False
+    resume_params: str = ''
+    resume_epoch: int = 0
+    log_interval: int = 20
+    num_workers: int = 0
+    seed: int = 233
+    no_progress: bool = False
+
+    def __post_init__(self):
+        self.gpus = parse_devices(self.gpus)
+        for name, kind in (('short', int), ('lr_decay_epoch', int), ('val_iou', float)):
+            self._as_list(name, kind)
+        _check([(self.dataset not in DETECTION_DATASETS, '{} must be one of %s, got %r'
+                 % (', '.join(DETECTION_DATASETS), self.dataset), 'dataset')])
+        for key, value in DETECTION_DATASET_DEFAULTS[self.dataset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if not self.save_prefix:
+            self.save_prefix = '_'.join((self.detector, 'fpn', str(self.network), self.dataset))
+        self._check_network()
+        self._check_recipe()
+        self._check_run()
+
+    @classmethod
+    def from_file(cls, source, **overrides):
+        """The config of a detection recipe file (or shipped name, e.g. ``'cascade_rcnn_resnest50_fpn_voc'``)
+        with ``overrides``; errors as :meth:`TrainConfig.from_file`."""
+        return _config_from_file(cls, 'detection', source, overrides)
+
+    # The training engine's names of the settings it shares with classification.
+    num_epochs = property(lambda self: self.epochs)
+    eval_frequency = property(lambda self: self.val_interval)
+    save_frequency = property(lambda self: 1)  # every epoch: a detection epoch is long
+    progress = property(lambda self: False if self.no_progress else None)
+
+    def _as_list(self, name, kind):
+        value = getattr(self, name)
+        if value is not None:
+            items = _number_list(value, kind)
+            _check([(items is None, '{} takes comma-separated numbers, got %r' % (value,), name)])
+            setattr(self, name, items)
+
+    def _check_network(self):
+        try:
+            self.network = model_key(self.network, 'network')
+        except ValueError as err:
+            raise ConfigError(str(err).replace('{', '{{').replace('}', '}}')) from None
+        _check([
+            (self.detector not in DETECTORS, 'unknown {} %r; valid: %s' % (self.detector, ', '.join(DETECTORS)),
+             'detector'),
+            (self.norm_layer not in (None, 'syncbn', 'bn'), "{} must be 'syncbn', 'bn' or left out, got %r"
+             % (self.norm_layer,), 'norm_layer'),
+            (self.box_head not in ('recipe', '2fc'), "{} must be 'recipe' or '2fc', got %r" % (self.box_head,),
+             'box_head'),
+            (self.box_head_units < 1, '{} must be positive, got %d' % self.box_head_units, 'box_head_units'),
+            (self.fpn_channels is not None and self.fpn_channels < 1, '{} must be positive, got %s'
+             % self.fpn_channels, 'fpn_channels'),
+            (self.short is not None and not (self.short and min(self.short) >= 1
+                                             and (len(self.short) != 2 or self.short[0] <= self.short[1])),
+             "{} takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more sides >= 1, got %s"
+             % (self.short,), 'short'),
+            (self.detector in MASK_DETECTORS and self.dataset == 'voc', '{} %s trains masks: it needs '
+             'instance annotations, {} coco or shapes' % self.detector, 'detector', 'dataset'),
+        ])
+
+    def _check_recipe(self):
+        _check([
+            (min(self.rpn_smoothl1_rho, self.rcnn_smoothl1_rho) < 0, '{} and {} must be >= 0',
+             'rpn_smoothl1_rho', 'rcnn_smoothl1_rho'),
+            (not 0 <= self.test_score_thresh < 1, '{} must be in [0, 1), got %s' % self.test_score_thresh,
+             'test_score_thresh'),
+            (self.post_nms == 0 or self.post_nms < -1, '{} must be -1 (all) or positive, got %d' % self.post_nms,
+             'post_nms'),
+            (self.lr <= 0, '{} must be positive, got %s' % self.lr, 'lr'),
+            (self.lr_mode not in ('step', 'cosine'), "{} must be 'step' or 'cosine', got %r" % (self.lr_mode,),
+             'lr_mode'),
+            (self.epochs < 1, '{} must be >= 1, got %d' % self.epochs, 'epochs'),
+            (not all(0 < iou < 1 for iou in self.val_iou) or not self.val_iou,
+             '{} takes IoU thresholds in (0, 1), got %s' % (self.val_iou,), 'val_iou'),
+        ])
+        _at_least(self, 1, 'batch_size', 'val_interval')
+
+    def _check_run(self):
+        _at_least(self, 0, 'num_workers', 'log_interval', 'resume_epoch')
+        _check([
+            (self.kv_store not in KV_STORES, '{} must be one of %s, got %r' % (', '.join(KV_STORES),
+                                                                              self.kv_store), 'kv_store'),
+            (self.resume and bool(self.resume_params), '{} cannot be combined with {}', 'resume', 'resume_params'),
+            (bool(self.resume_params) and not os.path.isfile(self.resume_params), '{} %s does not exist'
+             % self.resume_params, 'resume_params'),
+            (self.resume_epoch >= self.epochs, '{} must be in [0, {})', 'resume_epoch', 'epochs'),
+            (self.eval_only and not (self.resume or self.resume_params), '{} needs {} (the latest checkpoint '
+             'of {}) or {} CHECKPOINT.params', 'eval_only', 'resume', 'save_prefix', 'resume_params'),
             (self.step_timeout < 0, '{} must be >= 0 seconds (0: no limit), got %s' % self.step_timeout,
              'step_timeout'),
         ])

@@ -1,5 +1,6 @@
 """Shared test fixtures and data writers for gluon_resnest (test modules never import each other)."""
 import os
+import sys
 import socket
 
 import cv2
@@ -226,6 +227,22 @@ def interrupt_training_at(monkeypatch, step, before=None):
             os.kill(os.getpid(), signal.SIGINT)
         return loss
     monkeypatch.setattr(loop, '_train_step', step_then_sigint)
+
+
+def command_error(main, argv, capsys):
+    """(exit status, last stderr line) of a command's ``main(argv)`` that fails: the status it returns or
+    exits with (``sys.exit('error: ...')`` is status 1 with that line)."""
+    capsys.readouterr()
+    try:
+        status = main(argv)
+    except SystemExit as stop:
+        status = stop.code
+        if isinstance(status, str):
+            print(status, file=sys.stderr)
+            status = 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status not in (0, None) and lines, (status, lines)
+    return status, lines[-1]
 
 
 def assert_same_parameters(path_a, path_b):

@@ -153,7 +153,7 @@ class _Net(object):  # what val_loader reads from a network
 def _evaluate(stub, dataset, kind, tmp_path, masks=False):
     metrics = train._metrics(kind, dataset, shapes.SHAPES, [0.5, 0.7],  # pylint: disable=W0212
                              str(tmp_path / 'eval'), masks=masks)
-    return train.evaluate(stub, train.val_loader(_Net(), dataset, 1), metrics, [mx.cpu()])
+    return train.evaluate_network(stub, train.val_loader(_Net(), dataset, 1), metrics, [mx.cpu()])
 
 
 def _clip(box, width, height):

@@ -15,13 +15,12 @@ from gluon_resnest.detection import shapes
 SCRIPT = '''
 import os, sys
 from gluon_resnest.detection import train
-nets, setup = [], train._setup
+nets, build = [], train._network
 def keep_network(*args, **kwargs):
-    out = setup(*args, **kwargs)
-    nets.append(out[4])
-    return out
-train._setup = keep_network
-train.main(sys.argv[2:])
+    nets.append(build(*args, **kwargs))
+    return nets[-1]
+train._network = keep_network
+assert train.main(sys.argv[2:]) == 0
 import horovod.mxnet as hvd
 nets[0].save_parameters(os.path.join(sys.argv[1], 'rank%d.params' % hvd.rank()))
 '''
@@ -42,7 +41,7 @@ def test_two_horovod_ranks_train_one_detector(tmp_path, subprocess_env):
             '--dataset-root', root, '--no-pretrained-base', '--short', '96', '--max-size', '96',
             '--num-sample', '16', '--rpn-train-post-nms', '64', '--rpn-test-post-nms', '20',
             '--norm-layer', 'bn', '--box-head', '2fc', '--box-head-units', '32', '--batch-size', '4',
-            '--lr-warmup', '1', '--epochs', '1', '--no-progress', '--save-prefix', prefix]
+            '--lr-warmup', '1', '--epochs', '1', '--no-progress', '--save-prefix', prefix, '--log-interval', '1']
     horovodrun = os.path.join(os.path.dirname(sys.executable), 'horovodrun')
     cmd = [horovodrun, '-np', '2', '-H', 'localhost:2', '--gloo', '--network-interface', 'lo',
            sys.executable, str(script), str(tmp_path)] + argv
@@ -50,15 +49,16 @@ def test_two_horovod_ranks_train_one_detector(tmp_path, subprocess_env):
                           timeout=SUBPROCESS_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = open(prefix + '_train.log').read()  # rank 0's
-    assert 'on each of 2 Horovod workers' in log
+    assert 'on each of 2 workers' in log
     # 8 images, 4 per step over both ranks: each rank trains 2 batches of 2 images.
-    assert '[Epoch 0][Batch 2/2]' in log and '[Epoch 0][Batch 3/' not in log
-    assert 'held-out' in log and sorted(os.listdir(os.path.dirname(prefix))) == [
-        'cascade_0000.json', 'cascade_0000.params', 'cascade_0000.states', 'cascade_train.log']
+    assert 'epoch 1 batch 2/2:' in log and 'epoch 1 batch 3/' not in log
+    assert 'mAP@0.5=' in log and sorted(os.listdir(os.path.dirname(prefix))) == [
+        'cascade-0001.json', 'cascade-0001.params', 'cascade-0001.states', 'cascade_history.json',
+        'cascade_train.log']
     ranks = [mx.nd.load(str(tmp_path / ('rank%d.params' % r))) for r in (0, 1)]
     assert sorted(ranks[0]) == sorted(ranks[1])
     moved = 0
-    saved = mx.nd.load(prefix + '_0000.params')
+    saved = mx.nd.load(prefix + '-0001.params')
     for name in ranks[0]:  # weights (averaged gradients) and BatchNorm statistics (averaged) agree
         np.testing.assert_array_equal(ranks[0][name].asnumpy(), ranks[1][name].asnumpy(), err_msg=name)
         np.testing.assert_array_equal(saved[name].asnumpy(), ranks[0][name].asnumpy(), err_msg=name)

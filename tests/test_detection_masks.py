@@ -146,7 +146,6 @@ def test_short_side_choice_draws_one_of_the_sides_per_image(shapes_root):
     args = train.parse_args(['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root',
                              shapes_root, '--no-pretrained-base', '--short', '48,64,80',
                              '--max-size', '200', '--batch-size', '1'])
-    train._check(args)  # pylint: disable=protected-access
     net = train.build_detector(args, shapes.SHAPES, 1)
     net.initialize()  # the transform makes the anchors with the net's anchor generator
     transform, _ = masks.train_pipeline(net, 1)
@@ -182,13 +181,15 @@ def test_command_trains_masks_and_scores_them(shapes_root, tmp_path, detector):
             '--rpn-test-post-nms', '20', '--norm-layer', 'bn', '--box-head', '2fc',
             '--box-head-units', '32', '--epochs', '1', '--batch-size', '2', '--no-progress',
             '--save-prefix', prefix]
-    results = train.main(argv)
+    result = train.fit(train.parse_args(argv))
+    results = result.mean_ap
     assert set(results) == {'%s_mAP@%s' % (kind, iou) for kind in ('bbox', 'segm')
                             for iou in ('0.5', '0.5:0.95', '0.75')}
     assert all(0 <= value <= 1 for value in results.values())
     log = open(prefix + '_train.log').read()
-    assert '[Epoch 0][Batch 2/2]' in log and 'rcnn_mask=' in log
-    with open(prefix + '_0000.json') as f:
+    assert 'epoch 1 batch 2/2:' in log and 'rcnn_mask' in log
+    assert result.checkpoint == prefix + '-0001.json' and result.epochs == 1
+    with open(result.checkpoint) as f:
         assert json.load(f)['val'] == results
-    saved = mx.nd.load(prefix + '_0000.params')
+    saved = mx.nd.load(prefix + '-0001.params')
     assert any(name.startswith('mask.') for name in saved)

@@ -12,7 +12,7 @@ from mxnet import autograd, gluon
 from gluon_resnest.detection import CascadeRCNN, shapes, train
 from gluon_resnest.detection.pooling import cpu_region_limit, pyramid_roi_feats
 
-from conftest import REPO
+from conftest import REPO, command_error
 
 sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
 import profile_detection  # noqa: E402  pylint: disable=wrong-import-position
@@ -171,14 +171,15 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
             '--dataset-root', shapes_root, '--no-pretrained-base', '--short', '96', '--max-size',
             '96', '--num-sample', '16', '--rpn-train-post-nms', '64', '--rpn-test-post-nms', '20',
             '--norm-layer', 'bn', '--box-head', '2fc', '--box-head-units', '32', '--lr-mode',
-            'cosine', '--lr-warmup', '1', '--epochs', '2', '--no-progress', '--save-prefix', prefix]
-    results = train.main(argv)
-    assert set(results) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'}
+            'cosine', '--lr-warmup', '1', '--epochs', '2', '--no-progress', '--save-prefix', prefix,
+            '--log-interval', '1']
+    result = train.fit(train.parse_args(argv))
+    assert set(result.mean_ap) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'} and result.epochs == 2
     log = open(prefix + '_train.log').read()
-    assert '[Epoch 1][Batch 2/2]' in log and 'rcnn_cls' in log
+    assert 'epoch 2 batch 2/2:' in log and 'rcnn_cls' in log
     # Cosine: the last step of the last epoch runs at (nearly) zero learning rate.
-    last = [line for line in log.splitlines() if '[Epoch 1][Batch 2/2]' in line][0]
-    assert float(last.split('lr=')[1].split()[0]) < 0.002
+    last = [line for line in log.splitlines() if 'epoch 2 batch 2/2:' in line][0]
+    assert float(last.split(' lr ')[1].split()[0]) < 0.002
 
 
 @pytest.mark.parametrize('flags, message', [
@@ -198,12 +199,14 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
     (['--short', '64,0,96'],
      "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more sides >= 1, got (64, 0, 96)"),
 ])
-def test_bad_option_values_give_one_line_errors(shapes_root, tmp_path, flags, message):
+def test_bad_option_values_give_one_line_errors(shapes_root, tmp_path, capsys, flags, message):
     argv = ['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root', shapes_root,
             '--save-prefix', str(tmp_path / 'run')] + flags
-    with pytest.raises(SystemExit) as info:
-        train.main(argv)
-    assert str(info.value.code) == 'error: ' + message
+    status, line = command_error(train.main, argv, capsys)
+    if message.startswith('--num-sample') or message.startswith('--rpn-test-post-nms'):
+        assert (status, line) == (1, 'error: ' + message)  # found when the network is built: a failed run
+    else:
+        assert status == 2 and line.endswith(': error: ' + message)  # the config's check: bad usage
 
 
 @pytest.mark.slow

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
+from conftest import command_error
+
 from gluon_resnest.detection import shapes, train
 from gluon_resnest.detection.limits import DetectionLimits
 from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.detection.sampler import AspectRatioBatchSampler, image_orientations
+from gluon_resnest.train.data import ShardedShuffleSampler
 from gluon_resnest.train.distributed import Distributed
 
 # GluonCV 0.10.5's scripts/detection/faster_rcnn/train_faster_rcnn.py, parse_args(), copied by hand.
@@ -37,7 +40,7 @@ def test_lr_is_taken_as_given(warmup, factor, first):
     net.initialize()
     args = train.parse_args(['--dataset', 'coco', '--batch-size', '16', '--lr', '0.02', '--lr-warmup', str(warmup),
                              '--lr-warmup-factor', str(factor), '--epochs', '12', '--lr-decay-epoch', '8,11'])
-    trainer = train._trainer(args, net, 1000, Distributed('local', 0, 1))  # pylint: disable=protected-access
+    trainer = train._trainer(args, net, 1000, Distributed('local', 0, 1))[0]  # pylint: disable=protected-access
     schedule = trainer._optimizer.lr_scheduler  # pylint: disable=protected-access
     assert schedule(0) == pytest.approx(first)
     assert schedule(1000) == schedule(7999) == pytest.approx(0.02)  # --lr itself, whatever the batch
@@ -189,21 +192,24 @@ def test_loader_groups_only_when_a_device_takes_several_images():
     order, sampler = train._train_order(landscape, 4, 2, local, 0)  # pylint: disable=protected-access
     assert isinstance(sampler, AspectRatioBatchSampler) and order == dict(batch_sampler=sampler)
     order, sampler = train._train_order(landscape, 2, 2, local, 0)  # pylint: disable=protected-access
-    assert sampler is None and order['shuffle']
+    # One image per device: a seeded shuffle of any orientations, resumable mid-epoch as the engine needs.
+    assert isinstance(sampler, ShardedShuffleSampler) and order['sampler'] is sampler
+    sampler.set_epoch(3, 2)
+    assert len(sampler) == 2 * (sampler.batches_per_epoch - 2)
     with pytest.raises(ValueError, match='no batch of 8 images of one orientation'):
         train._train_order(landscape, 8, 2, local, 0)  # pylint: disable=protected-access
 
 
-def test_short_range_reaches_the_network(tmp_path):
+def test_short_range_reaches_the_network(tmp_path, capsys):
     args = train.parse_args(['--network', 'resnest14', '--dataset', 'shapes', '--no-pretrained-base',
                              '--short', '80,96', '--max-size', '96', '--batch-size', '2'])
     assert train.build_detector(args, shapes.SHAPES, 1).short == (80, 96)
     for short, message in (('96,80', "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more "
                                      "sides >= 1, got (96, 80)"),
                            ('1,0,3', "--short takes one side, 'LO,HI'")):
-        with pytest.raises(SystemExit) as info:
-            train.main(['--dataset', 'shapes', '--dataset-root', str(tmp_path), '--short', short])
-        assert str(info.value.code).startswith('error: ' + message)
+        status, line = command_error(train.main, ['--dataset', 'shapes', '--dataset-root', str(tmp_path),
+                                                 '--short', short], capsys)
+        assert status == 2 and ': error: ' + message in line
 
 
 @pytest.mark.parametrize('flags, message', [
@@ -212,10 +218,10 @@ def test_short_range_reaches_the_network(tmp_path):
     (['--rcnn-smoothl1-rho', '-0.5'], '--rpn-smoothl1-rho and --rcnn-smoothl1-rho must be >= 0'),
     (['--lr', '0'], '--lr must be positive, got 0.0'),
 ])
-def test_new_option_values_give_one_line_errors(tmp_path, flags, message):
-    with pytest.raises(SystemExit) as info:
-        train.main(['--dataset', 'shapes', '--dataset-root', str(tmp_path)] + flags)
-    assert str(info.value.code) == 'error: ' + message
+def test_new_option_values_give_one_line_errors(tmp_path, capsys, flags, message):
+    status, line = command_error(train.main, ['--dataset', 'shapes', '--dataset-root', str(tmp_path)] + flags,
+                                 capsys)
+    assert status == 2 and line.endswith(': error: ' + message)
 
 
 @pytest.mark.slow
@@ -229,9 +235,11 @@ def test_command_trains_from_a_recipe_with_grouped_batches(tmp_path):
                       'rpn_smoothl1_rho: 0\nrcnn_smoothl1_rho: 0\ntest_score_thresh: 0.05\npost_nms: 10\n'
                       'lr: 0.01\nlr_warmup: 1\nepochs: 3\n')
     prefix = str(tmp_path / 'run' / 'x')
-    results = train.main(['--config', str(recipe), '--dataset-root', root, '--epochs', '1', '--no-progress',
-                          '--save-prefix', prefix])
+    results = train.fit(train.parse_args(['--config', str(recipe), '--dataset-root', root, '--epochs', '1',
+                                          '--no-progress', '--save-prefix', prefix, '--log-interval', '1'])).mean_ap
     assert set(results) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'} and all(0 <= v <= 1 for v in results.values())
     log = open(prefix + '_train.log').read()
-    assert '[Epoch 0][Batch 2/2]' in log and 'lr=0.01000' in log  # 8 images in 2 grouped batches of 4, lr as given
-    assert not os.path.exists(prefix + '_0001.params')  # --epochs 1 overrode the file's 3
+    assert 'epoch 1 batch 2/2:' in log and 'lr 0.01\n' in log  # 8 images in 2 grouped batches of 4, lr as given
+    assert 'epoch 1 batch 3/' not in log
+    assert sorted(os.listdir(str(tmp_path / 'run'))) == ['x-0001.json', 'x-0001.params', 'x-0001.states', 'x_history.json',
+                                                          'x_train.log']  # --epochs 1 overrode the file's 3

@@ -24,8 +24,7 @@ ENTRY_POINTS = {
     'segmentation backbone': (lambda name: segmentation._check_ours(name) or name.lower(),  # pylint: disable=W0212
                               'ResNeSt backbone'),
     'detection backbone': (fpn.check_backbone, 'ResNeSt backbone'),
-    'detection command': (lambda name: detection_train._check(  # pylint: disable=W0212
-        detection_train.parse_args(['--network', name])) or name.lower(), 'network'),
+    'detection command': (lambda name: detection_train.DetectionConfig(network=name).network, 'network'),
 }
 
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from gluon_resnest.config import RECIPE_DIR, ConfigError, RecipeError, TrainConfig, list_recipes
+from gluon_resnest.config import RECIPE_DIR, ConfigError, DetectionConfig, RecipeError, TrainConfig, list_recipes
 from gluon_resnest.detection import train as detection
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +65,8 @@ def test_imagenet_recipes_scale_batch_and_crop_with_depth():
 def test_detection_recipe_builds_its_network(path):
     values = _values(path)
     args = detection.parse_args(['--config', path, '--no-pretrained-base'])
-    detection._check(args)  # pylint: disable=protected-access
+    name = os.path.splitext(os.path.basename(path))[0]
+    assert DetectionConfig.from_file(name, no_pretrained_base=True) == args  # as TrainConfig loads its recipes
     for key, value in values.items():
         assert _same(getattr(args, key), value), key
     net = detection.build_detector(args, ['a', 'b'], 1)

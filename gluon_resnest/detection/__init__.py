@@ -9,7 +9,11 @@ name (:mod:`.zoo`) live here; ``import gluon_resnest`` installs those names in G
 ``cascade_mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``). ``python -m
 gluon_resnest.detection.train`` trains and evaluates Cascade R-CNN and Faster R-CNN;
 ``python -m gluon_resnest.detection.shapes`` writes a small offline detection dataset.
+
+From Python: ``fit(DetectionConfig(...))`` trains and ``evaluate(DetectionConfig(...))`` evaluates a
+checkpoint, both returning a :class:`DetectionResult` (see :mod:`.train`).
 """
+from ..config import DetectionConfig
 from .cascade import STAGE_BOX_STDS, STAGE_IOU_THRESHS, CascadeHead, CascadeRCNN, get_cascade_rcnn
 from .cascade_mask import CascadeMaskRCNN, get_cascade_mask_rcnn
 from .fpn import detection_backbone, fpn_tap_names
@@ -28,4 +32,16 @@ __all__ = ['faster_rcnn_fpn', 'custom_faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom
            'CascadeMaskRCNN', 'get_cascade_mask_rcnn', 'cascade_mask_rcnn_fpn',
            'custom_cascade_mask_rcnn_fpn',
            'custom_cascade_rcnn_fpn', 'get_model', 'zoo_entries', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS',
-           'DetectionLimits', 'AspectRatioBatchSampler', 'image_orientations']
+           'DetectionLimits', 'AspectRatioBatchSampler', 'image_orientations', 'DetectionConfig', 'fit',
+           'evaluate', 'DetectionResult']
+
+# Loaded on first use: importing .train here would make ``python -m gluon_resnest.detection.train`` find it
+# already imported (runpy warns, and the command would run a second copy of the module).
+_FROM_TRAIN = ('fit', 'evaluate', 'DetectionResult')
+
+
+def __getattr__(name):
+    if name in _FROM_TRAIN:
+        from . import train  # pylint: disable=import-outside-toplevel
+        return getattr(train, name)
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))

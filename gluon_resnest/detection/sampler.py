@@ -68,10 +68,18 @@ class AspectRatioBatchSampler(Sampler):
         self.batch_size, self.num_parts, self.part_index = batch_size, num_parts, part_index
         self.seed = seed
         self.epoch = 0
+        self.start_batch = 0
 
-    def set_epoch(self, epoch):
-        """Select the shuffle of ``epoch``."""
-        self.epoch = epoch
+    def set_epoch(self, epoch, start_batch=0):
+        """Select the shuffle of ``epoch`` and skip its first ``start_batch`` batches (a resumed epoch)."""
+        self.epoch, self.start_batch = epoch, start_batch
+
+    @property
+    def batches_per_epoch(self):
+        """Number of batches each worker trains on per epoch."""
+        span = self.batch_size * self.num_parts
+        wide = int(self.landscape.sum())
+        return wide // span + (len(self.landscape) - wide) // span
 
     def _steps(self):
         rng = np.random.RandomState([self.seed, self.epoch])
@@ -84,10 +92,8 @@ class AspectRatioBatchSampler(Sampler):
         return [steps[i] for i in rng.permutation(len(steps))]
 
     def __iter__(self):
-        for step in self._steps():
+        for step in self._steps()[self.start_batch:]:
             yield step[self.part_index::self.num_parts].tolist()
 
     def __len__(self):
-        span = self.batch_size * self.num_parts
-        wide = int(self.landscape.sum())
-        return wide // span + (len(self.landscape) - wide) // span
+        return self.batches_per_epoch - self.start_batch

@@ -1,4 +1,4 @@
-"""Train and evaluate Cascade R-CNN (or Faster R-CNN) with FPN on ResNeSt.
+"""Train and evaluate Cascade R-CNN (or Faster R-CNN) with FPN on ResNeSt, on the training engine.
 
 ``python -m gluon_resnest.detection.train --network resnest50 --dataset coco --norm-layer syncbn
 --gpus 0,1,2,3 ...`` takes the flag names of GluonCV's ``train_faster_rcnn.py`` where they apply (its
@@ -8,29 +8,38 @@ with masks (``gluon_resnest.detection.masks``), ``cascade_mask_rcnn|mask_rcnn``.
 defaults that flags override. Datasets: ``voc`` (VOC07+12 trainval, VOC07 test, VOC07
 mAP), ``coco`` (train2017 / val2017, COCO mAP) and ``shapes`` (the offline dataset of
 ``python -m gluon_resnest.detection.shapes``; VOC07 mAP). Held-out mAP is reported at every IoU of
-``--val-iou`` (VOC style; default 0.5 and 0.7). Every epoch writes ``{save-prefix}_{epoch:04d}.params``
-/ ``.states`` / ``.json`` atomically; ``--resume`` continues from one.
+``--val-iou`` (VOC style; default 0.5 and 0.7).
+
+The command is parse -> :class:`~gluon_resnest.config.DetectionConfig` -> :func:`fit` (or :func:`evaluate`
+with ``--eval-only``) -> report. Training runs on :func:`gluon_resnest.train.loop.train` with
+:class:`DetectionTask`, as classification does: checkpoints ``{save-prefix}-{epochs done:04d}`` written
+atomically and SHA-1 checked, ``--resume`` from the latest complete one, a checkpoint on Ctrl-C, the watchdog,
+``TrainingDiverged``, per-step seeding, ``--kv-store`` (Horovod too) and BatchNorm statistics averaged over
+workers.
 """
 import argparse
 import contextlib
 import copy
+import dataclasses
 import io
 import os
 import sys
-import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
 from .. import cli
-from ..model_zoo import model_key
+from ..config import (DETECTION_DATASET_DEFAULTS, DetectionConfig, KV_STORES, number_list_type)
 from ..procs import children_die_with_this_process
-from ..train.build import contexts
-from ..train.checkpoint import save_checkpoint
+from ..train.build import resume_source, resume_states, worker_contexts
 from ..train.data import ShardedShuffleSampler
 from ..train.distributed import setup_distributed
-from ..train.monitor import ProgressBar, setup_logger
+from ..train.loop import Run, Task, TrainingDiverged, TrainingInterrupted, seed_everything, validation_network
+from ..train.loop import train as run_training
+from ..train.monitor import History, setup_logger
 from ..train.recipe import apply_no_wd, build_lr_scheduler
 from .cascade import STAGE_IOU_THRESHS
 from .fpn import box_head
@@ -42,36 +51,24 @@ from .rcnn import faster_rcnn_fpn
 from .sampler import AspectRatioBatchSampler, image_orientations
 from .zoo import cascade_rcnn_fpn
 
-__all__ = ['parse_args', 'main', 'build_detector', 'load_datasets', 'evaluate', 'val_loader',
-           'ValTransform', 'VOCEvaluation', 'COCOEvaluation', 'load_detector', 'device_shards',
-           'DATASET_DEFAULTS']
+__all__ = ['parse_args', 'main', 'fit', 'evaluate', 'DetectionConfig', 'DetectionResult', 'DetectionTask',
+           'build_detector', 'load_datasets', 'evaluate_network', 'val_loader', 'ValTransform',
+           'VOCEvaluation', 'COCOEvaluation', 'load_detector', 'device_shards', 'DATASET_DEFAULTS']
 
-# BatchNorm's running statistics (Gluon's names, and those of blocks built from symbols).
-BATCHNORM_STATISTICS = ('running_mean', 'running_var', 'moving_mean', 'moving_var')
 DETECTORS = dict({'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster_rcnn_fpn}, **MASK_DETECTORS)
+DATASET_DEFAULTS = DETECTION_DATASET_DEFAULTS
+INTS, FLOATS = number_list_type('ints'), number_list_type('floats')
 
 
-# GluonCV's train_faster_rcnn.py fills the flags left out per dataset; shapes trains like VOC.
-DATASET_DEFAULTS = {
-    'voc': dict(epochs=20, lr=0.001, lr_decay_epoch=(14, 20), lr_warmup=-1, wd=5e-4),
-    'coco': dict(epochs=26, lr=0.00125, lr_decay_epoch=(17, 23), lr_warmup=1000, wd=1e-4),
-}
-DATASET_DEFAULTS['shapes'] = DATASET_DEFAULTS['voc']
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad usage is one line on stderr (``prog: error: ...``) and exit status 2; ``--help`` prints the usage."""
 
-
-def _number_list(item, kind):
-    def parse(text):
-        return tuple(item(v) for v in str(text).split(',') if v.strip())
-    parse.__name__, parse.kind = '%s list' % item.__name__, kind  # argparse's and recipes' names
-    return parse
-
-
-INTS, FLOATS = _number_list(int, 'ints'), _number_list(float, 'floats')
+    def error(self, message):
+        self.exit(2, '%s: error: %s\n' % (self.prog, message))
 
 
 def _parser():
-    p = argparse.ArgumentParser(description='Train Cascade (Mask) R-CNN or Faster / Mask R-CNN FPN '
-                                            'on ResNeSt.',
+    p = _OneLineParser(description='Train Cascade (Mask) R-CNN or Faster / Mask R-CNN FPN on ResNeSt.',
                                 formatter_class=cli.HelpFormatter)
     cli.add_config(p, 'detection')
     p.add_argument('--detector', default='cascade_rcnn',
@@ -87,9 +84,16 @@ def _parser():
                    help="'syncbn': SyncBatchNorm recipe; 'bn': the same recipe with BatchNorm on "
                         "each device's batch (one device, e.g. CPU); default: frozen BatchNorm")
     p.add_argument('--gpus', default='', help="e.g. '0,1'; empty: CPU")
-    p.add_argument('--horovod', action='store_true',
-                   help='data parallel over the processes horovodrun starts: each trains on its share of '
-                        'the images, on the GPU of its local rank (with --gpus) or the CPU')
+    # Before --kv-store: recipes take the kind of the last option of a name (cli.parser_kinds).
+    p.add_argument('--horovod', dest='kv_store', action='store_const', const='horovod',
+                   default=argparse.SUPPRESS, help="GluonCV's spelling of --kv-store horovod")
+    p.add_argument('--kv-store', default='device',
+                   help='gradient aggregation, as train_imagenet.py: %s; horovod: data parallel over the '
+                        'processes horovodrun starts, each on its share of the images, on the GPU of its '
+                        'local rank (with --gpus) or the CPU' % ', '.join(KV_STORES))
+    p.add_argument('--step-timeout', type=float, default=30.0,
+                   help='dist_sync/dist_device_sync: stop a worker (exit status 124) after this many seconds '
+                        'without progress, as train_imagenet.py; 0: never')
     p.add_argument('--batch-size', type=int, default=None,
                    help='images per step over all devices (default: 2 per device); a device with more '
                         'than one image gets images of one orientation (landscape or portrait)')
@@ -97,8 +101,11 @@ def _parser():
     _network_flags(p)
     p.add_argument('--val-iou', type=FLOATS, default='0.5,0.7', help='IoU thresholds of the VOC-style mAP')
     p.add_argument('--val-interval', type=int, default=1, help='epochs between evaluations')
-    p.add_argument('--eval-only', action='store_true', help='evaluate --resume and exit')
-    p.add_argument('--save-prefix', default='', help='checkpoint and log prefix')
+    p.add_argument('--eval-only', action='store_true',
+                   help='evaluate the --resume checkpoint (or --resume-params) and exit')
+    p.add_argument('--save-prefix', default='',
+                   help='checkpoints {prefix}-{epochs done:04d}.params/.states/.json, {prefix}_train.log and '
+                        '{prefix}_history.json (default: {detector}_fpn_{network}_{dataset})')
     p.add_argument('--log-interval', type=int, default=20, help='batches between log lines')
     p.add_argument('--num-workers', type=int, default=0, help='data loader processes')
     p.add_argument('--seed', type=int, default=233, help='random seed')
@@ -116,8 +123,12 @@ def _per_dataset(key):
 def _schedule_flags(p):
     default = _per_dataset
     p.add_argument('--epochs', type=int, default=None, help='training epochs' + default('epochs'))
-    p.add_argument('--start-epoch', type=int, default=0, help='first epoch (with --resume)')
-    p.add_argument('--resume', default='', help='.params checkpoint to start from')
+    p.add_argument('--resume', action='store_true',
+                   help='continue from the latest complete checkpoint of --save-prefix (weights, optimizer '
+                        'state and position, even mid-epoch); without one, start from scratch')
+    p.add_argument('--resume-params', default='', help='.params file to start from (weights only)')
+    p.add_argument('--resume-epoch', '--start-epoch', dest='resume_epoch', type=int, default=0,
+                   help='epochs --resume-params has done: the schedule continues from there')
     p.add_argument('--lr', type=float, default=None, help='learning rate of the whole step, taken as '
                    'given as GluonCV does (scale it with --batch-size yourself)' + default('lr'))
     p.add_argument('--lr-mode', default='step', help="'step' (GluonCV's) or 'cosine'")
@@ -165,64 +176,16 @@ def _network_flags(p):
 
 
 def parse_args(argv=None):
-    """Command-line options (GluonCV's ``train_faster_rcnn.py`` names where they apply).
+    """The :class:`~gluon_resnest.config.DetectionConfig` of a command line (GluonCV's
+    ``train_faster_rcnn.py`` names where they apply).
 
     ``--config FILE|NAME`` sets the defaults (flags override it); what neither sets takes GluonCV's
-    default for the ``--dataset`` (:data:`DATASET_DEFAULTS`). A bad recipe exits with one line.
+    default for the ``--dataset`` (:data:`DATASET_DEFAULTS`). Bad usage exits with one line naming the
+    flag (and the recipe file if the value came from it), status 2.
     """
     parser = _parser()
-    args, _ = cli.parse_with_recipe(parser, argv, 'detection', cli.parser_kinds(parser))
-    for key, value in DATASET_DEFAULTS.get(args.dataset, {}).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
-
-
-def _check(args):
-    if args.detector not in DETECTORS:
-        raise ValueError('unknown --detector %r; valid: %s' % (args.detector, ', '.join(DETECTORS)))
-    model_key(args.network, 'network')
-    if args.dataset not in ('voc', 'coco', 'shapes'):
-        raise ValueError('unknown --dataset %r; valid: voc, coco, shapes' % (args.dataset,))
-    if args.detector in MASK_DETECTORS and args.dataset == 'voc':
-        raise ValueError('--detector %s trains masks: it needs instance annotations, --dataset coco '
-                         'or shapes' % args.detector)
-    if args.norm_layer not in (None, 'syncbn', 'bn'):
-        raise ValueError("--norm-layer must be 'syncbn', 'bn' or left out, got %r"
-                         % (args.norm_layer,))
-    if args.lr_mode not in ('step', 'cosine'):
-        raise ValueError("--lr-mode must be 'step' or 'cosine', got %r" % (args.lr_mode,))
-    if args.box_head not in ('recipe', '2fc'):
-        raise ValueError("--box-head must be 'recipe' or '2fc', got %r" % (args.box_head,))
-    for flag in ('box_head_units', 'fpn_channels'):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise ValueError('--%s must be positive, got %d'
-                             % (flag.replace('_', '-'), getattr(args, flag)))
-    _check_recipe_values(args)
-    if args.resume and not os.path.isfile(args.resume):
-        raise FileNotFoundError('--resume checkpoint %s does not exist' % args.resume)
-    if args.eval_only and not args.resume:
-        raise ValueError('--eval-only needs --resume CHECKPOINT.params')
-
-
-def _check_recipe_values(args):
-    rules = [
-        (args.short is not None and not (args.short and min(args.short) >= 1
-                                         and (len(args.short) != 2 or args.short[0] <= args.short[1])),
-         "--short takes one side, 'LO,HI' with 1 <= LO <= HI, or three or more sides >= 1, got %s"
-         % (args.short,)),
-        (min(args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho) < 0,
-         '--rpn-smoothl1-rho and --rcnn-smoothl1-rho must be >= 0'),
-        (not 0 <= args.test_score_thresh < 1, '--test-score-thresh must be in [0, 1), got %s'
-         % args.test_score_thresh),
-        (args.post_nms == 0 or args.post_nms < -1, '--post-nms must be -1 (all) or positive, got %d'
-         % args.post_nms),
-        (args.lr <= 0, '--lr must be positive, got %s' % args.lr),
-        (args.epochs < 1, '--epochs must be >= 1, got %d' % args.epochs),
-    ]
-    for failed, message in rules:
-        if failed:
-            raise ValueError(message)
+    args, recipe = cli.parse_with_recipe(parser, argv, 'detection', cli.parser_kinds(parser))
+    return cli.build_config(parser, DetectionConfig, args, recipe)
 
 
 def load_datasets(name, root=None):
@@ -260,6 +223,13 @@ def _dataset_root(name, root):
     return root
 
 
+def _datasets(config):
+    """(train, val, classes) of ``config``: instances (boxes and polygons) for a mask detector."""
+    if config.detector in MASK_DETECTORS:
+        return load_instance_datasets(config.dataset, _dataset_root(config.dataset, config.dataset_root))
+    return load_datasets(config.dataset, config.dataset_root)
+
+
 def _check_boxes(dataset):
     """R-CNN training needs a box in every image; VOC-layout labels are cheap to read."""
     for index, (_, image_id) in enumerate(dataset._items):  # pylint: disable=protected-access
@@ -269,9 +239,11 @@ def _check_boxes(dataset):
 
 
 def build_detector(args, classes, num_devices, num_workers=1):
-    """The network ``args`` describe, with its training-size options.
+    """The network a :class:`~gluon_resnest.config.DetectionConfig` ``args`` describes, with its
+    training-size options.
 
-    ``num_devices`` are this process's; ``--batch-size`` is shared by ``num_workers`` such processes.
+    ``num_devices`` are this process's; ``args.batch_size`` (not None) is shared by ``num_workers`` such
+    processes.
     """
     overrides = {key: getattr(args, key) for key in
                  ('max_size', 'num_sample', 'rpn_train_post_nms', 'rpn_test_post_nms')
@@ -294,11 +266,14 @@ def build_detector(args, classes, num_devices, num_workers=1):
             overrides['stage_box_features'] = heads[1:]
     per_device = args.batch_size // (num_devices * num_workers)
     dataset = args.dataset if args.dataset in ('voc', 'coco') else 'custom'
-    return DETECTORS[args.detector](
-        args.network.lower(), dataset, classes=classes,
-        syncbn={'syncbn': True, 'bn': 'bn'}.get(args.norm_layer, False),
-        pretrained_base=not args.no_pretrained_base, num_devices=num_devices,
-        per_device_batch_size=per_device, **overrides)
+    # The FPN's normalisation layers are symbols named by MXNet's counters: a fresh count names them as a
+    # fresh process does, so a checkpoint loads into a network built later in the same process.
+    with mx.name.NameManager():
+        return DETECTORS[args.detector](
+            args.network.lower(), dataset, classes=classes,
+            syncbn={'syncbn': True, 'bn': 'bn'}.get(args.norm_layer, False),
+            pretrained_base=not args.no_pretrained_base, num_devices=num_devices,
+            per_device_batch_size=per_device, **overrides)
 
 
 def load_detector(net, path, ctx):
@@ -311,39 +286,66 @@ def load_detector(net, path, ctx):
     net.load_parameters(path, ctx=ctx)
 
 
-def _loaders(net, train, val, args, num_devices, dist):
-    batch_size, num_workers = args.batch_size // dist.num_workers, args.num_workers
-    order, sampler = _train_order(train, batch_size, num_devices, dist, args.seed)
-    transform, batchify = train_pipeline(net, num_devices)
+def _loaders(net, train_set, val, config, ctx, dist):
+    """(training loader, its sampler, held-out loader or None without ``val``)."""
+    batch_size = config.batch_size // dist.num_workers
+    order, sampler = _train_order(train_set, batch_size, len(ctx), dist, config.seed)
+    transform, batchify = train_pipeline(net, len(ctx))
     with children_die_with_this_process():  # each loader's multiprocessing.Pool forks its workers here
-        train_loader = gluon.data.DataLoader(train.transform(transform), num_workers=num_workers,
-                                             batchify_fn=batchify, **order)
+        loader = gluon.data.DataLoader(train_set.transform(transform), num_workers=config.num_workers,
+                                          batchify_fn=batchify, **order)
+    loader = _PositionSeededLoader(loader, sampler, config.seed, dist.rank)
     if val is None:
-        return train_loader, sampler, None
-    return train_loader, sampler, val_loader(net, val, num_devices, num_workers)
+        return loader, sampler, None
+    return loader, sampler, val_loader(net, val, len(ctx), config.num_workers)
 
 
-def _train_order(train, batch_size, num_devices, dist, seed):
-    """DataLoader arguments of the training order and its sampler (None: the loader shuffles).
+class _PositionSeededLoader(object):
+    """Seeds NumPy's and Python's generators from the batch's position before each batch is made.
+
+    GluonCV's training transform draws its flips and random short sides from them: a batch then gets the
+    same augmentation however the run got there (resumed, or after a validation). With loader processes
+    (``--num-workers`` > 0) the transforms draw from the processes' own generators instead.
+    """
+
+    def __init__(self, loader, sampler, seed, rank):
+        self._loader, self._sampler, self._seed, self._rank = loader, sampler, seed, rank
+
+    def __len__(self):
+        return len(self._loader)
+
+    def __iter__(self):
+        epoch, batch = self._sampler.epoch, self._sampler.start_batch
+        batches = iter(self._loader)
+        while True:
+            seed_everything(self._seed, epoch, batch, self._rank, mxnet=False)
+            try:
+                item = next(batches)
+            except StopIteration:
+                return
+            yield item
+            batch += 1
+
+
+def _train_order(train_set, batch_size, num_devices, dist, seed):
+    """DataLoader arguments of the training order and its resumable sampler.
 
     With several images per device, each batch holds images of one orientation
-    (:class:`AspectRatioBatchSampler`); with several workers, each trains on its own share, the
-    same number of batches.
+    (:class:`AspectRatioBatchSampler`); otherwise a seeded shuffle (:class:`ShardedShuffleSampler`).
+    With several workers, each trains on its own share, the same number of batches.
     """
     if batch_size > num_devices:
-        sampler = AspectRatioBatchSampler(image_orientations(train), batch_size, dist.num_workers,
+        sampler = AspectRatioBatchSampler(image_orientations(train_set), batch_size, dist.num_workers,
                                           dist.rank, seed)
         if len(sampler) < 1:
             raise ValueError('%d training images give no batch of %d images of one orientation on each '
-                             'of %d workers' % (len(train), batch_size, dist.num_workers))
+                             'of %d workers' % (len(train_set), batch_size, dist.num_workers))
         return dict(batch_sampler=sampler), sampler
-    if dist.num_workers > 1:
-        sampler = ShardedShuffleSampler(len(train), batch_size, dist.num_workers, dist.rank, seed)
-        if sampler.batches_per_epoch < 1:
-            raise ValueError('%d training images are fewer than one batch of %d on each of %d workers'
-                             % (len(train), batch_size, dist.num_workers))
-        return dict(batch_size=batch_size, last_batch='discard', sampler=sampler), sampler
-    return dict(batch_size=batch_size, shuffle=True, last_batch='rollover'), None
+    sampler = ShardedShuffleSampler(len(train_set), batch_size, dist.num_workers, dist.rank, seed)
+    if sampler.batches_per_epoch < 1:
+        raise ValueError('%d training images are fewer than one batch of %d on each of %d workers'
+                         % (len(train_set), batch_size, dist.num_workers))
+    return dict(batch_size=batch_size, last_batch='discard', sampler=sampler), sampler
 
 
 def val_loader(net, val, num_devices, num_workers=0):
@@ -361,6 +363,8 @@ def val_loader(net, val, num_devices, num_workers=0):
 # IoU thresholds of COCO's mAP; the VOC-style mAP is also averaged over them.
 COCO_IOUS = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2))
 MAP_UNIT = 'fraction (0-1)'
+# Names of the held-out results (VOC-style; COCO box and mask).
+MAP_KEYS = ('mAP@', 'bbox_mAP@', 'segm_mAP@')
 
 
 class ValTransform(object):
@@ -475,7 +479,7 @@ def _metrics(dataset, val, classes, ious, prefix, masks=False):
     if dataset == 'coco' or hasattr(val, 'coco'):  # COCO annotations (the shapes' for masks)
         return [COCOEvaluation(val, prefix, masks)]
     if masks:
-        raise ValueError('mask evaluation needs COCO annotations (--dataset coco or shapes)')
+        raise ValueError('mask evaluation needs COCO annotations (--dataset coco)')
     return [VOCEvaluation(classes, ious)]
 
 
@@ -500,7 +504,7 @@ def _original_coordinates(net_out, data, label, size):
     return det, gt
 
 
-def evaluate(net, loader, metrics, ctx):
+def evaluate_network(net, loader, metrics, ctx):
     """Run ``net`` over ``loader`` (:func:`val_loader`'s) and return {name: mAP (0-1)}.
 
     Detections are clipped to the network's input image, then detections and ground truth are
@@ -530,32 +534,81 @@ def device_shards(batch, ctx):
              for part in batch] for k, c in enumerate(ctx)]
 
 
-def _train_epoch(net, trainer, loader, loss_fn, ctx, epoch, args, log, batch_size):
-    losses_sum, count, tic = {}, 0, time.time()
-    bar = ProgressBar(len(loader), epoch, args.epochs,
-                      enabled=not args.no_progress and sys.stderr.isatty())
-    net.hybridize(static_alloc=False)
-    for step, batch in enumerate(loader):
-        shards = device_shards(batch, ctx)
+class DetectionTask(Task):
+    """R-CNN training on the engine: the step computes ``loss_fn`` per device; the end of an epoch
+    evaluates ``tester`` on rank 0 (the other workers wait) with ``metrics`` (mAP as fractions)."""
+
+    def __init__(self, loss_fn, tester=None, metrics=None):
+        self.loss_fn, self.tester, self.metrics = loss_fn, tester, metrics
+        self.sums = {}
+
+    def split_batch(self, item):
+        """A batch of GluonCV's R-CNN batchify: (images per device, the targets)."""
+        return item[0], item[1:]
+
+    def step(self, run, epoch, data, label):
+        """Forward/backward on every device and one optimizer step; returns the mean total loss."""
+        shards = device_shards((data,) + tuple(label), run.ctx)
         with autograd.record():
-            results = [loss_fn(net, *shard) for shard in shards]
+            results = [self.loss_fn(run.net, *shard) for shard in shards]
         autograd.backward([r['total'] for r in results])
-        trainer.step(batch_size)
+        run.trainer.step(sum(shard[0].shape[0] for shard in shards) * run.dist.step_scale)
         for name in results[0]:
-            if name != 'total':
-                value = float(np.mean([r[name].asscalar() for r in results]))
-                losses_sum[name] = losses_sum.get(name, 0.) + value
-        count += 1
-        total = sum(v for v in losses_sum.values()) / count
-        if not np.isfinite(total):
-            raise RuntimeError('training diverged at epoch %d batch %d (loss %s)'
-                               % (epoch, step, total))
-        bar.update(batch_size * count / (time.time() - tic), total, trainer.learning_rate)
-        if (step + 1) % args.log_interval == 0 or step + 1 == len(loader):
-            log.info('[Epoch %d][Batch %d/%d] %.1f img/s lr=%.5f %s', epoch, step + 1, len(loader),
-                     batch_size * count / (time.time() - tic), trainer.learning_rate,
-                     ' '.join('%s=%.4f' % (k, v / count) for k, v in sorted(losses_sum.items())))
-    bar.close()
+            if name != 'total':  # the step's loss
+                self.sums[name] = self.sums.get(name, 0.) + float(np.mean([r[name].asscalar() for r in results]))
+        return float(np.mean([r['total'].asscalar() for r in results]))
+
+    def start_epoch(self, run):
+        """Zero the loss sums."""
+        self.sums = {}
+
+    def metric_counts(self, run):
+        """The running loss sums."""
+        return sorted(self.sums.items())
+
+    def set_metric_counts(self, run, counts):
+        """Restore :meth:`metric_counts`."""
+        self.sums = dict(counts)
+
+    def end_epoch(self, run, epoch, loss, speed, validate):
+        """Mean losses of the epoch and, if ``validate``, the held-out mAP (also put in the checkpoints)."""
+        steps = max(run.sampler.batches_per_epoch, 1)
+        record = {'epoch': epoch, 'loss': loss, 'lr': float(run.trainer.learning_rate),
+                  'images_per_sec': speed}
+        record.update({name: value / steps for name, value in sorted(self.sums.items())})
+        if validate:
+            if run.dist.is_root:
+                validation_network(run)  # self.tester wraps run.eval_net, now holding the trained weights
+                results = evaluate_network(self.tester, run.watchdog.iterate(run.val_loader, 'validation batch'),
+                                           self.metrics, run.ctx)
+                record.update(results)
+                run.checkpoint_meta.update(val=results, val_unit=MAP_UNIT)
+            run.dist.barrier()  # the other workers wait for rank 0's evaluation
+        run.log.info('[Epoch %d] %s', epoch + 1, ' '.join(
+            '%s=%.4f' % (k, v) for k, v in record.items() if k not in ('epoch', 'images_per_sec')))
+        return record
+
+
+@dataclass
+class DetectionResult:
+    """What a detection run gives back (mAP as fractions 0-1, named as the held-out metrics name them:
+    ``mAP@0.5``, ``mAP@0.5:0.95``; COCO: ``bbox_mAP@0.5:0.95``, ...).
+
+    Attributes
+    ----------
+    mean_ap : dict
+        The last evaluation's mAP (empty on Horovod/dist ranks other than 0, which do not evaluate).
+    per_epoch : list of dict
+        One ``{'epoch': epochs done, name: mAP, ...}`` per evaluated epoch of this run's history.
+    checkpoint : str or None
+        The ``.json`` record of the last checkpoint written or evaluated.
+    epochs : int
+        Epochs done.
+    """
+    mean_ap: Dict[str, float] = field(default_factory=dict)
+    per_epoch: List[Dict[str, float]] = field(default_factory=list)
+    checkpoint: Optional[str] = None
+    epochs: int = 0
 
 
 def _check_cpu_regions(net):
@@ -574,115 +627,180 @@ def _check_cpu_regions(net):
                          % (net._rpn_test_post_nms, limit, channels))
 
 
-def _setup(args, log, dist):
-    if args.horovod:  # one device per process
-        ctx = [mx.gpu(dist.local_rank)] if args.gpus else [mx.cpu()]
-    else:
-        ctx = contexts(args.gpus)
+def _checkpoint_place(config):
+    """(folder, name) of the run's checkpoints ``{save_prefix}-NNNN``."""
+    prefix = os.path.abspath(os.path.expanduser(config.save_prefix))
+    return os.path.dirname(prefix), os.path.basename(prefix)
+
+
+def _start(config, need_checkpoint=False):
+    """(config with the batch size resolved, dist, ctx, log, checkpoint source or None)."""
+    if not isinstance(config, DetectionConfig):
+        raise TypeError('expected a DetectionConfig, got %s' % type(config).__name__)
+    dist = setup_distributed(config.kv_store)
+    save_dir, name = _checkpoint_place(config)
+    if dist.is_root:
+        os.makedirs(save_dir, exist_ok=True)
+    log = setup_logger(os.path.join(save_dir, name + '_train.log'), is_root=dist.is_root)
+    ctx = worker_contexts(config.gpus, dist)
     devices = len(ctx) * dist.num_workers
-    args.batch_size = args.batch_size or 2 * devices
-    if args.batch_size % devices:
+    batch_size = config.batch_size or 2 * devices
+    if batch_size % devices:
         raise ValueError('--batch-size %d is not a multiple of the %d devices%s'
-                         % (args.batch_size, devices, ' of all workers' if dist.num_workers > 1 else ''))
-    if args.detector in MASK_DETECTORS:  # instances: boxes and polygons
-        train, val, classes = load_instance_datasets(args.dataset,
-                                                     _dataset_root(args.dataset, args.dataset_root))
-    else:
-        train, val, classes = load_datasets(args.dataset, args.dataset_root)
-    net = build_detector(args, classes, len(ctx), dist.num_workers)
+                         % (batch_size, devices, ' of all workers' if dist.num_workers > 1 else ''))
+    config = dataclasses.replace(config, batch_size=batch_size)
+    log.info('config: %s', dataclasses.asdict(config))
+    source = resume_source(config, save_dir, name, log, dist.is_root)
+    if need_checkpoint and not (source and source['params']):
+        raise FileNotFoundError('no complete checkpoint %s-NNNN.json in %s to evaluate' % (name, save_dir))
+    return config, dist, ctx, log, source
+
+
+def _network(config, classes, ctx, dist, source):
+    """The detector, initialised alike on every worker (or loaded from ``source``'s weights)."""
+    net = build_detector(config, classes, len(ctx), dist.num_workers)
     if any(c.device_type == 'cpu' for c in ctx):
         _check_cpu_regions(net)
-    if args.resume:
-        load_detector(net, args.resume, ctx)
+    seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
+    if source and source['params']:
+        load_detector(net, source['params'], ctx)
     for param in net.collect_params().values():
         if param._data is None:  # pylint: disable=protected-access
             param.initialize(ctx=ctx)
     net.collect_params().reset_ctx(ctx)
-    log.info('%s on %s: %d train / %d held-out images, %d classes, devices %s%s', args.detector,
-             args.network, len(train), len(val), len(classes), ctx,
-             ' on each of %d Horovod workers' % dist.num_workers if args.horovod else '')
-    return ctx, train, val, classes, net
+    return net
 
 
-def main(args=None):
-    """Train (or with ``--eval-only`` evaluate) and return the last evaluation's results (under
-    Horovod only rank 0 evaluates; the other ranks return an empty dict)."""
-    if args is None or isinstance(args, (list, tuple)):
-        args = parse_args(args)
-    try:
-        _check(args)
-        return _run(args)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        sys.exit('error: %s' % err)
-
-
-def _run(args):
-    prefix = args.save_prefix or '_'.join((args.detector, 'fpn', args.network, args.dataset))
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    dist = setup_distributed('horovod' if args.horovod else 'local')
-    log = setup_logger(prefix + '_train.log', is_root=dist.is_root)
-    log.info('arguments: %s', vars(args))
-    mx.random.seed(args.seed)
-    np.random.seed(args.seed)
-    ctx, train, val, classes, net = _setup(args, log, dist)
-    # Rank 0 alone evaluates (and writes checkpoints); the other workers build no held-out loader.
-    train_loader, sampler, held_out = _loaders(net, train, val if dist.is_root else None, args,
-                                                 len(ctx), dist)
-    metrics = _metrics(args.dataset, val, classes, args.val_iou, prefix,
-                       masks=hasattr(net, 'mask')) if dist.is_root else None
-    tester = DetectionLimits(net, args.test_score_thresh, args.post_nms)
-    if args.eval_only:
-        if not dist.is_root:
-            return {}
-        results = evaluate(tester, held_out, metrics, ctx)
-        log.info('held-out %s', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
-        return results
-    trainer = _trainer(args, net, len(train_loader), dist)
-    results, loss_fn = {}, DetectionLoss(args.rpn_smoothl1_rho, args.rcnn_smoothl1_rho)
-    for epoch in range(args.start_epoch, args.epochs):
-        tic = time.time()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        _train_epoch(net, trainer, train_loader, loss_fn, ctx, epoch, args, log,
-                     args.batch_size // dist.num_workers)
-        # Each worker's BatchNorm saw only its own images: the checkpoint holds their mean.
-        dist.average_arrays([arr for name, param in net.collect_params().items()
-                             if name.endswith(BATCHNORM_STATISTICS)
-                             for arr in param.list_data()], 'batchnorm_statistics')
-        meta = dict(epoch=epoch, detector=args.detector, network=args.network,
-                    classes=list(classes), seconds=time.time() - tic)
-        if dist.is_root:
-            if (epoch + 1) % args.val_interval == 0 or epoch + 1 == args.epochs:
-                results = evaluate(tester, held_out, metrics, ctx)
-                meta['val'], meta['val_unit'] = results, MAP_UNIT
-                log.info('[Epoch %d] held-out %s', epoch,
-                         ' '.join('%s=%.4f' % kv for kv in sorted(results.items())))
-            save_checkpoint('%s_%04d' % (prefix, epoch), net, trainer, meta)
-            log.info('[Epoch %d] %.0f s; saved %s_%04d.params', epoch, time.time() - tic, prefix, epoch)
-        dist.barrier()  # the other workers wait for rank 0's evaluation and checkpoint
-    return results
-
-
-def _trainer(args, net, iters, dist):
-    """SGD over the trained parameters with the warm-up and decay schedule (``--lr`` as given)."""
+def _trainer(config, net, iters, dist):
+    """SGD over the trained parameters with the warm-up and decay schedule (``--lr`` as given);
+    returns (trainer, schedule). Only trained parameters have a gradient: the others (BatchNorm
+    statistics, a frozen backbone) are averaged and broadcast over workers after each epoch."""
     net.collect_params().setattr('grad_req', 'null')
     net.collect_train_params().setattr('grad_req', 'write')
-    if args.no_wd_norm:
+    if config.no_wd_norm:
         apply_no_wd(net, biases=False)
     schedule = build_lr_scheduler(
-        args.lr_mode, args.lr, args.epochs, iters,
-        warmup_epochs=min(max(args.lr_warmup, 0) / float(iters), args.epochs - 1e-3),
-        warmup_lr=args.lr * args.lr_warmup_factor, lr_decay=args.lr_decay,
-        lr_decay_epoch=list(args.lr_decay_epoch))
-    options = {'wd': args.wd, 'momentum': args.momentum, 'lr_scheduler': schedule}
-    if args.horovod:
-        trainer = dist.make_trainer(net, 'sgd', options, params=net.collect_train_params())
-    else:
-        trainer = gluon.Trainer(net.collect_train_params(), 'sgd', options)
-    states = os.path.splitext(args.resume)[0] + '.states' if args.resume else ''
-    if os.path.isfile(states):  # the optimizer's update count carries the schedule on
-        trainer.load_states(states)
-    return trainer
+        config.lr_mode, config.lr, config.epochs, iters,
+        warmup_epochs=min(max(config.lr_warmup, 0) / float(iters), config.epochs - 1e-3),
+        warmup_lr=config.lr * config.lr_warmup_factor, lr_decay=config.lr_decay,
+        lr_decay_epoch=list(config.lr_decay_epoch))
+    options = {'wd': config.wd, 'momentum': config.momentum, 'lr_scheduler': schedule}
+    return dist.make_trainer(net, 'sgd', options, params=net.collect_train_params()), schedule
+
+
+def build_run(config):
+    """The engine's :class:`~gluon_resnest.train.loop.Run` of a detection training ``config``."""
+    config, dist, ctx, log, source = _start(config)
+    train_set, val, classes = _datasets(config)
+    save_dir, name = _checkpoint_place(config)
+    run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=save_dir, name=name, classes=list(classes),
+              net=_network(config, classes, ctx, dist, source))
+    run.checkpoint_meta = {'model': name, 'detector': config.detector, 'network': config.network,
+                           'classes': list(classes)}
+    run.net.hybridize(static_alloc=False)  # training's graph; evaluation runs a copy (loop.validation_network)
+    run.eval_net = _network(config, classes, ctx, dist, None) if dist.is_root else None
+    # Rank 0 alone evaluates; the other workers build no held-out loader (an empty one: they wait).
+    run.loader, run.sampler, held_out = _loaders(run.net, train_set, val if dist.is_root else None, config,
+                                                 ctx, dist)
+    run.val_loader = held_out if dist.is_root else ()
+    metrics = _metrics(config.dataset, val, classes, config.val_iou, os.path.join(save_dir, name),
+                       masks=hasattr(run.net, 'mask')) if dist.is_root else None
+    run.task = DetectionTask(DetectionLoss(config.rpn_smoothl1_rho, config.rcnn_smoothl1_rho),
+                             DetectionLimits(run.eval_net, config.test_score_thresh, config.post_nms)
+                             if dist.is_root else None, metrics)
+    run.trainer, run.scheduler = _trainer(config, run.net, run.sampler.batches_per_epoch, dist)
+    if source:
+        resume_states(run, source)
+    run.history = History(save_dir, enabled=dist.is_root, name=name + '_history', plot=False)
+    run.history.load(run.start_epoch)
+    log.info('%s on %s: %d train / %d held-out images, %d classes, devices %s%s, %d batches per epoch',
+             config.detector, config.network, len(train_set), len(val), len(classes), ctx,
+             ' on each of %d workers' % dist.num_workers if dist.num_workers > 1 else '',
+             run.sampler.batches_per_epoch)
+    return run
+
+
+def _result(run):
+    evaluated = [r for r in run.history.records if any(k.startswith(MAP_KEYS) for k in r)]
+    per_epoch = [dict({k: v for k, v in r.items() if k.startswith(MAP_KEYS)}, epoch=r['epoch'] + 1)
+                 for r in evaluated]
+    final = {k: v for k, v in per_epoch[-1].items() if k != 'epoch'} if per_epoch else {}
+    return DetectionResult(final, per_epoch, run.last_checkpoint, run.config.epochs)
+
+
+def fit(config):
+    """Train as ``config`` says (continuing the latest checkpoint with ``config.resume``).
+
+    Parameters
+    ----------
+    config : DetectionConfig
+
+    Returns
+    -------
+    DetectionResult
+
+    Raises
+    ------
+    ValueError, FileNotFoundError, ImportError, TrainingDiverged, TrainingInterrupted
+        As :func:`gluon_resnest.train.fit` raises them (one line each; a checkpoint stays).
+    """
+    if config.eval_only:
+        return evaluate(config)
+    return _result(run_training(build_run(config)))
+
+
+def evaluate(config):
+    """The held-out mAP of the checkpoint ``config`` names: the latest complete one of ``save_prefix``
+    (``resume``) or ``resume_params``, with the network, data and evaluation settings of ``config``.
+
+    Returns
+    -------
+    DetectionResult
+        ``mean_ap`` (empty on ranks other than 0), ``checkpoint`` (the ``.json`` record, or None for a
+        bare ``.params`` file) and ``epochs`` (its epochs done).
+    """
+    config, dist, ctx, log, source = _start(config, need_checkpoint=True)
+    if not dist.is_root:
+        return DetectionResult(epochs=source['epoch'])
+    _, val, classes = _datasets(config)
+    net = _network(config, classes, ctx, dist, source)
+    save_dir, name = _checkpoint_place(config)
+    metrics = _metrics(config.dataset, val, classes, config.val_iou, os.path.join(save_dir, name + '_eval'),
+                       masks=hasattr(net, 'mask'))
+    results = evaluate_network(DetectionLimits(net, config.test_score_thresh, config.post_nms),
+                               val_loader(net, val, len(ctx), config.num_workers), metrics, ctx)
+    log.info('held-out %s (%s)', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())),
+             source['json'] or source['params'])
+    return DetectionResult(results, [dict(results, epoch=source['epoch'])], source['json'], source['epoch'])
+
+
+def _report(result):
+    maps = ' '.join('%s=%.4f' % kv for kv in sorted(result.mean_ap.items()))
+    print('held-out %s after %d epochs; checkpoint %s' % (maps or '(rank 0 evaluates)', result.epochs,
+                                                          result.checkpoint or 'none'))
+
+
+def main(argv=None):
+    """The command: parse -> :class:`DetectionConfig` -> :func:`fit` / :func:`evaluate` -> report.
+
+    Returns the exit status: 0 done, 2 bad usage (one line on stderr), 1 a failed run (bad data,
+    divergence: one line), 130 Ctrl-C (after writing a checkpoint).
+    """
+    try:
+        config = parse_args(argv)
+    except SystemExit as stop:  # argparse: --help, or bad usage after its one line
+        return stop.code
+    try:
+        result = fit(config)
+    except TrainingInterrupted as err:
+        print('interrupted: %s' % err, file=sys.stderr)
+        return 130
+    except (ValueError, OSError, ImportError, TrainingDiverged) as err:
+        print('error: %s' % err, file=sys.stderr)
+        return 1
+    _report(result)
+    return 0
+
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

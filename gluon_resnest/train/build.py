@@ -12,11 +12,11 @@ from ..model_zoo import VARIANTS, get_model
 from .checkpoint import checkpoint_files, latest_checkpoint
 from .data import data_backend, load_datasets, recordio_train_loader, train_loader, val_loader
 from .distributed import setup_distributed
-from .loop import Run, seed_everything, train
+from .loop import ClassificationTask, Run, seed_everything, train
 from .monitor import History, setup_logger
 from .recipe import apply_no_wd, build_lr_scheduler, dropblock_ramp
 
-__all__ = ['fit', 'build_run', 'contexts']
+__all__ = ['fit', 'build_run', 'contexts', 'worker_contexts', 'resume_source', 'resume_states']
 
 
 def _classes(config, train_set):
@@ -61,31 +61,43 @@ def _trainer(config, run, iters_per_epoch):
     return trainer, scheduler
 
 
-def _resume_source(config, log, is_root):
-    """What to resume from: a dict with params, states (paths or ''), epoch, batch, json; None: fresh start."""
+def worker_contexts(gpus, dist):
+    """This worker's devices: ``gpus`` (empty: the CPU); under Horovod with GPUs, one per process, the one
+    of its local rank (as the official recipe runs)."""
+    if dist.kv_store == 'horovod' and gpus:
+        return contexts([dist.local_rank])
+    return contexts(gpus)
+
+
+def resume_source(config, save_dir, name, log, is_root):
+    """What to resume from: a dict with params, states (paths or ''), epoch, batch, json; None: fresh start.
+
+    ``config.resume``: the latest complete checkpoint ``{save_dir}/{name}-NNNN``; ``resume_params`` (and
+    ``resume_states`` where the config has it) at ``resume_epoch``; otherwise a fresh start, refused where
+    it would overwrite checkpoints of the same name (except for an evaluation, which writes none).
+    """
     if config.resume:
         # Only the writer (rank 0) clears interrupted writes: other workers may share the folder.
-        record = latest_checkpoint(config.save_dir, config.model, log, clean=is_root)
+        record = latest_checkpoint(save_dir, name, log, clean=is_root)
         if record is None:
-            log.warning('resume: no complete checkpoint of %s in %s; starting from scratch',
-                        config.model, config.save_dir)
+            log.warning('resume: no complete checkpoint of %s in %s; starting from scratch', name, save_dir)
         return record
-    if config.resume_params or config.resume_states:
-        for path in (config.resume_params, config.resume_states):
+    states = getattr(config, 'resume_states', '')
+    if config.resume_params or states:
+        for path in (config.resume_params, states):
             if path and not os.path.isfile(path):
                 raise FileNotFoundError('resume file not found: %s' % path)
-        return {'params': config.resume_params, 'states': config.resume_states, 'epoch': config.resume_epoch,
+        return {'params': config.resume_params, 'states': states, 'epoch': config.resume_epoch,
                 'batch': 0, 'json': None}
     # A fresh start would overwrite an earlier run's checkpoints of the same names.
-    earlier = checkpoint_files(config.save_dir, config.model, 'params')
-    if earlier:
+    earlier = checkpoint_files(save_dir, name, 'params')
+    if earlier and not getattr(config, 'eval_only', False):
         raise ValueError('%s already holds checkpoints of %s (%s): resume (--resume) continues that run, '
-                         'or choose another save_dir' % (config.save_dir, config.model,
-                                                            os.path.basename(earlier[-1])))
+                         'or choose another save_dir' % (save_dir, name, os.path.basename(earlier[-1])))
     return None
 
 
-def _resume_states(run, source):
+def resume_states(run, source):
     """Load trainer states; the schedule follows the current flags at the saved update count."""
     optimizer = run.trainer.optimizer
     if source['states']:
@@ -145,14 +157,13 @@ def build_run(config):
         os.makedirs(config.save_dir, exist_ok=True)
     log_path = config.logging_file and os.path.join(config.save_dir, config.logging_file)
     log = setup_logger(log_path, dist.is_root)
-    ctx = contexts(config.gpus)
-    if dist.kv_store == 'horovod' and config.gpus:
-        # One GPU per Horovod process, as the official recipe runs: the one of its local rank.
-        ctx = contexts([dist.local_rank])
-    run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=config.save_dir, amp=_amp(config))
-    source = _resume_source(config, log, dist.is_root)
+    ctx = worker_contexts(config.gpus, dist)
+    run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=config.save_dir, amp=_amp(config),
+              task=ClassificationTask(), name=config.model)
+    source = resume_source(config, config.save_dir, config.model, log, dist.is_root)
     train_set, val_set = load_datasets(config)
     run.classes = _classes(config, train_set)
+    run.checkpoint_meta = {'model': config.model, 'classes': run.classes}
     backend, reason = data_backend(config, source.get('config') if source else None)
     log.info(reason)
     # Resolved, so that checkpoints record the path used.
@@ -175,7 +186,7 @@ def build_run(config):
         run.net.load_parameters(source['params'], ctx=ctx)
     run.trainer, run.scheduler = _trainer(config, run, run.sampler.batches_per_epoch)
     if source:
-        _resume_states(run, source)
+        resume_states(run, source)
     run.sparse_loss = gluon.loss.SoftmaxCrossEntropyLoss()
     run.dense_loss = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=False)
     run.metrics = mx.metric.CompositeEvalMetric(list(topk_metrics(run.classes)))

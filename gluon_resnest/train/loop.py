@@ -1,7 +1,10 @@
-"""The epoch loop: forward/backward with the recipe's targets, NaN guard, Ctrl-C checkpoint, validation.
+"""The training engine: per-step seeding, NaN guard, Ctrl-C checkpoint, watchdog, worker sync, checkpoints.
 
-A :class:`Run` holds everything one training run needs (built by :func:`gluon_resnest.train.build_run`);
-:func:`train` drives it from its start position to ``num_epochs``.
+A :class:`Run` holds everything one training run needs (built by :func:`gluon_resnest.train.build_run` for
+classification, by :func:`gluon_resnest.detection.fit` for detection); :func:`train` drives it from its start
+position to ``config.num_epochs``. What differs between tasks is ``run.task``: a :class:`Task` gives the
+training step, the running metrics of an epoch and the end of an epoch (validation, its metric names and the
+log line). :class:`ClassificationTask` is the recipe's (mixup, label smoothing, top-1/top-5).
 """
 import dataclasses
 import math
@@ -18,7 +21,8 @@ from .monitor import ProgressBar
 from .recipe import mixup_active, mixup_batch, smooth_labels
 from .watchdog import Watchdog
 
-__all__ = ['Run', 'TrainingDiverged', 'TrainingInterrupted', 'train', 'seed_everything']
+__all__ = ['Run', 'Task', 'ClassificationTask', 'TrainingDiverged', 'TrainingInterrupted', 'train',
+           'seed_everything']
 
 
 class TrainingDiverged(RuntimeError):
@@ -43,6 +47,9 @@ class Run(object):  # pylint: disable=too-many-instance-attributes,too-few-publi
         self.net_draws_random = True  # the training graph has DropBlock or Dropout
         self.amp = None
         self.watchdog = Watchdog(0)  # disabled; train() sets the run's own
+        self.task = ClassificationTask()
+        self.name = None  # checkpoints are {save_dir}/{name}-{epoch:04d}...
+        self.checkpoint_meta = {}  # what every checkpoint record of the run names (model, classes, ...)
         self.__dict__.update(fields)
 
 
@@ -82,8 +89,79 @@ def _targets(run, epoch, data, label):
     return data, label, label
 
 
+class Task(object):
+    """What a training task adds to the engine; every method takes the :class:`Run`."""
+
+    def split_batch(self, item):
+        """(data, label) of one item of ``run.loader``."""
+        raise NotImplementedError
+
+    def step(self, run, epoch, data, label):
+        """One optimizer step on a batch; returns its mean loss (a Python float)."""
+        raise NotImplementedError
+
+    def start_epoch(self, run):
+        """Start an epoch (its running training metrics)."""
+
+    def metric_counts(self, run):
+        """The running training metrics' counts, kept by a mid-epoch checkpoint (JSON-serialisable)."""
+        return []
+
+    def set_metric_counts(self, run, counts):
+        """Restore what :meth:`metric_counts` returned."""
+
+    def end_epoch(self, run, epoch, loss, speed, validate):
+        """The epoch's history record (validated on the held-out set if ``validate``); logs it."""
+        raise NotImplementedError
+
+
+class ClassificationTask(Task):
+    """Image classification with the recipe's targets (mixup, label smoothing); top-1/top-5."""
+
+    def split_batch(self, item):
+        """A loader item is (images, labels)."""
+        return item
+
+    def step(self, run, epoch, data, label):
+        """One optimizer step on a batch; returns the mean loss (a Python float)."""
+        return _classification_step(run, epoch, data, label)
+
+    def start_epoch(self, run):
+        """Reset the top-1/top-5 training metrics."""
+        run.metrics.reset()
+
+    def metric_counts(self, run):
+        """The train metrics' sums and counts."""
+        return [[m.sum_metric, m.num_inst, m.global_sum_metric, m.global_num_inst] for m in run.metrics.metrics]
+
+    def set_metric_counts(self, run, counts):
+        """Restore :meth:`metric_counts`."""
+        for metric, values in zip(run.metrics.metrics, counts):
+            metric.sum_metric, metric.num_inst, metric.global_sum_metric, metric.global_num_inst = values
+
+    def end_epoch(self, run, epoch, loss, speed, validate):
+        """Train top-1/top-5 (mean over workers), validation top-1/top-5 if ``validate``."""
+        top1, top5 = (float(v) for v in run.dist.allreduce_sum(
+            [float(run.metrics.get()[1][0]), float(run.metrics.get()[1][1])], 'train_metrics'))
+        record = {'epoch': epoch, 'loss': loss, 'lr': float(run.trainer.learning_rate),
+                  'train-top1': top1 / run.dist.num_workers, 'train-top5': top5 / run.dist.num_workers,
+                  'images_per_sec': speed}
+        if validate:
+            record['val-top1'], record['val-top5'] = _validate(run)
+        run.log.info('[Epoch %d] train: loss %.4f top-1 %.4f top-5 %.4f, %.1f img/s, lr %.5g%s', epoch + 1, loss,
+                     record['train-top1'], record['train-top5'], speed, record['lr'],
+                     '; val: top-1 %.4f top-5 %.4f' % (record['val-top1'], record['val-top5'])
+                     if 'val-top1' in record else '')
+        return record
+
+
 def _train_step(run, epoch, data, label):
-    """One optimizer step on a batch; returns the mean loss (a Python float) and the outputs."""
+    """One optimizer step of the run's task; returns the mean loss (a Python float)."""
+    return run.task.step(run, epoch, data, label)
+
+
+def _classification_step(run, epoch, data, label):
+    """One classification step on a batch; returns the mean loss (a Python float)."""
     data, target, hard = _targets(run, epoch, data, label)
     datas = gluon.utils.split_and_load(data, run.ctx, even_split=False)  # float32 also under AMP
     targets = gluon.utils.split_and_load(target, run.ctx, even_split=False)
@@ -141,24 +219,21 @@ def _epoch_totals(run, loss_sum, steps):
     """
     if run.dist.num_workers > 1:
         return None
-    return {'loss_sum': loss_sum, 'steps': steps,
-            'metrics': [[m.sum_metric, m.num_inst, m.global_sum_metric, m.global_num_inst]
-                        for m in run.metrics.metrics]}
+    return {'loss_sum': loss_sum, 'steps': steps, 'metrics': run.task.metric_counts(run)}
 
 
 def _restore_totals(run, totals):
     """(loss sum, steps) of a resumed epoch's first batches (:func:`_epoch_totals`); (0, 0) if none."""
     if not totals:
         return 0.0, 0
-    for metric, counts in zip(run.metrics.metrics, totals['metrics']):
-        metric.sum_metric, metric.num_inst, metric.global_sum_metric, metric.global_num_inst = counts
+    run.task.set_metric_counts(run, totals['metrics'])
     return totals['loss_sum'], totals['steps']
 
 
 def _train_epoch(run, epoch, start_batch, sigint):
     """Train one epoch from ``start_batch``; returns (mean loss, images/s) or raises on Ctrl-C/NaN."""
     run.sampler.set_epoch(epoch, start_batch)
-    run.metrics.reset()
+    run.task.start_epoch(run)
     total = run.sampler.batches_per_epoch
     bar = ProgressBar(total, epoch, run.config.num_epochs, enabled=run.config.progress if run.dist.is_root
                       else False, initial=start_batch)
@@ -166,11 +241,12 @@ def _train_epoch(run, epoch, start_batch, sigint):
     seen, tic = 0, time.time()
     run.watchdog.beat('training batch')
     try:
-        for batch, (data, label) in enumerate(run.loader, start=start_batch):
+        for batch, item in enumerate(run.loader, start=start_batch):
+            data, label = run.task.split_batch(item)
             _seed_step(run, epoch, batch, start_batch)
             loss = _train_step(run, epoch, data, label)
             _check_finite(run, loss, epoch, batch)
-            loss_sum, steps, seen = loss_sum + loss, steps + 1, seen + data.shape[0]
+            loss_sum, steps, seen = loss_sum + loss, steps + 1, seen + _images(data)
             speed = seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
             bar.update(speed, loss, run.trainer.learning_rate)
             if run.config.log_interval and (batch + 1) % run.config.log_interval == 0:
@@ -186,6 +262,11 @@ def _train_epoch(run, epoch, start_batch, sigint):
     finally:
         bar.close()
     return loss_sum / max(steps, 1), seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
+
+
+def _images(data):
+    """Images in a batch: one array, or one array per device."""
+    return data.shape[0] if hasattr(data, 'shape') else sum(x.shape[0] for x in data)
 
 
 def _stop_requested(run, sigint):
@@ -222,10 +303,15 @@ def validation_network(run):
     and so did the rounding of the following updates: the same run gave different weights after
     every validation. A copy keeps the training arrays in the layout training alone gives them.
     """
-    for source, copy in zip(run.net.collect_params().values(), run.eval_net.collect_params().values()):
-        if source.name != copy.name:
-            raise RuntimeError('validation network mismatch: %s against %s' % (source.name, copy.name))
-        copy.set_data(source.data(run.ctx[0]))  # every device of the copy; workers are in sync here
+    # By structural name: a copy built later in the process has other name prefixes. The training network
+    # may hold more (constants of a detector's training targets, made by its training transform).
+    sources = run.net._collect_params_with_prefix()  # pylint: disable=protected-access
+    copies = run.eval_net._collect_params_with_prefix()  # pylint: disable=protected-access
+    missing = sorted(set(copies) - set(sources))
+    if missing:
+        raise RuntimeError('validation network mismatch: the training network has no %s' % ', '.join(missing[:3]))
+    for key, copy in copies.items():
+        copy.set_data(sources[key].data(run.ctx[0]))  # every device of the copy; workers are in sync here
     return run.eval_net
 
 
@@ -241,10 +327,9 @@ def _save(run, epoch, batch, totals=None):
     """Checkpoint after ``epoch`` complete epochs plus ``batch`` batches (rank 0 writes; all wait);
     ``totals``: the running totals of a mid-epoch checkpoint's epoch (:func:`_epoch_totals`)."""
     run.watchdog.beat('checkpoint')
-    prefix = checkpoint_prefix(run.save_dir, run.config.model, epoch, batch)
+    prefix = checkpoint_prefix(run.save_dir, run.name, epoch, batch)
     if run.dist.is_root:
-        meta = {'model': run.config.model, 'classes': run.classes, 'epoch': epoch, 'batch': batch,
-                'num_update': int(run.trainer.optimizer.num_update),
+        meta = {**run.checkpoint_meta, 'epoch': epoch, 'batch': batch, 'num_update': int(run.trainer.optimizer.num_update),
                 'learning_rate': float(run.trainer.learning_rate), 'seed': run.config.seed,
                 'iters_per_epoch': run.sampler.batches_per_epoch, 'num_workers': run.dist.num_workers,
                 'config': {k: v for k, v in dataclasses.asdict(run.config).items() if _jsonable(v)}}
@@ -265,18 +350,9 @@ def _end_epoch(run, epoch, loss, speed, force_save=False):
     config = run.config
     run.watchdog.beat('epoch end')
     _sync_workers(run)
-    top1, top5 = (float(v) for v in run.dist.allreduce_sum(
-        [float(run.metrics.get()[1][0]), float(run.metrics.get()[1][1])], 'train_metrics'))
-    record = {'epoch': epoch, 'loss': loss, 'lr': float(run.trainer.learning_rate),
-              'train-top1': top1 / run.dist.num_workers, 'train-top5': top5 / run.dist.num_workers,
-              'images_per_sec': speed}
     last = epoch + 1 == config.num_epochs
-    if run.val_loader is not None and (last or (epoch + 1) % config.eval_frequency == 0):
-        record['val-top1'], record['val-top5'] = _validate(run)
-    run.log.info('[Epoch %d] train: loss %.4f top-1 %.4f top-5 %.4f, %.1f img/s, lr %.5g%s', epoch + 1, loss,
-                 record['train-top1'], record['train-top5'], speed, record['lr'],
-                 '; val: top-1 %.4f top-5 %.4f' % (record['val-top1'], record['val-top5'])
-                 if 'val-top1' in record else '')
+    validate = run.val_loader is not None and (last or (epoch + 1) % config.eval_frequency == 0)
+    record = run.task.end_epoch(run, epoch, loss, speed, validate)
     run.history.add(record)
     if force_save or last or (epoch + 1) % config.save_frequency == 0:
         _save(run, epoch + 1, 0)

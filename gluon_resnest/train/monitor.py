@@ -79,12 +79,16 @@ class History(object):
     save_dir : str
     enabled : bool
         False on ranks other than 0: nothing is written.
+    name : str
+        The JSON file's name without ``.json``.
+    plot : bool
+        Also plot train/val top-1 error (classification records) to ``curve.png``.
     """
     KEYS = ('train-top1', 'train-top5', 'val-top1', 'val-top5')
 
-    def __init__(self, save_dir, enabled=True):
-        self.json_path = os.path.join(save_dir, 'history.json')
-        self.png_path = os.path.join(save_dir, 'curve.png')
+    def __init__(self, save_dir, enabled=True, name='history', plot=True):
+        self.json_path = os.path.join(save_dir, name + '.json')
+        self.png_path = os.path.join(save_dir, 'curve.png') if plot else None
         self.enabled = enabled
         self.records = []
 
@@ -104,7 +108,8 @@ class History(object):
             with open(tmp, 'w') as f:
                 json.dump(self.records, f, indent=1)
         atomic_write(self.json_path, _write)
-        self._plot()
+        if self.png_path:
+            self._plot()
 
     def _plot(self):
         # GluonCV's TrainingHistory plots error curves; we give it 1 - top-1 per epoch.
