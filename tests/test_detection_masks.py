@@ -187,7 +187,7 @@ def test_command_trains_masks_and_scores_them(shapes_root, tmp_path, detector):
                             for iou in ('0.5', '0.5:0.95', '0.75')}
     assert all(0 <= value <= 1 for value in results.values())
     log = open(prefix + '_train.log').read()
-    assert 'epoch 1 batch 2/2:' in log and 'rcnn_mask' in log
+    assert '[Epoch 1] loss=' in log and 'rcnn_mask=' in log
     assert result.checkpoint == prefix + '-0001.json' and result.epochs == 1
     with open(result.checkpoint) as f:
         assert json.load(f)['val'] == results
