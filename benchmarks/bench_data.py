@@ -15,6 +15,11 @@ crop, mirror, colour jitter 0.4, PCA lighting 0.1, mean/std) at ``--input-size``
 ``--auto-aug`` adds AutoAugment's ImageNet policy after the flip and times only the first two loaders
 (the C++ pipeline has no AutoAugment).
 
+Evaluation input (first table, JSON key ``eval``; not with ``--auto-aug``): the same file through the
+evaluation protocol (``EvalTransform(--input-size)``) by the loader of ``eval.py`` and the trainer's
+validation (``shared_batches``: ``gluon_resnest.data.eval_loader``) and by Gluon's ``DataLoader`` over
+``EvalTransform`` (``dataloader``), ``T`` workers each, timed the same way.
+
 Each figure is images/s over whole passes (the first pass of each loader is a warm-up), the median of
 ``--runs`` passes, interleaved so that machine load hits all loaders alike. Without ``--rec`` the file is
 generated: 640 JPEGs of 500x375 (ImageNet's typical size) cut from scikit-learn's sample photographs.
@@ -45,7 +50,8 @@ import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gluon_resnest.config import TrainConfig  # noqa: E402
-from gluon_resnest.data import MEAN, STD, ImageRecord  # noqa: E402
+from gluon_resnest.data import MEAN, STD, EvalTransform, ImageRecord, make_loader  # noqa: E402
+from gluon_resnest.data.eval_loader import make_eval_loader  # noqa: E402
 from gluon_resnest.data.recordio import RecordIOTrainIter  # noqa: E402
 from gluon_resnest.data.train_transforms import train_transform  # noqa: E402
 from gluon_resnest.procs import children_die_with_this_process  # noqa: E402
@@ -186,6 +192,42 @@ def bench_threads(rec, args, threads, batches):
     return {name: (statistics.median(s for s, _ in runs), max(m for _, m in runs)) for name, runs in results.items()}
 
 
+def eval_loaders(rec, batch_size, input_size, threads):
+    """{name: (loader, set_epoch)}: the evaluation loader and Gluon's DataLoader over EvalTransform."""
+    dataset, transform = ImageRecord(rec), EvalTransform(input_size)
+    with children_die_with_this_process():
+        dataloader = make_loader(dataset, batch_size, transform, num_workers=threads)
+    return {'shared_batches': (make_eval_loader(dataset, batch_size, transform, num_workers=threads), _no_epoch),
+            'dataloader': (dataloader, _no_epoch)}
+
+
+def _no_epoch(epoch):  # pylint: disable=unused-argument
+    """Evaluation passes are all alike."""
+
+
+def bench_eval(rec, args, counts, batches):
+    """Print the evaluation loaders' table; {threads: {loader: median images/s}}, interleaved passes."""
+    print('| eval workers | shared batches (eval.py, validation) img/s | Gluon DataLoader img/s | '
+          'shared / DataLoader |')
+    print('|---|---|---|---|')
+    by_threads = {}
+    for threads in counts:
+        loaders = eval_loaders(rec, args.batch_size, args.input_size, threads)
+        speeds = {name: [] for name in loaders}
+        for run in range(args.runs + 1):  # run 0: warm-up
+            for name, (loader, set_epoch) in loaders.items():
+                speed, _ = time_pass(loader, set_epoch, run, batches)
+                if run:
+                    speeds[name].append(speed)
+        loaders['shared_batches'][0].close()
+        medians = {name: statistics.median(runs) for name, runs in speeds.items()}
+        by_threads[threads] = {name: round(speed, 1) for name, speed in medians.items()}
+        print('| %d | %.1f | %.1f | %.2fx |' % (threads, medians['shared_batches'], medians['dataloader'],
+                                                medians['shared_batches'] / medians['dataloader']))
+        sys.stdout.flush()
+    return by_threads
+
+
 def main(argv=None):
     """Run the benchmark and print the table (and the JSON line)."""
     args = parse_args(argv)
@@ -199,6 +241,7 @@ def main(argv=None):
               'OMP_NUM_THREADS=%s' % (os.path.basename(rec), len(ImageRecord(rec)), args.batch_size,
                                       args.input_size, batches, args.runs, platform.processor() or 'cpu',
                                       os.cpu_count(), os.environ.get('OMP_NUM_THREADS')))
+        evaluation = None if args.auto_aug else bench_eval(rec, args, counts, batches)
         if args.auto_aug:
             print('| threads | python (OpenCV + AutoAugment) img/s | Gluon transforms + AutoAugment img/s | '
                   'python / Gluon |')
@@ -223,7 +266,10 @@ def main(argv=None):
             sys.stdout.flush()
     if args.json:
         top = by_threads[counts[-1]]
-        print(json.dumps(dict(top, threads=counts[-1], by_threads=by_threads)))
+        record = dict(top, threads=counts[-1], by_threads=by_threads)
+        if evaluation is not None:
+            record['eval'] = dict(evaluation[counts[-1]], by_threads=evaluation)
+        print(json.dumps(record))
 
 
 if __name__ == '__main__':

@@ -15,7 +15,8 @@ building networks and loading exported graphs is :mod:`gluon_resnest.loading`.
 import os
 
 from .config import EvalConfig
-from .data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
+from .data import EvalTransform, ImageFolder, ImageRecord, resolve_split_dir
+from .data.eval_loader import make_eval_loader
 from .devices import contexts
 from .fileio import write_json
 from .inference import optimize
@@ -79,7 +80,7 @@ def _measure_accuracy(config, net, info, ctx):
     net = _scored(net, config, info, getattr(dataset, 'num_classes', None))
     # A graph with folded preprocessing (NHWC input) takes the cropped 0..255 image as it is.
     transform = EvalTransform(config.input_size, config.crop_ratio, normalize=info['layout'] == 'NCHW')
-    loader = make_loader(dataset, config.batch_size * len(ctx), transform, num_workers=config.num_data_workers)
+    loader = make_eval_loader(dataset, config.batch_size * len(ctx), transform, num_workers=config.num_data_workers)
     # A graph with folded preprocessing normalises itself: it gets the 0..255 values as float32.
     dtype = 'float32' if info['layout'] == 'NHWC' else config.dtype
     with progress_bar(config.progress, total=len(dataset), unit='img') as bar:

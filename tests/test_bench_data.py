@@ -54,3 +54,25 @@ def test_auto_aug_mode_times_the_two_loaders_with_autoaugment(capsys):
     row = [float(cell.strip().rstrip('x')) for cell in lines[-2].strip('|').split('|')]
     assert row[1:3] == [record['python'], record['gluon_transforms']]
     assert abs(row[3] - row[1] / row[2]) <= 0.01
+
+
+def test_eval_loaders_deliver_the_same_batches_and_are_reported(tmp_path, capsys):
+    rec = str(tmp_path / 'photos.rec')
+    bench_data.write_photo_rec(rec, 10)
+    batches = {}
+    for name, (loader, set_epoch) in bench_data.eval_loaders(rec, 4, 32, 1).items():
+        set_epoch(0)
+        batches[name] = [(d.asnumpy(), l.asnumpy()) for d, l in loader]
+    assert [len(d) for d, _ in batches['shared_batches']] == [4, 4, 2]
+    for (data, label), (want, want_label) in zip(batches['shared_batches'], batches['dataloader']):
+        np.testing.assert_array_equal(data, want)
+        np.testing.assert_array_equal(label, want_label)
+    bench_data.main(['--rec', rec, '--threads', '1', '--batch-size', '4', '--input-size', '32', '--runs', '1',
+                     '--json'])
+    lines = capsys.readouterr().out.strip().splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith('| eval workers'))
+    row = [cell.strip() for cell in lines[header + 2].strip('|').split('|')]
+    record = json.loads(lines[-1])['eval']
+    assert row[0] == '1' and [float(row[1]), float(row[2])] == [record['shared_batches'], record['dataloader']]
+    assert record['by_threads'] == {'1': {'shared_batches': record['shared_batches'],
+                                          'dataloader': record['dataloader']}}

@@ -132,3 +132,24 @@ def test_bad_settings_are_one_line_errors():
         SharedBatchLoader(Keyed(), [1], 0, (3,))
     with pytest.raises(ValueError, match='^number of data workers must be >= 0, got -1$'):
         SharedBatchLoader(Keyed(), [1], 1, (3,), num_workers=-1)
+
+
+@pytest.mark.parametrize('workers', [0, 1, 3])
+def test_keep_mode_hands_out_the_last_partial_batch(workers):
+    keys = list(np.random.RandomState(1).permutation(23))  # batches of 5: 4 whole and one of 3
+    loader = SharedBatchLoader(Keyed(), keys, 5, (2, 3), num_workers=workers, last_batch='keep', dtype='int32')
+    assert len(loader) == 5
+    for _ in range(2):
+        got = [(d.asnumpy(), l.asnumpy()) for d, l in loader]
+        assert [len(d) for d, _ in got] == [5, 5, 5, 5, 3]
+        want = _expected(keys + [0, 0], 5, (2, 3))  # padded to whole batches; the padding is cut below
+        for (data, label), (want_data, want_label) in zip(got, want):
+            assert data.dtype == np.int32
+            np.testing.assert_array_equal(data, want_data[:len(data)])
+            np.testing.assert_array_equal(label, want_label[:len(label)])
+    loader.close()
+
+
+def test_last_batch_mode_is_checked():
+    with pytest.raises(ValueError, match="last_batch must be 'discard' or 'keep'"):
+        SharedBatchLoader(Keyed(), [1], 1, (3,), last_batch='rollover')

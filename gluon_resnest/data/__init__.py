@@ -4,8 +4,10 @@
   :func:`make_loader` (a ``gluon.data.DataLoader`` with ``-j`` workers).
 - :mod:`.opencv_augment`: the recipe's training augmentation with OpenCV on encoded images (the training
   loader's), each image's random draws from (seed, epoch, index).
-- :mod:`.shared_batches`: the training loader's worker processes, writing batches in place into a few
-  reused shared-memory buffers.
+- :mod:`.shared_batches`: the loaders' worker processes, writing batches in place into a few reused
+  shared-memory buffers.
+- :mod:`.eval_loader`: the evaluation loader of ``eval.py`` and the trainer's validation (every image
+  once, in order, through :class:`EvalTransform`).
 - :mod:`.recordio`: training batches through MXNet's C++ RecordIO pipeline.
 - :mod:`.eval_protocol`: the ResNeSt evaluation protocol (:class:`EvalTransform`; each model's crop is
   :func:`gluon_resnest.pretrained.eval_crop`) and

@@ -1,4 +1,4 @@
-"""ImageNet datasets (folder and RecordIO) and the DataLoader both the trainer and eval.py use.
+"""ImageNet datasets (folder and RecordIO) and a Gluon DataLoader over them (eval input: eval_loader.py).
 
 Both datasets return ``(image, label)`` with ``image`` an HWC uint8 RGB ``mx.nd.NDArray`` and ``label`` a
 Python ``int``, so ``dataset.transform_first(...)`` and :func:`make_loader` work the same on either.

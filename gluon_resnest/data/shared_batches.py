@@ -10,6 +10,8 @@ the workers are forked, and reused for every batch: the workers write the images
 
 Batches come out in the sampler's order whatever the number of workers; what a batch holds depends only
 on its keys (the dataset's draws are keyed by them), so any ``num_workers`` gives the same batches.
+Training drops the last partial batch; evaluation keeps it (``last_batch='keep'``), so that every key is
+seen exactly once.
 """
 import itertools
 import mmap
@@ -30,7 +32,7 @@ __all__ = ['SharedBatchLoader']
 
 
 class SharedBatchLoader(object):
-    """Batches of ``batch_size`` keys of ``sampler``, as ``(float32 data, label)`` NDArrays on the CPU.
+    """Batches of ``batch_size`` keys of ``sampler``, as ``(data, int64 label)`` NDArrays on the CPU.
 
     The workers share each batch: it is cut into ``num_workers`` chunks of consecutive keys, so a batch is
     ready about ``num_workers`` times sooner than if one worker made it, and the batches in flight (the
@@ -39,10 +41,10 @@ class SharedBatchLoader(object):
     Parameters
     ----------
     dataset : object
-        ``dataset.write(key, out) -> label`` writes the sample of ``key`` into ``out`` (a float32 array of
-        ``sample_shape``) and returns its integer label.
+        ``dataset.write(key, out) -> label`` writes the sample of ``key`` into ``out`` (an array of
+        ``sample_shape`` and ``dtype``) and returns its integer label.
     sampler : iterable
-        Keys, in training order; a last partial batch is dropped.
+        Keys, in the order of the batches.
     batch_size : int
     sample_shape : tuple of int
     num_workers : int, default 0
@@ -50,13 +52,22 @@ class SharedBatchLoader(object):
         even by SIGKILL: :mod:`gluon_resnest.procs`); 0 makes the batches in the calling process.
     buffers : int, optional
         Batches in flight; default 3, more where a batch has fewer chunks than twice the workers (at least
-        two chunks per worker in flight). Memory: ``buffers`` x batch_size x prod(sample_shape) x 4 bytes
-        of shared memory, held while the loader lives.
+        two chunks per worker in flight). Memory: ``buffers`` x batch_size x prod(sample_shape) x the
+        dtype's size of shared memory, held while the loader lives.
+    last_batch : {'discard', 'keep'}, default 'discard'
+        What becomes of the last keys when they do not fill a batch: dropped (training), or handed out as
+        a smaller batch (evaluation: every key exactly once, nothing padded).
+    dtype : str, default 'float32'
+        The samples' type (e.g. 'uint8' for cropped, unnormalised images).
     """
 
-    def __init__(self, dataset, sampler, batch_size, sample_shape, num_workers=0, buffers=None):
+    def __init__(self, dataset, sampler, batch_size, sample_shape, num_workers=0, buffers=None,
+                 last_batch='discard', dtype='float32'):
         check_loader_settings(batch_size, num_workers)
+        if last_batch not in ('discard', 'keep'):
+            raise ValueError("last_batch must be 'discard' or 'keep', got %r" % (last_batch,))
         self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
+        self.last_batch, dtype = last_batch, np.dtype(dtype)
         self.chunk = -(-batch_size // max(1, num_workers))
         chunks = -(-batch_size // self.chunk)
         slots = (buffers or max(3, -(-2 * num_workers // chunks))) if num_workers else 1
@@ -64,10 +75,10 @@ class SharedBatchLoader(object):
         if num_workers:
             # MAP_SHARED and anonymous: the forked workers write it; not a /dev/shm file, so not bounded by
             # that file system's size (64 MiB in a default Docker container).
-            self._memory = mmap.mmap(-1, int(np.prod(shape)) * 4)
-            self._buffers = np.frombuffer(self._memory, dtype=np.float32).reshape(shape)
+            self._memory = mmap.mmap(-1, int(np.prod(shape)) * dtype.itemsize)
+            self._buffers = np.frombuffer(self._memory, dtype=dtype).reshape(shape)
         else:
-            self._buffers = np.empty(shape, dtype=np.float32)
+            self._buffers = np.empty(shape, dtype=dtype)
         self._seq = 0  # batches submitted so far, over all epochs
         self._in_flight = 0  # chunks submitted and not yet returned
         self._workers = []
@@ -82,6 +93,8 @@ class SharedBatchLoader(object):
             self._finalizer = weakref.finalize(self, _stop, self._workers, self._tasks)
 
     def __len__(self):
+        if self.last_batch == 'keep':
+            return -(-len(self.sampler) // self.batch_size)
         return len(self.sampler) // self.batch_size
 
     def __iter__(self):
@@ -97,8 +110,8 @@ class SharedBatchLoader(object):
                 if keys is None:
                     break
                 slot = free.pop()
-                pending[self._seq] = _Batch(slot, self.batch_size)
-                for start in range(0, self.batch_size, self.chunk):
+                pending[self._seq] = _Batch(slot, len(keys))
+                for start in range(0, len(keys), self.chunk):
                     self._tasks.put((self._seq, slot, start, keys[start:start + self.chunk]))
                     self._in_flight += 1
                 self._seq += 1
@@ -108,7 +121,7 @@ class SharedBatchLoader(object):
             while batch.missing:
                 seq, start, labels, error = self._result()
                 done = pending[seq]
-                done.missing -= min(self.chunk, self.batch_size - start)
+                done.missing -= min(self.chunk, len(done.labels) - start)
                 if error is not None:
                     done.error = done.error or error
                 else:
@@ -116,7 +129,7 @@ class SharedBatchLoader(object):
             del pending[first]
             if batch.error is not None:
                 raise batch.error
-            data, labels = _handed_out(self._buffers[batch.slot], batch.labels)
+            data, labels = _handed_out(self._buffers[batch.slot, :len(batch.labels)], batch.labels)
             free.append(batch.slot)
             first += 1
             yield data, labels
@@ -125,16 +138,17 @@ class SharedBatchLoader(object):
         out = self._buffers[0]
         for keys in self._key_batches():
             labels = np.array([self.dataset.write(key, out[i]) for i, key in enumerate(keys)], dtype=np.int64)
-            yield _handed_out(out, labels)
+            yield _handed_out(out[:len(keys)], labels)
 
     def _key_batches(self):
-        # The sampler's keys in whole batches; a last partial batch is dropped.
+        # The sampler's keys in batches; a last partial batch only with last_batch='keep'.
         keys = iter(self.sampler)
         while True:
             batch = list(itertools.islice(keys, self.batch_size))
+            if len(batch) == self.batch_size or (batch and self.last_batch == 'keep'):
+                yield batch
             if len(batch) < self.batch_size:
                 return
-            yield batch
 
     def _result(self):
         while True:

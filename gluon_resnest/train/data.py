@@ -12,7 +12,8 @@ through MXNet's C++ pipeline instead (:class:`~gluon_resnest.data.recordio.Recor
 import numpy as np
 from mxnet.gluon.data import Dataset, Sampler
 
-from ..data import EvalTransform, ImageFolder, ImageRecord, make_loader, resolve_split_dir
+from ..data import EvalTransform, ImageFolder, ImageRecord, resolve_split_dir
+from ..data.eval_loader import make_eval_loader
 from ..data.opencv_augment import AugmentedTrainSet, TrainAugment
 from ..data.recordio import RecordIOTrainIter
 from ..data.shared_batches import SharedBatchLoader
@@ -165,7 +166,8 @@ class _Shard(Dataset):
 
 
 def val_loader(dataset, config, dist, batch_size):
-    """This worker's slice of the validation set with the evaluation protocol's transform."""
+    """This worker's slice of the validation set with the evaluation protocol's transform, loaded as
+    ``eval.py`` loads it (:func:`~gluon_resnest.data.eval_loader.make_eval_loader`)."""
     transform = EvalTransform(config.input_size, config.crop_ratio)
     shard = _Shard(dataset, dist.num_workers, dist.rank) if dist.num_workers > 1 else dataset
-    return make_loader(shard, batch_size, transform, num_workers=config.num_data_workers)
+    return make_eval_loader(shard, batch_size, transform, num_workers=config.num_data_workers)
