@@ -38,12 +38,12 @@ os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
 import numpy as np  # noqa: E402
 
-from gluon_resnest import cli, get_model, optimize  # noqa: E402
+from gluon_resnest import cli, optimize  # noqa: E402
 from gluon_resnest.data import EvalTransform, make_loader, open_dataset  # noqa: E402
-from gluon_resnest.export import (build_network, calibration_images, export_int8, export_mxnet,  # noqa: E402
-                                  export_onnx)
+from gluon_resnest.export import calibration_images, export_int8, export_mxnet, export_onnx  # noqa: E402
 from gluon_resnest.export import ort_run  # noqa: E402
 from gluon_resnest.export.common import load_symbol_block  # noqa: E402
+from gluon_resnest.loading import load_network  # noqa: E402
 from gluon_resnest.export.onnx_export import ORT_PYTHON_ENV, ort_python  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
 from gluon_resnest.metrics import batch_seconds  # noqa: E402
@@ -88,11 +88,8 @@ def parse_args(argv=None):
 
 
 def _network(args):
-    if args.pretrained or args.params_file:
-        return build_network(args.model, pretrained=args.pretrained, params_file=args.params_file)
-    net = get_model(args.model)
-    net.initialize(mx.init.Xavier())
-    return net
+    # Without weights: randomly initialised (the speed does not depend on the weights).
+    return load_network(args.model, pretrained=args.pretrained, params_file=args.params_file)
 
 
 def _calibration(args):
@@ -109,7 +106,7 @@ def export_all(args, folder):
     result = export_int8(net, folder, 'int8', _calibration(args), batch_size=args.batch_size,
                          calib_mode=args.calib_mode, granularity=args.granularity)
     export_onnx(net, folder, 'fp32.onnx', input_size=args.input_size, dynamic=True)
-    return result['agreement']
+    return result.agreement
 
 
 def mxnet_block(folder, form, x):
