@@ -177,7 +177,8 @@ class _Indices(mx.gluon.data.Sampler):
 
 
 def top1(blocks, args):
-    """Top-1 (%) of each block on ``--val-data`` and the fraction of images where they agree."""
+    """Top-1 of each block on ``--val-data`` (a fraction, as every record) and the fraction of images where
+    they agree."""
     dataset = open_dataset(args.val_data, '--val-data')
     if 0 < args.num_val_images < len(dataset):
         # Evenly spaced, so a class-by-class folder contributes every class, not the first few.
@@ -193,7 +194,7 @@ def top1(blocks, args):
             correct[form] += int(np.sum(pred == label))
         agree += int(np.sum(preds['fp32'] == preds['int8']))
         total += len(label)
-    result = {form + '_top1': 100.0 * count / total for form, count in correct.items()}
+    result = {form + '_top1': count / total for form, count in correct.items()}
     result.update(val_images=total, val_agreement=agree / total,
                   top1_change=result['int8_top1'] - result['fp32_top1'])
     return result
@@ -240,7 +241,7 @@ def markdown_table(results):
             continue
         cells = [name] + ['%.1f' % results['%s_b%d_img_per_s' % (form, b)] for b in batches]
         cells += ['%.2fx' % results['%s_b%d_vs_torch' % (form, b)] for b in batches] if has_torch else []
-        change = '' if form != 'int8' else ('%+.2f points' % results['top1_change']
+        change = '' if form != 'int8' else ('%+.2f points' % (100 * results['top1_change'])
                                             if 'top1_change' in results else 'see --val-data')
         lines.append('| %s | %s |' % (' | '.join(cells), change))
     return '\n'.join(lines)

@@ -470,7 +470,7 @@ def test_bench_deploy_reports_the_deployed_top1(tmp_path, digits_folder):
     images = calibration_images(digits_folder, SIZE, 40)
     net = _calibrated_resnest14(images, labels)
     net.save_parameters(str(tmp_path / 'digits.params'))
-    expected_top1 = 100.0 * np.mean(net(images).argmax(axis=1).asnumpy() == labels)
+    expected_top1 = np.mean(net(images).argmax(axis=1).asnumpy() == labels)  # a fraction, as every record
     results = bench_deploy.main(bench_deploy.parse_args([
         '--model', 'resnest14', '--params-file', str(tmp_path / 'digits.params'), '--input-size',
         str(SIZE), '--batch-sizes', '1', '2', '--batch-size', '4', '--warmup', '1', '--runs', '1',
@@ -489,7 +489,7 @@ def test_bench_deploy_reports_the_deployed_top1(tmp_path, digits_folder):
     assert [row.split(' | ')[0] for row in rows] == ['| MXNet symbol (fp32)',
                                                      '| MXNet symbol, oneDNN-fused (fp32)',
                                                      '| MXNet INT8 (oneDNN)', '| ONNX in onnxruntime (fp32)']
-    assert rows[2].endswith('| %+.2f points |' % results['top1_change'])
+    assert rows[2].endswith('| %+.2f points |' % (100 * results['top1_change']))
     assert rows[3].split(' | ')[1:3] == ['%.1f' % results['onnx_b%d_img_per_s' % b] for b in (1, 2)]
     with open(str(tmp_path / 'bench.json')) as f:
         assert json.load(f)['int8_b2_speedup'] == pytest.approx(results['int8_b2_speedup'])
