@@ -1,4 +1,5 @@
-"""The command-line vocabulary of the classification commands: each flag is defined here once.
+"""The command-line vocabulary of the classification commands (each flag is defined here once), and the one
+error policy of every command.
 
 ``train_imagenet.py``, ``eval.py``, ``python -m gluon_resnest.export``, the converter (``--model``) and
 ``benchmarks/bench_deploy.py`` build their parsers from these helpers, so a flag means the same in each:
@@ -27,8 +28,7 @@ from .threads import DATA_WORKER_FLAGS, DEFAULT_DATA_WORKERS, GPU_COUNT_FLAG, GP
 __all__ = ['ArgumentParser', 'UsageError', 'run_command', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INTERRUPTED',
            'add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
            'add_progress', 'add_config', 'add_switch_opposites', 'parse_with_recipe', 'parser_kinds', 'build_config',
-           'flag_name',
-           'HelpFormatter']
+           'flag_name', 'HelpFormatter']
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # A file named on the command line that cannot be read is bad usage, as a bad flag value is.

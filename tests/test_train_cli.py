@@ -91,7 +91,9 @@ def test_recordio_run(tiny, tmp_path):
     net = get_model('resnest14', classes=3, pretrained=record['params'])
     measured = evaluate(net, make_loader(ImageRecord(os.path.join(tiny, 'val.rec')), 5, EvalTransform(32)))
     assert (history[0]['val-top1'], history[0]['val-top5']) == (pytest.approx(measured['top1']), 1.0)
-    assert run.history.records[-1]['val-top1'] == history[0]['val-top1']
+    assert run.history[-1]['val-top1'] == run.val_top1 == history[0]['val-top1']
+    assert (run.model, run.classes, run.epochs, run.last_checkpoint) == ('resnest14', 3, 1, record['json'])
+    assert 'net' not in run.to_dict() and run.to_dict()['history'] == history
     assert math.isfinite(history[0]['loss']) and history[0]['loss'] > 0
     assert os.path.getsize(os.path.join(save, 'curve.png')) > 1000
 
@@ -162,7 +164,8 @@ def test_ctrl_c_saves_checkpoint_and_resumes(quick, tiny, tmp_path, monkeypatch,
         return loss
     monkeypatch.setattr(loop, '_train_step', step_then_sigint)
     assert train_imagenet.main(args) == 130
-    assert capsys.readouterr().err.startswith('interrupted: interrupted after epoch')
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the log lines
+    assert last.startswith('interrupted: interrupted a') and last.endswith('.json'), last
     record = latest_checkpoint(save, 'resnest14')
     assert (record['epoch'], record['batch'], record['num_update']) == saved_at
     assert [r['epoch'] for r in _history(save)] == [0]
