@@ -38,12 +38,12 @@ os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
 import numpy as np  # noqa: E402
 
-from gluon_resnest import cli, get_model, optimize  # noqa: E402
+from gluon_resnest import cli, optimize  # noqa: E402
 from gluon_resnest.data import EvalTransform, make_loader, open_dataset  # noqa: E402
-from gluon_resnest.export import (build_network, calibration_images, export_int8, export_mxnet,  # noqa: E402
-                                  export_onnx)
+from gluon_resnest.export import calibration_images, export_int8, export_mxnet, export_onnx  # noqa: E402
 from gluon_resnest.export import ort_run  # noqa: E402
 from gluon_resnest.export.common import load_symbol_block  # noqa: E402
+from gluon_resnest.loading import load_network  # noqa: E402
 from gluon_resnest.export.onnx_export import ORT_PYTHON_ENV, ort_python  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
 from gluon_resnest.metrics import batch_seconds  # noqa: E402
@@ -88,11 +88,8 @@ def parse_args(argv=None):
 
 
 def _network(args):
-    if args.pretrained or args.params_file:
-        return build_network(args.model, pretrained=args.pretrained, params_file=args.params_file)
-    net = get_model(args.model)
-    net.initialize(mx.init.Xavier())
-    return net
+    # Without weights: randomly initialised (the speed does not depend on the weights).
+    return load_network(args.model, pretrained=args.pretrained, params_file=args.params_file)
 
 
 def _calibration(args):
@@ -109,7 +106,7 @@ def export_all(args, folder):
     result = export_int8(net, folder, 'int8', _calibration(args), batch_size=args.batch_size,
                          calib_mode=args.calib_mode, granularity=args.granularity)
     export_onnx(net, folder, 'fp32.onnx', input_size=args.input_size, dynamic=True)
-    return result['agreement']
+    return result.agreement
 
 
 def mxnet_block(folder, form, x):
@@ -180,7 +177,8 @@ class _Indices(mx.gluon.data.Sampler):
 
 
 def top1(blocks, args):
-    """Top-1 (%) of each block on ``--val-data`` and the fraction of images where they agree."""
+    """Top-1 of each block on ``--val-data`` (a fraction, as every record) and the fraction of images where
+    they agree."""
     dataset = open_dataset(args.val_data, '--val-data')
     if 0 < args.num_val_images < len(dataset):
         # Evenly spaced, so a class-by-class folder contributes every class, not the first few.
@@ -196,7 +194,7 @@ def top1(blocks, args):
             correct[form] += int(np.sum(pred == label))
         agree += int(np.sum(preds['fp32'] == preds['int8']))
         total += len(label)
-    result = {form + '_top1': 100.0 * count / total for form, count in correct.items()}
+    result = {form + '_top1': count / total for form, count in correct.items()}
     result.update(val_images=total, val_agreement=agree / total,
                   top1_change=result['int8_top1'] - result['fp32_top1'])
     return result
@@ -243,7 +241,7 @@ def markdown_table(results):
             continue
         cells = [name] + ['%.1f' % results['%s_b%d_img_per_s' % (form, b)] for b in batches]
         cells += ['%.2fx' % results['%s_b%d_vs_torch' % (form, b)] for b in batches] if has_torch else []
-        change = '' if form != 'int8' else ('%+.2f points' % results['top1_change']
+        change = '' if form != 'int8' else ('%+.2f points' % (100 * results['top1_change'])
                                             if 'top1_change' in results else 'see --val-data')
         lines.append('| %s | %s |' % (' | '.join(cells), change))
     return '\n'.join(lines)

@@ -1,4 +1,5 @@
-"""The command-line vocabulary of the classification commands: each flag is defined here once.
+"""The command-line vocabulary of the classification commands (each flag is defined here once), and the one
+error policy of every command.
 
 ``train_imagenet.py``, ``eval.py``, ``python -m gluon_resnest.export``, the converter (``--model``) and
 ``benchmarks/bench_deploy.py`` build their parsers from these helpers, so a flag means the same in each:
@@ -9,20 +10,88 @@ defaults: :func:`parse_with_recipe`; the detection command reads it too). The de
 keeps the flag names of GluonCV's ``train_faster_rcnn.py`` (docs/design.md lists every command's flags).
 :func:`build_config` turns parsed flags into a config of :mod:`gluon_resnest.config`, whose one-line errors
 then name the flags.
+
+The one error policy of every command (:func:`run_command`): a command's ``main(argv=None)`` returns its
+exit status; an error is one line on stderr naming the problem, no traceback. Status 2: bad usage (a flag
+argparse rejects, a :class:`~gluon_resnest.config.ConfigError` or ``RecipeError``, a file named on the
+command line that is missing or unreadable); 1: a run that failed (a diverging loss, a bad checkpoint,
+an export whose self-check failed, ...); 130: Ctrl-C (the trainer writes a checkpoint first).
 """
 import argparse
 import dataclasses
+import sys
 
 from .config import ConfigError, RecipeError, check_model, list_recipes, read_recipe
 from .model_zoo import list_models
 from .threads import DATA_WORKER_FLAGS, DEFAULT_DATA_WORKERS, GPU_COUNT_FLAG, GPU_FLAG
 
-__all__ = ['add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
-           'add_progress', 'add_config', 'add_switch_opposites', 'parse_with_recipe', 'parser_kinds', 'build_config', 'flag_name',
-           'HelpFormatter']
+__all__ = ['ArgumentParser', 'UsageError', 'run_command', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INTERRUPTED',
+           'add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
+           'add_progress', 'add_config', 'add_switch_opposites', 'parse_with_recipe', 'parser_kinds', 'build_config',
+           'flag_name', 'HelpFormatter']
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# A file named on the command line that cannot be read is bad usage, as a bad flag value is.
+_USAGE_ERRORS = (ConfigError, RecipeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                 PermissionError)
+# A run that failed: MXNet's errors are RuntimeErrors; ImportError is an optional package missing.
+_RUN_ERRORS = (ValueError, OSError, RuntimeError, ImportError)
 
 # Fields whose flag is not simply --field-name.
 _FLAGS = {'num_data_workers': '-j/--num-data-workers', 'progress': '--no-progress'}
+
+
+class UsageError(ValueError):
+    """Bad command-line usage that argparse found (exit status 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors raise :class:`UsageError` (one line through
+    :func:`run_command`) instead of printing the usage block and exiting."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _error_line(err):
+    # MXNet's errors carry a C++ stack trace after the first line; OSError's str starts with [Errno N].
+    text = str(err).strip() or type(err).__name__
+    return 'error: %s' % text.splitlines()[0]
+
+
+def run_command(body, argv=None):
+    """Run ``body(argv)`` under the commands' error policy; returns the exit status.
+
+    Parameters
+    ----------
+    body : callable
+        The command: takes ``argv`` (a list of strings, or None for ``sys.argv[1:]``) and returns None or
+        an exit status.
+    argv : list of str, optional
+
+    Returns
+    -------
+    int
+        0 on success (or ``body``'s own status), 2 for bad usage, 1 for a failed run, 130 after Ctrl-C;
+        errors are printed as one line on stderr.
+    """
+    try:
+        status = body(argv)
+    except SystemExit as err:  # --help (0), or a module that still exits itself
+        if err.code is None or isinstance(err.code, int):
+            return err.code or 0
+        print(err.code, file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt as err:  # the trainer's TrainingInterrupted says where its checkpoint is
+        print('interrupted%s' % (': %s' % err if str(err) else ''), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError,) + _USAGE_ERRORS as err:
+        print(_error_line(err), file=sys.stderr)
+        return EXIT_USAGE
+    except _RUN_ERRORS as err:
+        print(_error_line(err), file=sys.stderr)
+        return EXIT_FAILED
+    return status or 0
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -55,12 +124,13 @@ def model_flag(parser, name):
     return None  # not reached: parser.error exits
 
 
-def add_weights(group, required=False):
-    """``--pretrained`` or ``--params-file F`` (a checkpoint; its class count is read from the file)."""
-    weights = group.add_mutually_exclusive_group(required=required)
-    weights.add_argument('--pretrained', action='store_true', help='published ImageNet weights')
-    weights.add_argument('--params-file', help='.params file (save_parameters; classes read from its '
-                         'classifier)')
+def add_weights(group):
+    """``--pretrained`` or ``--params-file F`` (a checkpoint; its class count is read from the file).
+
+    Not argparse-exclusive: "exactly one of" is checked in one place, :func:`gluon_resnest.config.check_weights`,
+    which the configs and :func:`gluon_resnest.loading.load_network` call."""
+    group.add_argument('--pretrained', action='store_true', help='published ImageNet weights')
+    group.add_argument('--params-file', help='.params file (save_parameters; classes read from its classifier)')
 
 
 def add_batch_size(group, default, what='batch size'):

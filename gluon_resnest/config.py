@@ -18,14 +18,14 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from .model_zoo import list_models, model_key
+from .model_zoo import model_key
 from .pretrained import eval_crop
 from .threads import DEFAULT_DATA_WORKERS
 
 __all__ = ['ConfigError', 'RecipeError', 'TrainConfig', 'DetectionConfig', 'EvalConfig', 'ExportConfig',
-           'parse_devices', 'check_model', 'read_recipe', 'recipe_path', 'list_recipes', 'field_kinds',
-           'number_list_type', 'KV_STORES', 'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES', 'RECIPE_DIR',
-           'DETECTORS', 'DETECTION_DATASETS', 'DETECTION_DATASET_DEFAULTS']
+           'parse_devices', 'check_model', 'check_weights', 'read_recipe', 'recipe_path', 'list_recipes',
+           'field_kinds', 'number_list_type', 'KV_STORES', 'EXPORT_FORMATS', 'CALIB_MODES', 'GRANULARITIES',
+           'RECIPE_DIR', 'DETECTORS', 'MASK_DETECTORS', 'DETECTION_DATASETS', 'DETECTION_DATASET_DEFAULTS']
 
 DATA_BACKENDS = ('auto', 'python', 'recordio')
 KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
@@ -94,6 +94,19 @@ def _check(rules):
     for failed, template, *fields in rules:
         if failed:
             raise ConfigError(template, *fields)
+
+
+def check_weights(pretrained, params_file, required=True):
+    """The one check of a network's weights: at most one of ``pretrained`` and ``params_file``, and one of
+    them when ``required`` (without either a network is randomly initialised: speed measurements only).
+
+    Raises
+    ------
+    ConfigError
+        Naming the fields ``pretrained`` and ``params_file``.
+    """
+    _check([(bool(pretrained) and bool(params_file) or required and not (pretrained or params_file),
+             'give exactly one of {} and {}', 'pretrained', 'params_file')])
 
 
 def check_model(model, optional=False):
@@ -657,10 +670,9 @@ class EvalConfig:  # pylint: disable=too-many-instance-attributes
                      '{} evaluates the exported files; drop {}/{}/{}', 'deploy', 'pretrained', 'params_file',
                      'classes')])
             return
-        _check([(self.model is None, '{} is required (or {} with {})', 'model', 'deploy', 'model_prefix'),
-                (self.pretrained and bool(self.params_file), 'give one of {} and {}', 'pretrained',
-                 'params_file'),
-                (not (self.benchmark or self.pretrained or self.params_file),
+        _check([(self.model is None, '{} is required (or {} with {})', 'model', 'deploy', 'model_prefix')])
+        check_weights(self.pretrained, self.params_file, required=False)
+        _check([(not (self.benchmark or self.pretrained or self.params_file),
                  'pass {} or {} to evaluate accuracy (or {})', 'pretrained', 'params_file', 'benchmark')])
 
 
@@ -695,9 +707,8 @@ class ExportConfig:  # pylint: disable=too-many-instance-attributes
         if self.prefix is None:
             self.prefix = self.model + ('-int8' if self.format == 'int8' else '')
         _at_least(self, 1, 'batch_size', 'num_calib_batches', 'input_size')
+        check_weights(self.pretrained, self.params_file)
         _check([
-            (bool(self.pretrained) == bool(self.params_file), 'give exactly one of {} and {}', 'pretrained',
-             'params_file'),
             (self.format not in EXPORT_FORMATS, '{} must be one of %s, got %r'
              % (', '.join(EXPORT_FORMATS), self.format), 'format'),
             (self.format == 'int8' and not self.calib_data, '{} int8 needs {} (an image folder or .rec file)',

@@ -1,4 +1,4 @@
-"""Evaluating a ResNeSt with the paper's protocol: what ``eval.py`` runs, as one call.
+"""Evaluating a ResNeSt with the paper's protocol: what ``gluon-resnest-eval`` (``eval.py``) runs, as one call.
 
 ::
 
@@ -6,14 +6,16 @@
     record = gluon_resnest.evaluate(gluon_resnest.EvalConfig(
         model='resnest14', params_file='runs/demo/resnest14-0005.params', data_dir='demo_data',
         input_size=32))
-    print(record['top1'], record['images_per_sec'])
+    print(record.top1, record.images_per_sec)
 
-The record is what ``eval.py --json`` writes: accuracies in percent (as printed and as published), the
-crop, parameter count, images/s and the image count. The measuring itself is :mod:`gluon_resnest.metrics`;
-building networks and loading exported graphs is :mod:`gluon_resnest.loading`.
+The record (:class:`~gluon_resnest.results.EvalResult`) is what ``--json`` writes: accuracies as fractions
+0-1, the crop, parameter count, images/s and the image count; the printed report shows percent. The
+measuring itself is :mod:`gluon_resnest.metrics`; building networks and loading exported graphs is
+:mod:`gluon_resnest.loading`.
 """
 import os
 
+from . import cli
 from .config import EvalConfig
 from .data import EvalTransform, ImageFolder, ImageRecord, resolve_split_dir
 from .data.eval_loader import make_eval_loader
@@ -24,8 +26,9 @@ from .loading import load_deployed, load_network
 from .metrics import accuracy, benchmark, count_parameters
 from .progress import progress_bar
 from .resnest import check_input_shape
+from .results import EvalResult
 
-__all__ = ['evaluate', 'report']
+__all__ = ['evaluate', 'report', 'parse_args', 'main']
 
 
 def _build(config, ctx):
@@ -98,11 +101,10 @@ def evaluate(config):
 
     Returns
     -------
-    dict
-        ``model``, ``source``, ``params``, ``crop``, ``crop_ratio``, ``dtype``, ``quantized``,
-        ``batch_size``; with data: ``top1``, ``top5``, ``top1_err``, ``top5_err`` (percent; top-5 is
-        top-min(5, classes)), ``num_images``, ``skipped_images``, ``images_per_sec`` (end to end); with
-        ``benchmark``: ``images_per_sec`` (median over ``iters`` batches of synthetic input) and ``iters``.
+    EvalResult
+        With data: ``top1``, ``top5`` (fractions 0-1; top-5 is top-min(5, classes)), ``num_images``,
+        ``skipped_images``, ``images_per_sec`` (end to end); with ``benchmark``: ``images_per_sec`` (median
+        over ``iters`` batches of synthetic input) and ``iters``.
 
     Raises
     ------
@@ -113,37 +115,93 @@ def evaluate(config):
         raise TypeError('evaluate takes an EvalConfig, got %s' % type(config).__name__)
     ctx = contexts(config.gpus)
     net, info = _build(config, ctx)
-    result = {'model': config.model or os.path.basename(config.model_prefix), 'source': info['source'],
-              'params': count_parameters(net), 'crop': config.input_size, 'crop_ratio': config.crop_ratio,
-              'dtype': config.dtype, 'quantized': info['quantized'], 'batch_size': config.batch_size}
     if config.benchmark:
-        result.update(benchmark(net, config.batch_size, config.input_size, ctx=ctx, dtype=config.dtype,
-                                warmup=config.warmup, iters=config.iters, layout=info['layout']))
+        timed = benchmark(net, config.batch_size, config.input_size, ctx=ctx, dtype=config.dtype,
+                          warmup=config.warmup, iters=config.iters, layout=info['layout'])
+        measured = {k: timed[k] for k in ('images_per_sec', 'iters')}
     else:
         measured = _measure_accuracy(config, net, info, ctx)
-        for key in ('top1', 'top5'):
-            result[key] = 100.0 * measured[key]
-            result[key + '_err'] = 100.0 - result[key]
-        result.update({k: measured[k] for k in ('num_images', 'images_per_sec', 'skipped_images')})
+    result = EvalResult(model=config.model or os.path.basename(config.model_prefix), source=info['source'],
+                        params=count_parameters(net), crop=config.input_size, crop_ratio=config.crop_ratio,
+                        dtype=config.dtype, quantized=info['quantized'], batch_size=config.batch_size,
+                        **measured)
     if config.json:
-        write_json(config.json, result)
+        write_json(config.json, result.to_dict())
     return result
 
 
 def report(result):
-    """Human-readable lines of an :func:`evaluate` record."""
+    """Human-readable lines of an :func:`evaluate` record (accuracies in percent)."""
     lines = ['model: %s (%s)  params: %.2fM  crop: %d%s  dtype: %s%s'
-             % (result['model'], result['source'], result['params'] / 1e6, result['crop'],
-                '' if result['crop_ratio'] is None else ' ratio %g' % result['crop_ratio'],
-                result['dtype'], '  INT8' if result['quantized'] else '')]
-    if 'top1' in result:
+             % (result.model, result.source, result.params / 1e6, result.crop,
+                '' if result.crop_ratio is None else ' ratio %g' % result.crop_ratio,
+                result.dtype, '  INT8' if result.quantized else '')]
+    if result.top1 is not None:
         lines.append('top-1: %.2f%% (error %.2f%%)  top-5: %.2f%% (error %.2f%%)  images: %d'
-                     % (result['top1'], result['top1_err'], result['top5'], result['top5_err'],
-                        result['num_images']))
+                     % (100 * result.top1, 100 * (1 - result.top1), 100 * result.top5,
+                        100 * (1 - result.top5), result.num_images))
         lines.append('speed: %.1f images/s (end to end, batch %d per device)'
-                     % (result['images_per_sec'], result['batch_size']))
+                     % (result.images_per_sec, result.batch_size))
     else:
         lines.append('speed: %.1f images/s (median of %d batches of %d, synthetic %dx%d input)'
-                     % (result['images_per_sec'], result['iters'], result['batch_size'],
-                        result['crop'], result['crop']))
+                     % (result.images_per_sec, result.iters, result.batch_size, result.crop, result.crop))
     return lines
+
+
+def _parser():
+    parser = cli.ArgumentParser(description='Evaluate ResNeSt: top-1/top-5 accuracy and images/s, with the '
+                                            'published evaluation protocol.', formatter_class=cli.HelpFormatter)
+    model = parser.add_argument_group('model')
+    cli.add_model(model)
+    cli.add_weights(model)
+    model.add_argument('--classes', type=int, help='classifier size (default: read from --params-file)')
+    model.add_argument('--model-root', help='folder of published weights (default ~/.mxnet/models)')
+    model.add_argument('--deploy', action='store_true',
+                       help='evaluate an exported PREFIX-symbol.json + PREFIX-0000.params')
+    model.add_argument('--quantized', action='store_true',
+                       help='the exported model is INT8 (implies --deploy)')
+    model.add_argument('--model-prefix', help='prefix of the exported files (with --deploy/--quantized)')
+    model.add_argument('--epoch', type=int, default=0, help='epoch number in PREFIX-%%04d.params')
+    data = parser.add_argument_group('data')
+    data.add_argument('--data-dir', help='ImageNet folder: DIR/val/<class>/* or DIR/<class>/*')
+    data.add_argument('--rec-val', help='validation .rec file')
+    data.add_argument('--rec-val-idx', help='its .idx (default: next to --rec-val)')
+    data.add_argument('--verify-images', action='store_true',
+                      help='decode every image first and skip (and count) undecodable ones')
+    cli.add_input_size(data, help_text="eval crop (default: the model's published crop)")
+    data.add_argument('--crop-ratio', type=float,
+                      help='crop < 320: short side = ceil(crop/ratio) (default 0.875); crop >= 320: '
+                           'centre square = short*ratio (default crop/(crop+32))')
+    data.add_argument('--class-subset', action='store_true',
+                      help='the data has N < classifier classes whose labels are its first N: score '
+                           'those outputs only')
+    run = parser.add_argument_group('run')
+    cli.add_batch_size(run, 32, 'images per batch')
+    cli.add_workers(run)
+    cli.add_devices(run)
+    run.add_argument('--dtype', default='float32', choices=['float32', 'float16'])
+    run.add_argument('--benchmark', action='store_true',
+                     help='speed only: synthetic input, warm-up, median images/s')
+    run.add_argument('--warmup', type=int, default=5, help='untimed batches before --benchmark timing')
+    run.add_argument('--iters', type=int, default=20, help='timed batches of --benchmark')
+    run.add_argument('--json', help='also write the results to this JSON file')
+    cli.add_progress(run)
+    return parser
+
+
+def parse_args(argv=None):
+    """The :class:`~gluon_resnest.config.EvalConfig` of a command line; bad input raises ``UsageError`` or
+    ``ConfigError`` (:func:`main` reports it in one line, status 2)."""
+    parser = _parser()
+    return cli.build_config(parser, EvalConfig, parser.parse_args(argv))
+
+
+def _run(argv):
+    for line in report(evaluate(parse_args(argv))):
+        print(line)
+
+
+def main(argv=None):
+    """``gluon-resnest-eval`` (``eval.py``): evaluate as the command line ``argv`` says (None:
+    ``sys.argv[1:]``), print the report; returns the exit status (:func:`gluon_resnest.cli.run_command`)."""
+    return cli.run_command(_run, argv)

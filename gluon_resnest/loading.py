@@ -1,7 +1,8 @@
 """Networks ready to run: a published architecture with weights, or an exported graph.
 
-One place for building a network from a model name plus weights (evaluation, export, benchmarks) and for
-loading exported ``PREFIX-symbol.json`` + ``PREFIX-%04d.params`` files.
+The one way from a model name plus weights (published, or a ``.params`` file) to a network, which every
+command and API uses (evaluation, export, benchmarks), and loading exported ``PREFIX-symbol.json`` +
+``PREFIX-%04d.params`` files.
 """
 import contextlib
 import io
@@ -11,6 +12,7 @@ import warnings
 
 import mxnet as mx
 
+from .config import check_weights
 from .devices import as_contexts
 from .inference import optimize as optimize_network
 from .model_zoo import get_model, model_key
@@ -19,7 +21,7 @@ from .pretrained import classes_in_params, load_weights
 __all__ = ['load_network', 'import_graph', 'load_deployed', 'probe_layout', 'is_quantized']
 
 
-def load_network(name, params_file=None, pretrained=False, classes=None, root=None, ctx=None):
+def load_network(name, params_file=None, pretrained=False, classes=None, root=None, ctx=None, required=False):
     """A published network, with weights from ``params_file`` or the published store, ready to evaluate.
 
     Parameters
@@ -36,8 +38,12 @@ def load_network(name, params_file=None, pretrained=False, classes=None, root=No
     root : str, optional
         Folder of published weights.
     ctx : Context or list of Context
-        Where the weights go. Without weights the network is initialised randomly (speed only).
+        Where the weights go.
+    required : bool
+        Whether weights must be given; otherwise a network without weights is initialised randomly
+        (speed only). Both, or neither when required, raise ``ConfigError`` (a ``ValueError``).
     """
+    check_weights(pretrained, params_file, required)
     ctx = as_contexts(ctx)
     name = model_key(name)
     file_classes = classes_in_params(params_file) if params_file else None

@@ -5,16 +5,18 @@ shape-inferred; nothing is initialised), so the table cannot drift from the code
 
 Usage::
 
-    python -m gluon_resnest.summary
+    gluon-resnest-summary [MODEL ...]        # or python -m gluon_resnest.summary
 """
-import argparse
 import json
 import sys
 
 import mxnet as mx
 
+from . import cli
+from .config import ConfigError, check_model
+
 from .metrics import count_parameters as count_params  # noqa: E402  (as papers count: no BN statistics)
-from .model_zoo import get_model, list_models, model_key  # noqa: E402
+from .model_zoo import get_model, list_models  # noqa: E402
 from .pretrained import PUBLISHED  # noqa: E402
 
 __all__ = ['count_params', 'count_macs', 'summarize', 'main']
@@ -56,16 +58,19 @@ def summarize(names=None):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    """The command line: model names (default: every published network), checked."""
+    parser = cli.ArgumentParser(prog='gluon-resnest-summary', description=__doc__.split('\n')[0])
     parser.add_argument('models', nargs='*', help='model names (default: all of list_models())')
-    return parser.parse_args(argv)
-
-
-def main(args):
+    args = parser.parse_args(argv)
     try:
-        args.models = [model_key(m) for m in args.models]
-    except ValueError as err:
-        sys.exit('error: %s' % err)
+        args.models = [check_model(m) for m in args.models]
+    except ConfigError as err:
+        parser.error(str(err))  # names the model, as every entry point does (no flag to name here)
+    return args
+
+
+def _run(argv):
+    args = parse_args(argv)
     header = '%-24s %9s %8s %6s %7s' % ('model', 'params(M)', 'GFLOPs', 'crop', 'top-1')
     print(header)
     print('-' * len(header))
@@ -73,5 +78,11 @@ def main(args):
         print('%-24s %9.2f %8.2f %6d %7.2f' % (name, params, gflops, crop, top1))
 
 
+def main(argv=None):
+    """``gluon-resnest-summary``: print the table for the models in ``argv`` (None: ``sys.argv[1:]``);
+    returns the exit status."""
+    return cli.run_command(_run, argv)
+
+
 if __name__ == '__main__':
-    main(parse_args())
+    sys.exit(main())

@@ -37,12 +37,14 @@ TOOLS = {
     'gluon_resnest.export': 'export', 'gluon_resnest.export.__main__': 'export',
     'gluon-resnest-export': 'export',
     'gluon_resnest.export.torch_convert': 'convert', 'gluon-resnest-convert-torch': 'convert',
-    'gluon_resnest.summary': 'summary',
+    'gluon_resnest.summary': 'summary', 'gluon-resnest-summary': 'summary',
     'gluon_resnest.data.demo': 'data', 'gluon_resnest.detection.shapes': 'data',
-    'eval.py': 'eval',
-    'train_imagenet.py': 'train',
-    'gluon_resnest.detection.train': 'train',
+    'gluon-resnest-make-demo-data': 'data', 'gluon-resnest-make-shapes-data': 'data',
+    'eval.py': 'eval', 'gluon-resnest-eval': 'eval',
+    'train_imagenet.py': 'train', 'gluon-resnest-train': 'train',
+    'gluon_resnest.detection.train': 'train', 'gluon-resnest-train-detection': 'train',
     'gluon_resnest.gluoncv': 'train', 'gluon_resnest.gluoncv.__main__': 'train',
+    'gluon-resnest-run-gluoncv': 'train',
 }
 INTERPRETER_OPTIONS_WITH_VALUE = ('-W', '-X', '-Q')
 # Every command spells data workers and devices with these flags (cli.py builds the parsers from them;
@@ -51,7 +53,7 @@ DATA_WORKER_FLAGS = ('-j', '--num-data-workers', '--num-workers')
 GPU_FLAG, GPU_COUNT_FLAG = '--gpus', '--num-gpus'
 DEFAULT_DATA_WORKERS = 4  # -j's default in every job (TrainConfig/EvalConfig take it from here)
 # Commands whose -j default differs from DEFAULT_DATA_WORKERS.
-WORKER_DEFAULTS = {'gluon_resnest.detection.train': 0}
+WORKER_DEFAULTS = {'gluon_resnest.detection.train': 0, 'gluon-resnest-train-detection': 0}
 
 
 def available_cores():

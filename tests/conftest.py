@@ -114,7 +114,7 @@ def subprocess_env():
     return training_env()
 
 
-# train_imagenet.main with faults injected through FAULT (a JSON dict); batches are counted from the start of
+# train_imagenet.py's command with faults injected through FAULT (a JSON dict); batches are counted from the start of
 # their epoch, also in a resumed run. 'kill' = [epoch, batch] at which rank 'kill_rank' (default 1)
 # SIGKILLs itself (before that step); 'sigint' = [epoch, batch] after which the process sends itself
 # SIGINT (Ctrl-C); 'sleep_step' = {"epoch,batch": seconds}; 'sleep_val' (per validation batch) and
@@ -162,8 +162,14 @@ def save(*args):
     return real_save(*args)
 
 loop._train_step, loop.accuracy, loop.save_checkpoint = step, accuracy, save
-run = train_imagenet.main(sys.argv[1:])
-print('rank', run.dist.rank, 'updates', run.trainer.optimizer.num_update, flush=True)
+from gluon_resnest import cli
+from gluon_resnest.train import build_run, train
+runs = []  # the command's exit status (1 failed, 130 Ctrl-C), and the Run when it finished
+status = cli.run_command(lambda argv: runs.append(train(build_run(train_imagenet.parse_args(argv)))),
+                         sys.argv[1:])
+for run in runs:
+    print('rank', run.dist.rank, 'updates', run.trainer.optimizer.num_update, flush=True)
+sys.exit(status)
 '''
 
 

@@ -58,9 +58,9 @@ def test_npz_round_trip_reproduces_the_network(tmp_path):
     params = {key: param.data().asnumpy() for key, param in by_path.items()}
     state = {'module.' + k: v for k, v in to_official_names(params).items()}  # DataParallel names
     np.savez(str(tmp_path / 'resnest14.npz'), **state)
-    torch_convert.main(torch_convert.parse_args([
+    assert torch_convert.main([
         '--model', 'resnest14', '--input', str(tmp_path / 'resnest14.npz'),
-        '--output', str(tmp_path / 'resnest14.params')]))
+        '--output', str(tmp_path / 'resnest14.params')]) == 0
     loaded = get_model('resnest14', classes=10)
     load_weights(loaded, str(tmp_path / 'resnest14.params'))  # strict: every key and shape
     for key, param in loaded._collect_params_with_prefix().items():  # pylint: disable=protected-access

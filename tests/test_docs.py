@@ -237,15 +237,15 @@ def _module(name):
 
 # Command (as design.md names it) -> (module loader, name of the function that builds and parses).
 COMMANDS = {
-    'train_imagenet.py': (lambda: _load_file('train_imagenet.py'), 'parse_args'),
-    'eval.py': (lambda: _load_file('eval.py'), 'parse_args'),
-    'python -m gluon_resnest.export': (_module('gluon_resnest.export.__main__'), 'parse_args'),
-    'python -m gluon_resnest.export.torch_convert': (_module('gluon_resnest.export.torch_convert'), 'parse_args'),
-    'python -m gluon_resnest.detection.train': (_module('gluon_resnest.detection.train'), 'parse_args'),
-    'python -m gluon_resnest.detection.shapes': (_module('gluon_resnest.detection.shapes'), 'parse_args'),
-    'python -m gluon_resnest.data.demo': (_module('gluon_resnest.data.demo'), 'parse_args'),
-    'python -m gluon_resnest.summary': (_module('gluon_resnest.summary'), 'parse_args'),
-    'python -m gluon_resnest.gluoncv': (_module('gluon_resnest.gluoncv.__main__'), 'parse_args'),
+    'gluon-resnest-train (train_imagenet.py)': (lambda: _load_file('train_imagenet.py'), 'parse_args'),
+    'gluon-resnest-eval (eval.py)': (lambda: _load_file('eval.py'), 'parse_args'),
+    'gluon-resnest-export': (_module('gluon_resnest.export.__main__'), 'parse_args'),
+    'gluon-resnest-convert-torch': (_module('gluon_resnest.export.torch_convert'), 'parse_args'),
+    'gluon-resnest-train-detection': (_module('gluon_resnest.detection.train'), 'parse_args'),
+    'gluon-resnest-make-shapes-data': (_module('gluon_resnest.detection.shapes'), 'parse_args'),
+    'gluon-resnest-make-demo-data': (_module('gluon_resnest.data.demo'), 'parse_args'),
+    'gluon-resnest-summary': (_module('gluon_resnest.summary'), 'parse_args'),
+    'gluon-resnest-run-gluoncv': (_module('gluon_resnest.gluoncv.__main__'), 'parse_args'),
     'benchmarks/bench_resnest50.py': (lambda: _load_file('benchmarks/bench_resnest50.py'), 'parse_args'),
     'benchmarks/bench_data.py': (lambda: _load_file('benchmarks/bench_data.py'), 'parse_args'),
     'benchmarks/bench_deploy.py': (lambda: _load_file('benchmarks/bench_deploy.py'), 'parse_args'),
@@ -342,7 +342,7 @@ def test_vocabulary_table_matches_the_parsers(parsers):
 # ---- the architecture of docs/design.md: each layer imports only itself and the layers below ----
 
 LAYERS = [
-    ('base', ['fileio', 'threads', 'progress', 'procs']),
+    ('base', ['fileio', 'threads', 'progress', 'procs', 'results']),
     ('models', ['layers', 'resnest', 'model_zoo', 'pretrained']),
     ('config', ['config', 'cli']),
     ('services', ['data', 'inference', 'loading', 'metrics', 'devices']),

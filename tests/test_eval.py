@@ -30,7 +30,7 @@ import eval as eval_script  # noqa: E402  pylint: disable=wrong-import-position
 CROP = 32
 CLASSES = 6
 SIZES = [(40, 52), (45, 37)]
-TOP1, TOP5 = 100.0 * 8 / 12, 100.0 * 10 / 12
+TOP1, TOP5 = 8 / 12, 10 / 12  # fractions, as every record reports accuracy
 # The paper's parameter counts; resnest50_fast_1s1x64d is listed as 26.3M but GluonCV's ResNeSt class
 # with the same settings (radix 1, avd_first) has 26,217,896 parameters, as ours does.
 PUBLISHED_PARAMS = {'resnest14': 10.61, 'resnest26': 17.07, 'resnest50': 27.48, 'resnest101': 48.28,
@@ -111,10 +111,15 @@ def assets(tmp_path_factory, image_folder):
             'int8': str(base / 'r14int8')}
 
 
+def cli_eval(argv):
+    """The record of eval.py's command line ``argv`` (its flags parsed as the command parses them)."""
+    return gluon_resnest.evaluate(eval_script.parse_args(argv))
+
+
 def run_eval(*argv):
-    """eval.py's main with a command line (tiny crop and batches, no workers, no bar)."""
+    """:func:`cli_eval` with tiny crop and batches, no workers, no bar."""
     base = ['--crop-size', str(CROP), '--batch-size', '5', '-j', '0', '--no-progress']
-    return eval_script.main(list(argv) + base)
+    return cli_eval(list(argv) + base)
 
 
 def api_eval(**fields):
@@ -194,9 +199,9 @@ def test_benchmark_reports_median(monkeypatch):
 def test_folder_accuracy(assets):
     result = run_eval('--model', 'resnest14', '--params-file', assets['params'],
                       '--data-dir', assets['dir'])
-    assert result['top1'] == pytest.approx(TOP1) and result['top5'] == pytest.approx(TOP5)
-    assert result['top1_err'] == pytest.approx(100 - TOP1)
-    assert result['num_images'] == 12 and result['params'] == count_parameters(
+    assert result.top1 == pytest.approx(TOP1) and result.top5 == pytest.approx(TOP5)
+    assert not hasattr(result, 'top1_err')  # the error is 1 - top1; reports print both
+    assert result.num_images == 12 and result.params == count_parameters(
         gluon_resnest.get_model('resnest14', classes=CLASSES, pretrained=assets['params']))
 
 
@@ -205,24 +210,24 @@ def test_record_gives_same_accuracy_as_folder(assets):
                          '--data-dir', assets['folder'])
     by_record = run_eval('--model', 'resnest14', '--params-file', assets['params'],
                          '--rec-val', assets['rec'], '--rec-val-idx', assets['idx'])
-    assert (by_record['top1'], by_record['top5'], by_record['num_images']) == \
-        (by_folder['top1'], by_folder['top5'], by_folder['num_images'])
-    assert (by_folder['top1'], by_folder['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+    assert (by_record.top1, by_record.top5, by_record.num_images) == \
+        (by_folder.top1, by_folder.top5, by_folder.num_images)
+    assert (by_folder.top1, by_folder.top5) == (pytest.approx(TOP1), pytest.approx(TOP5))
 
 
 def test_worker_processes_give_same_result(assets):
-    result = eval_script.main([
+    result = cli_eval([
         '--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
         '--crop-size', str(CROP), '--batch-size', '4', '-j', '2', '--no-progress'])
-    assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+    assert (result.top1, result.top5) == (pytest.approx(TOP1), pytest.approx(TOP5))
 
 
 def test_other_crop_changes_the_answer(assets):
     # The classifier was fitted at crop 32: another protocol must not reproduce its numbers.
-    result = eval_script.main([
+    result = cli_eval([
         '--model', 'resnest14', '--params-file', assets['params'], '--data-dir', assets['folder'],
         '--crop-size', str(CROP), '--crop-ratio', '0.5', '-j', '0', '--no-progress'])
-    assert result['top1'] != pytest.approx(TOP1) or result['top5'] != pytest.approx(TOP5)
+    assert result.top1 != pytest.approx(TOP1) or result.top5 != pytest.approx(TOP5)
 
 
 def test_float16_needs_gpu(assets):
@@ -235,17 +240,17 @@ def test_float16_needs_gpu(assets):
 def test_deploy_matches_checkpoint(assets, key, layout):
     assert probe_layout(mx.sym.load(assets[key] + '-symbol.json'), 'data', CROP) == (layout, CLASSES)
     result = run_eval('--deploy', '--model-prefix', assets[key], '--data-dir', assets['folder'])
-    assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
-    assert result['num_images'] == 12 and not result['quantized']
-    assert result['params'] == count_parameters(
+    assert (result.top1, result.top5) == (pytest.approx(TOP1), pytest.approx(TOP5))
+    assert result.num_images == 12 and not result.quantized
+    assert result.params == count_parameters(
         gluon_resnest.get_model('resnest14', classes=CLASSES, pretrained=assets['params']))
 
 
 def test_quantized(assets):
     result = run_eval('--quantized', '--model-prefix', assets['int8'], '--data-dir', assets['folder'])
-    assert result['quantized'] and result['num_images'] == 12
+    assert result.quantized and result.num_images == 12
     # The target scores have margins of >= 1, which INT8 rounding does not flip.
-    assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+    assert (result.top1, result.top5) == (pytest.approx(TOP1), pytest.approx(TOP5))
 
 
 @pytest.fixture(scope='module')
@@ -273,8 +278,8 @@ def project_exports(assets):
 def test_project_exports(assets, project_exports, name):
     flag = '--quantized' if name.startswith('int8') else '--deploy'
     result = run_eval(flag, '--model-prefix', project_exports[name], '--rec-val', assets['rec'])
-    assert result['quantized'] == name.startswith('int8') and result['num_images'] == 12
-    assert (result['top1'], result['top5']) == (pytest.approx(TOP1), pytest.approx(TOP5))
+    assert result.quantized == name.startswith('int8') and result.num_images == 12
+    assert (result.top1, result.top5) == (pytest.approx(TOP1), pytest.approx(TOP5))
 
 
 def test_quantized_flag_rejects_float_graph(assets):
@@ -287,33 +292,43 @@ def test_json_output(assets, tmp_path, capsys):
     result = run_eval('--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
                       '--json', str(out))
     saved = json.loads(out.read_text())
-    assert saved == result  # the record gluon_resnest.evaluate returns is the file
-    assert saved['top1'] == pytest.approx(TOP1) and saved['top5_err'] == pytest.approx(100 - TOP5)
+    assert saved == result.to_dict()  # the record gluon_resnest.evaluate returns is the file
+    assert saved['top1'] == pytest.approx(TOP1) and saved['top5'] == pytest.approx(TOP5)
     assert saved['model'] == 'resnest14' and saved['crop'] == CROP and saved['num_images'] == 12
     assert os.listdir(str(out.parent)) == ['result.json']
+    assert saved['top1'] == result.top1 and 0 <= saved['top1'] <= 1
+
+
+def test_cli_prints_percent_and_writes_fractions(assets, tmp_path, capsys):
+    out = tmp_path / 'result.json'
+    status = eval_script.main(['--model', 'resnest14', '--params-file', assets['params'], '--rec-val', assets['rec'],
+                               '--crop-size', str(CROP), '-j', '0', '--no-progress', '--json', str(out)])
     printed = capsys.readouterr().out
-    assert 'top-1: %.2f%% (error %.2f%%)' % (TOP1, 100 - TOP1) in printed and 'images/s' in printed
+    assert status == 0 and 'top-1: %.2f%% (error %.2f%%)' % (100 * TOP1, 100 - 100 * TOP1) in printed
+    assert 'top-5: %.2f%%' % (100 * TOP5) in printed and 'images/s' in printed
+    assert json.loads(out.read_text())['top1'] == pytest.approx(TOP1)
 
 
 def test_benchmark_cli(capsys):
-    result = eval_script.main([
-        '--model', 'resnest14', '--benchmark', '--crop-size', '32', '--batch-size', '2',
-        '--warmup', '1', '--iters', '2'])
-    assert result['images_per_sec'] > 0 and result['params'] == 10611688 and 'top1' not in result
+    argv = ['--model', 'resnest14', '--benchmark', '--crop-size', '32', '--batch-size', '2', '--warmup', '1',
+            '--iters', '2']
+    result = cli_eval(argv)
+    assert result.images_per_sec > 0 and result.params == 10611688 and result.top1 is None
+    assert eval_script.main(argv) == 0
     assert 'median of 2 batches of 2' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize('key', ['prefix', 'nhwc', 'int8'])
 def test_benchmark_deployed(assets, key, monkeypatch):
     monkeypatch.setattr(gluon_resnest.metrics, 'clock', _FakeClock([0.4, 0.1, 0.2]))
-    result = eval_script.main([
+    result = cli_eval([
         '--deploy', '--model-prefix', assets[key], '--benchmark', '--crop-size', str(CROP),
         '--batch-size', '2', '--warmup', '1', '--iters', '3'])
     # Median 0.2 s per batch of 2; the deployed graph's parameters are the checkpoint's.
-    assert result['images_per_sec'] == pytest.approx(10.0) and result['quantized'] == (key == 'int8')
-    assert result['source'] == assets[key] and result['crop'] == CROP
+    assert result.images_per_sec == pytest.approx(10.0) and result.quantized == (key == 'int8')
+    assert result.source == assets[key] and result.crop == CROP
     if key != 'int8':
-        assert result['params'] == count_parameters(
+        assert result.params == count_parameters(
             gluon_resnest.get_model('resnest14', classes=CLASSES, pretrained=assets['params']))
 
 
@@ -356,9 +371,9 @@ def test_class_subset_scores_the_first_outputs(assets, tmp_path):
     images = mx.nd.stack(*[EvalTransform(CROP)(img) for img, _ in folder])
     scores = net(images)[:, :3].asnumpy()
     labels = np.array([label for _, label in folder.items])
-    assert result['num_images'] == len(labels)
-    assert result['top1'] == pytest.approx(100.0 * np.mean(scores.argmax(axis=1) == labels))
-    assert result['top5'] == pytest.approx(100.0)  # top-min(5, 3) of 3 classes
+    assert result.num_images == len(labels)
+    assert result.top1 == pytest.approx(np.mean(scores.argmax(axis=1) == labels))
+    assert result.top5 == pytest.approx(1.0)  # top-min(5, 3) of 3 classes
 
 
 @pytest.mark.parametrize('argv, message', [
@@ -366,11 +381,12 @@ def test_class_subset_scores_the_first_outputs(assets, tmp_path):
     (['--rec-val', '{dir}/missing.rec'], 'record file not found'),
     (['--rec-val', '{rec}', '--rec-val-idx', '{dir}/missing.idx'], 'record index not found'),
 ])
-def test_missing_data(assets, argv, message):
+def test_missing_data(assets, argv, message, capsys):
+    # A file named on the command line that is missing is bad usage: status 2, one line.
     argv = [a.format(**assets) for a in argv]
-    with pytest.raises(SystemExit) as exit_info:
-        run_eval('--model', 'resnest14', '--params-file', assets['params'], *argv)
-    assert re.match('error: ' + message, str(exit_info.value.code))
+    assert eval_script.main(['--model', 'resnest14', '--params-file', assets['params'], '-j', '0'] + argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match('error: ' + message, err[0])
 
 
 def test_missing_params_and_exports(assets):
@@ -399,13 +415,14 @@ def test_crop_too_small(assets):
     (['--deploy', '--model-prefix', 'p', '--params-file', 'f', '--data-dir', 'x'], 'drop --pretrained'),
     (['--quantized', '--model-prefix', 'p', '--data-dir', 'x', '--dtype', 'float16'], 'float32 input'),
     (['--model', 'resnest14', '--benchmark', '--batch-size', '0'], '--batch-size must be >= 1'),
-    (['--model', 'resnest14', '--pretrained', '--params-file', 'f', '--data-dir', 'x'], 'not allowed'),
+    (['--model', 'resnest14', '--pretrained', '--params-file', 'f', '--data-dir', 'x'],
+     'give exactly one of --pretrained and --params-file'),
+    (['--model', 'resnest14', '--benchmark', '--iters', 'two'], "argument --iters: invalid int value: 'two'"),
 ])
 def test_bad_arguments(capsys, argv, message):
-    with pytest.raises(SystemExit) as exit_info:
-        eval_script.parse_args(argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert eval_script.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: ') and message in err[0]
 
 
 def test_flags_map_onto_the_config():
@@ -441,11 +458,11 @@ def test_pretrained_uses_published_store(monkeypatch, tmp_path):
         return saved
 
     monkeypatch.setattr(gluon_resnest.model_zoo, 'get_model_file', fake_store)
-    result = eval_script.main([
+    result = cli_eval([
         '--model', 'resnest14', '--pretrained', '--model-root', str(tmp_path), '--benchmark',
         '--crop-size', '32', '--batch-size', '1', '--warmup', '0', '--iters', '1'])
     assert calls == [('resnest14', str(tmp_path))]
-    assert result['source'] == 'published' and result['params'] == 10611688
+    assert result.source == 'published' and result.params == 10611688
 
 
 def test_pretrained_offline_is_a_clear_error(monkeypatch, tmp_path):
@@ -464,10 +481,10 @@ def test_bad_gpus_are_a_clear_error(gpus, message):
 @pytest.mark.slow
 @pytest.mark.parametrize('name', gluon_resnest.list_models())
 def test_every_model_runs(name):
-    result = eval_script.main([
+    result = cli_eval([
         '--model', name, '--benchmark', '--crop-size', '32', '--batch-size', '1', '--warmup', '0',
         '--iters', '1'])
-    assert result['images_per_sec'] > 0
+    assert result.images_per_sec > 0
     # The published parameter counts, to the digits published (0.01M, 0.1M for the fast models).
     digits = 1 if 'fast' in name else 2
-    assert round(result['params'] / 1e6, digits) == pytest.approx(PUBLISHED_PARAMS[name])
+    assert round(result.params / 1e6, digits) == pytest.approx(PUBLISHED_PARAMS[name])

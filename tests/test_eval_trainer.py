@@ -13,6 +13,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import eval as eval_script  # noqa: E402  pylint: disable=wrong-import-position
+from gluon_resnest import evaluate  # noqa: E402
+from gluon_resnest.train import fit  # noqa: E402
 
 train_script = pytest.importorskip('train_imagenet', reason='train_imagenet.py is not in this checkout')
 
@@ -37,11 +39,11 @@ def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp('trained')
     make_colour_folder(base / 'data' / 'train', 6, seed=1)
     make_colour_folder(base / 'data' / 'val', 3, seed=2)
-    run = train_script.main(train_script.parse_args([
+    run = fit(train_script.parse_args([
         '--model', 'resnest14', '--data-dir', str(base / 'data'), '--input-size', '32',
         '--batch-size', '6', '--num-epochs', '3', '--lr', '0.02', '-j', '0', '--save-frequency', '1',
         '--save-dir', str(base / 'run'), '--no-progress', '--log-interval', '0', '--seed', '3']))
-    return base, {r['epoch'] + 1: r for r in run.history.records}
+    return base, {r['epoch'] + 1: r for r in run.history}
 
 
 @pytest.mark.slow
@@ -49,9 +51,9 @@ def trained(tmp_path_factory):
 def test_checkpoint_evaluates_to_logged_accuracy(trained, epoch):
     base, logged = trained
     params = base / 'run' / ('resnest14-%04d.params' % epoch)
-    result = eval_script.main(eval_script.parse_args([
+    result = evaluate(eval_script.parse_args([
         '--model', 'resnest14', '--params-file', str(params), '--data-dir', str(base / 'data'),
         '--crop-size', '32', '--batch-size', '5', '-j', '0', '--no-progress']))
-    assert result['num_images'] == 18
-    assert result['top1'] == pytest.approx(100 * logged[epoch]['val-top1'], abs=1e-9)
-    assert result['top5'] == pytest.approx(100 * logged[epoch]['val-top5'], abs=1e-9)
+    assert result.num_images == 18
+    assert result.top1 == pytest.approx(logged[epoch]['val-top1'], abs=1e-9)
+    assert result.top5 == pytest.approx(logged[epoch]['val-top5'], abs=1e-9)

@@ -22,7 +22,7 @@ from gluoncv.model_zoo.rcnn.mask_rcnn import mask_rcnn as gcv_mask_module
 import gluon_resnest
 from gluon_resnest import detection, gluoncv as plugin
 from gluon_resnest.detection import CascadeMaskRCNN, CascadeRCNN
-from gluon_resnest.gluoncv.__main__ import main as run_main, parse_args as run_parse_args
+from gluon_resnest.gluoncv.__main__ import main as run_main, parse_args as run_parse_args, run_script
 from gluon_resnest.model_zoo import VARIANTS
 from gluon_resnest.resnest import Bottleneck, ResNeSt
 
@@ -203,23 +203,23 @@ def test_runner_runs_script_with_our_models_and_returns_its_status(tmp_path):
 def test_runner_in_process_restores_argv_and_propagates_exit(tmp_path):
     script = _write(tmp_path / 'tiny.py', SCRIPT)
     argv = list(sys.argv)
+    assert run_main([script, '3']) == 3  # the script's sys.exit(3)
+    assert sys.argv == argv
     with pytest.raises(SystemExit) as status:
-        run_main(run_parse_args([script, '0']))
+        run_script(run_parse_args([script, '0']))
     assert status.value.code == 0
     assert sys.argv == argv
     with pytest.raises(RuntimeError, match='script failed'):
-        run_main(run_parse_args([script, 'fail']))
+        run_script(run_parse_args([script, 'fail']))
     assert sys.argv == argv
 
 
 def test_runner_ordinary_end_returns_zero(tmp_path, capsys):
     script = _write(tmp_path / 'ok.py', 'import sys\nprint("args", sys.argv[1:])\n')
-    assert run_main(run_parse_args([script, '--network', 'resnest50'])) == 0
+    assert run_main([script, '--network', 'resnest50']) == 0
     assert "args ['--network', 'resnest50']" in capsys.readouterr().out
 
 
 def test_runner_missing_script(tmp_path, capsys):
-    with pytest.raises(SystemExit) as status:
-        run_parse_args([str(tmp_path / 'missing.py')])
-    assert status.value.code == 2
-    assert 'script not found' in capsys.readouterr().err
+    assert run_main([str(tmp_path / 'missing.py')]) == 2
+    assert capsys.readouterr().err == 'error: script not found: %s\n' % (tmp_path / 'missing.py')

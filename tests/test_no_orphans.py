@@ -238,7 +238,7 @@ def slowly(self, idx):
     return real(self, idx)
 
 ImageFolder.__getitem__ = slowly
-tool.main(sys.argv[1:])
+sys.exit(tool.main(sys.argv[1:]))
 '''
 
 

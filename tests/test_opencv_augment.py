@@ -194,17 +194,16 @@ def test_ctrl_c_with_loader_processes_resumes_as_uninterrupted(tiny, quick, tmp_
     from gluon_resnest.train import latest_checkpoint  # pylint: disable=import-outside-toplevel
     args = quick + ['--data-dir', tiny, '-j', '2', '--num-epochs', '2', '--save-frequency', '1',
                     '--jitter-param', '0.4', '--random-mirror', '1']
-    train_imagenet.main(args + ['--save-dir', str(tmp_path / 'a')])
+    assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'a')]) == 0
 
     def ctrl_c_to_workers(run):
         for worker in run.loader._workers:  # pylint: disable=protected-access
             os.kill(worker.pid, signal.SIGINT)
     interrupt_training_at(monkeypatch, 8, before=ctrl_c_to_workers)  # the 2nd batch of the 2nd epoch
-    with pytest.raises(SystemExit):
-        train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')])
+    assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')]) == 130
     monkeypatch.undo()
     assert latest_checkpoint(str(tmp_path / 'b'), 'resnest14')['batch'] == 2
-    train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b'), '--resume'])
+    assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b'), '--resume']) == 0
     assert 'KeyboardInterrupt' not in capfd.readouterr().err
     checkpoint = assert_resumed_as_uninterrupted(str(tmp_path / 'a'), str(tmp_path / 'b'))
     assert (checkpoint['epoch'], checkpoint['num_update']) == (2, 12)

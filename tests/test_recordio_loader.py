@@ -180,6 +180,12 @@ def test_label_beyond_classes_is_named(tmp_path):
 
 # ---- through train_imagenet.py ----
 
+def _train(argv):
+    """The finished :class:`~gluon_resnest.train.loop.Run` of a train_imagenet.py command line."""
+    from gluon_resnest.train import build_run, train  # pylint: disable=import-outside-toplevel
+    return train(build_run(train_imagenet.parse_args(argv)))
+
+
 def _rec_flags(root):
     return ['--rec-train', os.path.join(root, 'train.rec'), '--rec-val', os.path.join(root, 'val.rec'),
             '--classes', '3']
@@ -187,7 +193,7 @@ def _rec_flags(root):
 
 def test_backend_choice_is_logged(tiny, tmp_path):
     flags = QUICK + _rec_flags(tiny) + ['--num-epochs', '1']
-    run = train_imagenet.main(flags + ['--save-dir', str(tmp_path / 'a')])
+    run = _train(flags + ['--save-dir', str(tmp_path / 'a')])
     assert run.config.data_backend == 'python' and type(run.loader).__name__ == 'SharedBatchLoader'
     log = open(str(tmp_path / 'a' / 'train_imagenet.log')).read()
     assert 'decoded and augmented with OpenCV in 0 loader process(es) (-j 0: in the training process)' in log
@@ -196,10 +202,10 @@ def test_backend_choice_is_logged(tiny, tmp_path):
     backend, reason = data_backend(args)
     assert backend == 'python' and 'with OpenCV and AutoAugment (PIL) in 0 loader process(es)' in reason
     # auto keeps a resumed run of the C++ path on it; a resumed run of the Python path stays in Python.
-    train_imagenet.main(flags + ['--data-backend', 'recordio', '--save-dir', str(tmp_path / 'c')])
+    _train(flags + ['--data-backend', 'recordio', '--save-dir', str(tmp_path / 'c')])
     for save, backend in (('a', 'python'), ('c', 'recordio')):
-        run = train_imagenet.main(QUICK + _rec_flags(tiny) + ['--num-epochs', '2', '--resume', '--save-dir',
-                                                              str(tmp_path / save)])
+        run = _train(QUICK + _rec_flags(tiny) + ['--num-epochs', '2', '--resume', '--save-dir',
+                                                 str(tmp_path / save)])
         assert run.config.data_backend == backend
     assert "MXNet's C++ RecordIO pipeline (1 thread(s)), as the run being resumed" in \
         open(str(tmp_path / 'c' / 'train_imagenet.log')).read()
@@ -211,19 +217,17 @@ def test_backend_choice_is_logged(tiny, tmp_path):
      'cannot apply --auto-aug'),
 ])
 def test_bad_backend_flags(flags, message, capsys):
-    with pytest.raises(SystemExit):
-        train_imagenet.parse_args(QUICK + flags)
+    assert train_imagenet.main(QUICK + flags) == 2
     assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('backend, workers', [('python', '0'), ('python', '2'), ('recordio', '1')])
-def test_cli_label_error_is_one_line(tiny, tmp_path, backend, workers):
-    with pytest.raises(SystemExit) as info:
-        train_imagenet.main(QUICK + _rec_flags(tiny)[:-1] + ['2', '--data-backend', backend, '-j', workers,
-                                                             '--save-dir', str(tmp_path / 's')])
-    assert str(info.value).startswith('error: ') and 'has label 2, outside 0..1 (--classes 2)' in str(info.value)
-    assert 'train.rec record ' in str(info.value)
-    assert '\n' not in str(info.value)
+def test_cli_label_error_is_one_line(tiny, tmp_path, backend, workers, capsys):
+    assert train_imagenet.main(QUICK + _rec_flags(tiny)[:-1] + ['2', '--data-backend', backend, '-j', workers,
+                                                                '--save-dir', str(tmp_path / 's')]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 1 and 'has label 2, outside 0..1 (--classes 2)' in errors[0]
+    assert 'train.rec record ' in errors[0]
 
 
 @pytest.mark.slow
@@ -231,14 +235,13 @@ def test_ctrl_c_mid_epoch_resumes_as_uninterrupted(tiny, tmp_path, monkeypatch):
     from gluon_resnest.train import latest_checkpoint  # pylint: disable=import-outside-toplevel
     args = QUICK + _rec_flags(tiny) + ['--data-backend', 'recordio', '-j', '2', '--num-epochs', '2',
                                        '--save-frequency', '1', '--jitter-param', '0.4', '--random-mirror', '1']
-    train_imagenet.main(args + ['--save-dir', str(tmp_path / 'a')])
+    _train(args + ['--save-dir', str(tmp_path / 'a')])
     interrupt_training_at(monkeypatch, 8)  # the 2nd batch of the 2nd epoch (6 batches per epoch)
-    with pytest.raises(SystemExit):
-        train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')])
+    assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')]) == 130
     monkeypatch.undo()
     assert latest_checkpoint(str(tmp_path / 'b'), 'resnest14')['batch'] == 2
     # Resumed with another -j: the checkpoint's thread count is kept, so epoch 2 continues with its batches.
-    run = train_imagenet.main(args + ['-j', '1', '--save-dir', str(tmp_path / 'b'), '--resume'])
+    run = _train(args + ['-j', '1', '--save-dir', str(tmp_path / 'b'), '--resume'])
     assert run.loader.threads == 2
     log = open(str(tmp_path / 'b' / 'train_imagenet.log')).read()
     assert "using the checkpoint's -j 2 (not 1)" in log and 'decoding the first 2 batches of epoch 2 again' in log
@@ -252,7 +255,7 @@ def test_demo_trains_from_rec_through_the_cpp_path(tmp_path):
     from gluon_resnest.data.demo import write_demo  # pylint: disable=import-outside-toplevel
     root = str(tmp_path / 'demo')
     write_demo(root)
-    run = train_imagenet.main([
+    run = _train([
         '--model', 'resnest14', '--rec-train', os.path.join(root, 'train.rec'), '--rec-val',
         os.path.join(root, 'val.rec'), '--classes', '10', '--input-size', '32', '--batch-size', '16',
         '--lr', '0.01', '--num-epochs', '3', '--warmup-epochs', '1', '--last-gamma', '--no-wd',
@@ -268,7 +271,8 @@ HOROVOD_WORKER = """
 import sys
 sys.path.insert(0, {root!r})
 import train_imagenet
-run = train_imagenet.main(sys.argv[1:])
+from gluon_resnest.train import build_run, train
+run = train(build_run(train_imagenet.parse_args(sys.argv[1:])))
 run.net.save_parameters({out!r} + '/rank%d.params' % run.dist.rank)
 print('rank', run.dist.rank, type(run.loader).__name__, 'part', run.loader.part_index, 'of',
       run.loader.num_parts, 'updates', run.trainer.optimizer.num_update)

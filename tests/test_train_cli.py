@@ -1,7 +1,10 @@
 """train_imagenet.py end to end on tiny data: runs, outputs, resume, Ctrl-C, NaN guard, bad input."""
+import contextlib
+import io
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,7 +21,12 @@ from conftest import assert_same_parameters  # noqa: E402
 from gluon_resnest import get_model  # noqa: E402
 from gluon_resnest.data import EvalTransform, ImageFolder, ImageRecord, make_loader  # noqa: E402
 from gluon_resnest.metrics import accuracy as evaluate  # noqa: E402
-from gluon_resnest.train import TrainConfig, fit, latest_checkpoint, loop  # noqa: E402
+from gluon_resnest.train import TrainConfig, build_run, fit, latest_checkpoint, loop, train  # noqa: E402
+
+
+def _train(argv):
+    """The finished :class:`~gluon_resnest.train.loop.Run` of a train_imagenet.py command line."""
+    return train(build_run(train_imagenet.parse_args(argv)))
 
 
 def test_tiny_dataset_layout(tiny):
@@ -44,8 +52,8 @@ def _train_split_loss(params, root):
 @pytest.mark.slow
 def test_folder_run_writes_outputs_and_learns(quick, tiny, tmp_path):
     save = str(tmp_path / 'run')
-    run = train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1',
-                                       '--warmup-epochs', '1', '--save-dir', save])
+    run = _train(quick + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1',
+                        '--warmup-epochs', '1', '--save-dir', save])
     files = sorted(os.listdir(save))
     assert files == ['curve.png', 'history.json'] + ['resnest14-000%d.%s' % (e, ext) for e in (1, 2, 3)
                                                      for ext in ('json', 'params', 'states')] + [
@@ -83,7 +91,9 @@ def test_recordio_run(tiny, tmp_path):
     net = get_model('resnest14', classes=3, pretrained=record['params'])
     measured = evaluate(net, make_loader(ImageRecord(os.path.join(tiny, 'val.rec')), 5, EvalTransform(32)))
     assert (history[0]['val-top1'], history[0]['val-top5']) == (pytest.approx(measured['top1']), 1.0)
-    assert run.history.records[-1]['val-top1'] == history[0]['val-top1']
+    assert run.history[-1]['val-top1'] == run.val_top1 == history[0]['val-top1']
+    assert (run.model, run.classes, run.epochs, run.last_checkpoint) == ('resnest14', 3, 1, record['json'])
+    assert 'net' not in run.to_dict() and run.to_dict()['history'] == history
     assert math.isfinite(history[0]['loss']) and history[0]['loss'] > 0
     assert os.path.getsize(os.path.join(save, 'curve.png')) > 1000
 
@@ -117,13 +127,13 @@ def _crash_at_epoch(monkeypatch, crash_epoch):
 def test_resume_after_crash_matches_uninterrupted_run(quick, tiny, tmp_path, monkeypatch):
     args = quick + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1', '--warmup-epochs', '1',
                     '--dropblock-prob', '0.1']
-    straight = train_imagenet.main(args + ['--save-dir', str(tmp_path / 'a')])
+    straight = _train(args + ['--save-dir', str(tmp_path / 'a')])
     _crash_at_epoch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match='simulated crash'):
-        train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')])
+        _train(args + ['--save-dir', str(tmp_path / 'b')])
     assert latest_checkpoint(str(tmp_path / 'b'), 'resnest14')['epoch'] == 2
     monkeypatch.undo()
-    resumed = train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b'), '--resume'])
+    resumed = _train(args + ['--save-dir', str(tmp_path / 'b'), '--resume'])
     assert resumed.start_epoch == 2
     a, b = (latest_checkpoint(str(tmp_path / d), 'resnest14') for d in 'ab')
     for key in ('epoch', 'batch', 'num_update', 'learning_rate'):
@@ -139,7 +149,8 @@ def test_resume_after_crash_matches_uninterrupted_run(quick, tiny, tmp_path, mon
     (8, (1, 2, 8)),   # the 2nd batch of the 2nd epoch (6 batches per epoch): a mid-epoch checkpoint
     (6, (1, 0, 6)),   # the last batch of the 1st epoch: the epoch is finished (validated, logged) first
 ])
-def test_ctrl_c_saves_checkpoint_and_resumes(quick, tiny, tmp_path, monkeypatch, sigint_after, saved_at):
+def test_ctrl_c_saves_checkpoint_and_resumes(quick, tiny, tmp_path, monkeypatch, capsys, sigint_after,
+                                              saved_at):
     save = str(tmp_path / 'c')
     args = quick + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', save, '--save-frequency', '5']
     real = loop._train_step
@@ -152,14 +163,14 @@ def test_ctrl_c_saves_checkpoint_and_resumes(quick, tiny, tmp_path, monkeypatch,
             os.kill(os.getpid(), signal.SIGINT)
         return loss
     monkeypatch.setattr(loop, '_train_step', step_then_sigint)
-    with pytest.raises(SystemExit) as exit_info:
-        train_imagenet.main(args)
-    assert exit_info.value.code == 130
+    assert train_imagenet.main(args) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the log lines
+    assert last.startswith('interrupted: interrupted a') and last.endswith('.json'), last
     record = latest_checkpoint(save, 'resnest14')
     assert (record['epoch'], record['batch'], record['num_update']) == saved_at
     assert [r['epoch'] for r in _history(save)] == [0]
     monkeypatch.undo()
-    run = train_imagenet.main(args + ['--resume'])
+    run = _train(args + ['--resume'])
     assert (run.start_epoch, run.start_batch) == saved_at[:2]
     final = latest_checkpoint(save, 'resnest14')
     assert (final['epoch'], final['batch'], final['num_update']) == (2, 0, 12)
@@ -170,10 +181,9 @@ def test_ctrl_c_saves_checkpoint_and_resumes(quick, tiny, tmp_path, monkeypatch,
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(quick, tiny, tmp_path):
     save = str(tmp_path / 'nan')
     args = quick + ['--data-dir', tiny, '--save-dir', save]
-    train_imagenet.main(args + ['--num-epochs', '1'])
-    with pytest.raises(SystemExit, match=r'error: loss is (nan|inf) at epoch 2 batch .*'
-                                         r'last good checkpoint: .*resnest14-0001.json'):
-        train_imagenet.main(args + ['--num-epochs', '3', '--resume', '--lr', '1e30'])
+    assert train_imagenet.main(args + ['--num-epochs', '1']) == 0
+    line = _expect_error(args + ['--num-epochs', '3', '--resume', '--lr', '1e30'], 'at epoch 2 batch', 1)
+    assert re.match(r'error: loss is (nan|inf) at epoch 2 batch .*last good checkpoint: .*resnest14-0001.json', line)
     assert latest_checkpoint(save, 'resnest14')['epoch'] == 1
     assert sorted(f for f in os.listdir(save) if f.startswith('resnest14')) == [
         'resnest14-0001.json', 'resnest14-0001.params', 'resnest14-0001.states']
@@ -194,29 +204,31 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(quick, tiny, tmp_path):
     (['--lr-decay-epoch', '30;60'], '--lr-decay-epoch must be comma-separated epochs'),
 ])
 def test_bad_flags_are_one_line_errors(flags, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        train_imagenet.parse_args(flags)
-    assert exit_info.value.code == 2
+    assert train_imagenet.main(flags) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert message in err[-1]
+    assert len(err) == 1 and err[0].startswith('error: ') and message in err[0]
 
 
-def _expect_error(argv, message):
-    with pytest.raises(SystemExit) as exit_info:
-        train_imagenet.main(argv)
-    text = str(exit_info.value.code)
-    assert text.startswith('error: ') and '\n' not in text and message in text, text
+def _expect_error(argv, message, status):
+    """train_imagenet.py's ``argv`` ends with ``status`` (2 bad usage, 1 a failed run) and one line on stderr
+    naming ``message``; returns that line."""
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert train_imagenet.main(argv) == status, stderr.getvalue()
+    lines = [line for line in stderr.getvalue().splitlines() if line.startswith('error: ')]
+    assert len(lines) == 1 and message in lines[0] and 'Traceback' not in stderr.getvalue(), stderr.getvalue()
+    return lines[0]
 
 
 def test_missing_data_dir(quick, tmp_path):
     _expect_error(quick + ['--data-dir', str(tmp_path / 'nope'), '--save-dir', str(tmp_path / 's')],
-                  'data folder not found')
+                  'data folder not found', 2)
 
 
 def test_data_dir_without_splits(quick, tmp_path):
     (tmp_path / 'd' / 'cat').mkdir(parents=True)
     _expect_error(quick + ['--data-dir', str(tmp_path / 'd'), '--save-dir', str(tmp_path / 's')],
-                  'needs train/ and val/ sub-folders')
+                  'needs train/ and val/ sub-folders', 2)
 
 
 def test_empty_class_folder(quick, tiny, tmp_path):
@@ -225,7 +237,7 @@ def test_empty_class_folder(quick, tiny, tmp_path):
     shutil.copytree(tiny, str(root))
     (root / 'train' / 'class9').mkdir()
     _expect_error(quick + ['--data-dir', str(root), '--save-dir', str(tmp_path / 's')],
-                  'class folder class9 has no images')
+                  'class folder class9 has no images', 1)
 
 
 def test_corrupt_jpeg_is_a_clear_error(quick, tiny, tmp_path):
@@ -235,7 +247,7 @@ def test_corrupt_jpeg_is_a_clear_error(quick, tiny, tmp_path):
     for name in os.listdir(str(root / 'train' / 'class1')):
         (root / 'train' / 'class1' / name).write_bytes(b'\xff\xd8 not really a jpeg')
     _expect_error(quick + ['--data-dir', str(root), '--save-dir', str(tmp_path / 's'), '--num-epochs', '1'],
-                  'cannot decode image')
+                  'cannot decode image', 1)
 
 
 def test_truncated_rec(quick, tiny, tmp_path):
@@ -243,44 +255,44 @@ def test_truncated_rec(quick, tiny, tmp_path):
     (tmp_path / 't.rec').write_bytes(data[:len(data) // 2])
     _expect_error(quick + ['--rec-train', str(tmp_path / 't.rec'), '--rec-train-idx',
                            os.path.join(tiny, 'train.idx'), '--rec-val', os.path.join(tiny, 'val.rec'),
-                           '--save-dir', str(tmp_path / 's')], 'truncated .rec')
+                           '--save-dir', str(tmp_path / 's')], 'truncated .rec', 1)
 
 
 def test_classes_disagreeing_with_folders(quick, tiny, tmp_path):
     _expect_error(quick + ['--data-dir', tiny, '--classes', '5', '--save-dir', str(tmp_path / 's')],
-                  'classes 5 but')
+                  'classes 5 but', 1)
 
 
 def test_batch_larger_than_dataset(quick, tiny, tmp_path):
     _expect_error(quick + ['--data-dir', tiny, '--batch-size', '64', '--save-dir', str(tmp_path / 's')],
-                  'fewer than one batch')
+                  'fewer than one batch', 1)
 
 
 def test_missing_resume_file(quick, tiny, tmp_path):
     _expect_error(quick + ['--data-dir', tiny, '--resume-params', str(tmp_path / 'x.params'),
-                           '--save-dir', str(tmp_path / 's')], 'resume file not found')
+                           '--save-dir', str(tmp_path / 's')], 'resume file not found', 2)
 
 
 def test_horovod_missing_is_a_clear_error(quick, tiny, tmp_path, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, 'horovod.mxnet', None)  # import fails as if not installed
     _expect_error(quick + ['--data-dir', tiny, '--kv-store', 'horovod', '--save-dir', str(tmp_path / 's')],
-                  'needs Horovod: run bash scripts/setup.d/50-horovod.sh')
+                  'needs Horovod: run bash scripts/setup.d/50-horovod.sh', 1)
 
 
 def test_gpus_this_machine_lacks(quick, tiny, tmp_path):
     if mx.context.num_gpus() > 8:
         pytest.skip('machine has more than 8 GPUs')
     _expect_error(quick + ['--data-dir', tiny, '--gpus', '8', '--save-dir', str(tmp_path / 's')],
-                  'so there is no GPU 8')
+                  'so there is no GPU 8', 1)
 
 
 @pytest.mark.slow
 def test_resume_params_and_epoch_gluoncv_style(quick, tiny, tmp_path):
     first = str(tmp_path / 'first')
-    train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', first])
+    _train(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', first])
     second = str(tmp_path / 'second')
-    run = train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', second,
+    run = _train(quick + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', second,
                                        '--resume-params', os.path.join(first, 'resnest14-0001.params'),
                                        '--resume-epoch', '1'])
     assert run.start_epoch == 1
@@ -293,15 +305,15 @@ def test_resume_params_and_epoch_gluoncv_style(quick, tiny, tmp_path):
 @pytest.mark.slow
 def test_fresh_start_never_overwrites_an_earlier_run(quick, tiny, tmp_path):
     save = str(tmp_path / 'run')
-    train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save])
+    _train(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save])
     before = {name: open(os.path.join(save, name), 'rb').read() for name in os.listdir(save)
               if name.startswith('resnest14-')}
     assert 'resnest14-0001.params' in before
     _expect_error(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save],
-                  'already holds checkpoints of resnest14 (resnest14-0001.params): resume (--resume) continues')
+                  'already holds checkpoints of resnest14 (resnest14-0001.params): resume (--resume) continues', 1)
     assert {name: open(os.path.join(save, name), 'rb').read() for name in before} == before
     # --resume of a finished run trains nothing more and leaves its checkpoint the latest.
-    run = train_imagenet.main(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save,
+    run = _train(quick + ['--data-dir', tiny, '--num-epochs', '1', '--save-dir', save,
                                        '--resume'])
     assert run.start_epoch == 1 and latest_checkpoint(save, 'resnest14')['epoch'] == 1
     assert open(os.path.join(save, 'resnest14-0001.params'), 'rb').read() == before['resnest14-0001.params']

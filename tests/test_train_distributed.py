@@ -14,12 +14,13 @@ import pytest
 
 from conftest import REPO, SUBPROCESS_TIMEOUT, assert_ranks_identical
 
-# Runs train_imagenet.main in this worker, then saves this rank's final parameters for comparison.
+# Runs train_imagenet.py's command in this worker, then saves this rank's final parameters for comparison.
 WORKER = '''
 import os, sys
 sys.path.insert(0, {root!r})
 import train_imagenet
-run = train_imagenet.main(sys.argv[1:])
+from gluon_resnest.train import build_run, train
+run = train(build_run(train_imagenet.parse_args(sys.argv[1:])))
 run.net.save_parameters(os.path.join({out!r}, 'rank%d.params' % run.dist.rank))
 print('rank', run.dist.rank, 'of', run.dist.num_workers, 'lr', run.trainer.learning_rate,
       'updates', run.trainer.optimizer.num_update)

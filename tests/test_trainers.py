@@ -141,7 +141,7 @@ def test_a_fresh_start_never_overwrites_checkpoints(trainer, tmp_path, capsys):
 def test_bad_usage_is_one_line_and_status_2(trainer, tmp_path, capsys, flags, message):
     kind, data = trainer
     status, line = command_error(kind.main, kind.argv(data, str(tmp_path), 2) + flags, capsys)
-    assert status == 2 and ': error: ' in line and message in line
+    assert status == 2 and line.startswith('error: ') and message in line
 
 
 def test_missing_data_is_a_failed_run(trainer, tmp_path, capsys):

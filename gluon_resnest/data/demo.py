@@ -1,12 +1,12 @@
 """A small real image dataset for trying the trainer offline: scikit-learn's handwritten digits.
 
-``python -m gluon_resnest.data.demo OUTDIR`` writes the 1797 8x8 digit scans, upscaled to 64 px RGB
-JPEGs, as ``OUTDIR/train/<digit>/*.jpg`` and ``OUTDIR/val/<digit>/*.jpg`` (ImageNet layout; a fixed,
-stratified 80/20 split) and the same images as ``OUTDIR/train.rec/.idx`` and ``OUTDIR/val.rec/.idx``.
-scikit-learn ships the images, so nothing is downloaded. Each image gets a random dark ink colour on a
-light background so the three channels differ, like photos.
+``gluon-resnest-make-demo-data OUTDIR`` (or ``python -m gluon_resnest.data.demo OUTDIR``) writes the
+1797 8x8 digit scans, upscaled to 64 px RGB JPEGs, as ``OUTDIR/train/<digit>/*.jpg`` and
+``OUTDIR/val/<digit>/*.jpg`` (ImageNet layout; a fixed, stratified 80/20 split) and the same images as
+``OUTDIR/train.rec/.idx`` and ``OUTDIR/val.rec/.idx``. scikit-learn ships the images, so nothing is
+downloaded. Each image gets a random dark ink colour on a light background so the three channels differ,
+like photos.
 """
-import argparse
 import os
 import shutil
 import sys
@@ -14,6 +14,7 @@ import sys
 import cv2
 import numpy as np
 
+from .. import cli
 from .datasets import ImageFolder, pack_record
 
 __all__ = ['write_demo', 'parse_args', 'main']
@@ -66,7 +67,8 @@ def write_demo(outdir, size=64, val_fraction=0.2, seed=0):
 
 def parse_args(argv=None):
     """Command line: OUTDIR [--size N] [--val-fraction F] [--seed S]."""
-    parser = argparse.ArgumentParser(description='Write the offline digits demo dataset (JPEG folders + .rec).')
+    parser = cli.ArgumentParser(prog='gluon-resnest-make-demo-data',
+                                description='Write the offline digits demo dataset (JPEG folders + .rec).')
     parser.add_argument('outdir')
     parser.add_argument('--size', type=int, default=64, help='image side in pixels')
     parser.add_argument('--val-fraction', type=float, default=0.2)
@@ -77,17 +79,17 @@ def parse_args(argv=None):
     return args
 
 
-def main(args=None):
-    """Write the dataset and print where."""
-    if args is None or isinstance(args, (list, tuple)):
-        args = parse_args(args)
-    try:
-        counts = write_demo(args.outdir, args.size, args.val_fraction, args.seed)
-    except (ValueError, OSError) as err:
-        sys.exit('error: %s' % err)
+def _run(argv):
+    args = parse_args(argv)
+    counts = write_demo(args.outdir, args.size, args.val_fraction, args.seed)
     print('wrote %d train and %d val images (10 classes, %d px) to %s/{train,val}/ and %s/{train,val}.rec'
           % (counts['train'], counts['val'], args.size, args.outdir, args.outdir))
 
 
+def main(argv=None):
+    """``gluon-resnest-make-demo-data OUTDIR``: write the dataset and print where; returns the exit status."""
+    return cli.run_command(_run, argv)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

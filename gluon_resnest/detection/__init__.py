@@ -11,7 +11,7 @@ gluon_resnest.detection.train`` trains and evaluates Cascade R-CNN and Faster R-
 ``python -m gluon_resnest.detection.shapes`` writes a small offline detection dataset.
 
 From Python: ``fit(DetectionConfig(...))`` trains and ``evaluate(DetectionConfig(...))`` evaluates a
-checkpoint, both returning a :class:`DetectionResult` (see :mod:`.train`).
+checkpoint, both returning a :class:`~gluon_resnest.results.DetectionResult`.
 """
 from ..config import DetectionConfig
 from .cascade import STAGE_BOX_STDS, STAGE_IOU_THRESHS, CascadeHead, CascadeRCNN, get_cascade_rcnn

@@ -9,7 +9,6 @@ it with GluonCV's ``VOCDetection``. The same images have instance annotations in
 :class:`ShapesInstance` (GluonCV's ``COCOInstance``, for Mask R-CNN training) and
 :class:`ShapesCOCODetection` (``COCODetection``, for COCO box and mask evaluation) read.
 """
-import argparse
 import json
 import os
 import shutil
@@ -18,6 +17,8 @@ import sys
 import cv2
 import numpy as np
 from gluoncv.data import COCODetection, COCOInstance, VOCDetection
+
+from .. import cli
 
 __all__ = ['SHAPES', 'ShapesDetection', 'ShapesInstance', 'ShapesCOCODetection', 'shape_polygon',
            'write_shapes', 'parse_args', 'main']
@@ -225,7 +226,7 @@ def write_shapes(outdir, num_train=300, num_val=100, size=160, seed=0):
 
 def parse_args(argv=None):
     """Command line: OUTDIR [--num-train N] [--num-val N] [--size PX] [--seed S]."""
-    parser = argparse.ArgumentParser(description='Write the offline shapes detection dataset '
+    parser = cli.ArgumentParser(description='Write the offline shapes detection dataset '
                                                  '(VOC layout).')
     parser.add_argument('outdir')
     parser.add_argument('--num-train', type=int, default=300, help='training images')
@@ -235,18 +236,19 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(args=None):
-    """Write the dataset and print where."""
-    if args is None or isinstance(args, (list, tuple)):
-        args = parse_args(args)
-    try:
-        counts = write_shapes(args.outdir, args.num_train, args.num_val, args.size, args.seed)
-    except (ValueError, OSError) as err:
-        sys.exit('error: %s' % err)
+def _run(argv):
+    args = parse_args(argv)
+    counts = write_shapes(args.outdir, args.num_train, args.num_val, args.size, args.seed)
     print('wrote %d train and %d val images (%s, %d px) to %s'
           % (counts['train'], counts['val'], ', '.join(SHAPES), args.size,
              os.path.join(args.outdir, 'VOC2007')))
 
 
+def main(argv=None):
+    """``gluon-resnest-make-shapes-data OUTDIR``: write the dataset and print where; returns the exit
+    status (:func:`gluon_resnest.cli.run_command`)."""
+    return cli.run_command(_run, argv)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

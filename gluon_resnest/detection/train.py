@@ -24,8 +24,6 @@ import dataclasses
 import io
 import os
 import sys
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 import mxnet as mx
 import numpy as np
@@ -34,10 +32,11 @@ from mxnet import autograd, gluon
 from .. import cli
 from ..config import (DETECTION_DATASET_DEFAULTS, DetectionConfig, KV_STORES, number_list_type)
 from ..procs import children_die_with_this_process
+from ..results import DetectionResult
 from ..train.build import resume_source, resume_states, worker_contexts
 from ..train.data import ShardedShuffleSampler
 from ..train.distributed import setup_distributed
-from ..train.loop import Run, Task, TrainingDiverged, TrainingInterrupted, seed_everything, validation_network
+from ..train.loop import Run, Task, seed_everything, validation_network
 from ..train.loop import train as run_training
 from ..train.monitor import History, setup_logger
 from ..train.recipe import apply_no_wd, build_lr_scheduler
@@ -60,16 +59,9 @@ DATASET_DEFAULTS = DETECTION_DATASET_DEFAULTS
 INTS, FLOATS = number_list_type('ints'), number_list_type('floats')
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Bad usage is one line on stderr (``prog: error: ...``) and exit status 2; ``--help`` prints the usage."""
-
-    def error(self, message):
-        self.exit(2, '%s: error: %s\n' % (self.prog, message))
-
-
 def _parser():
-    p = _OneLineParser(description='Train Cascade (Mask) R-CNN or Faster / Mask R-CNN FPN on ResNeSt.',
-                                formatter_class=cli.HelpFormatter)
+    p = cli.ArgumentParser(description='Train Cascade (Mask) R-CNN or Faster / Mask R-CNN FPN on ResNeSt.',
+                           formatter_class=cli.HelpFormatter)
     cli.add_config(p, 'detection')
     p.add_argument('--detector', default='cascade_rcnn',
                    help='cascade_rcnn, faster_rcnn, or with masks (--dataset coco or shapes) '
@@ -589,28 +581,6 @@ class DetectionTask(Task):
         return record
 
 
-@dataclass
-class DetectionResult:
-    """What a detection run gives back (mAP as fractions 0-1, named as the held-out metrics name them:
-    ``mAP@0.5``, ``mAP@0.5:0.95``; COCO: ``bbox_mAP@0.5:0.95``, ...).
-
-    Attributes
-    ----------
-    mean_ap : dict
-        The last evaluation's mAP (empty on Horovod/dist ranks other than 0, which do not evaluate).
-    per_epoch : list of dict
-        One ``{'epoch': epochs done, name: mAP, ...}`` per evaluated epoch of this run's history.
-    checkpoint : str or None
-        The ``.json`` record of the last checkpoint written or evaluated.
-    epochs : int
-        Epochs done.
-    """
-    mean_ap: Dict[str, float] = field(default_factory=dict)
-    per_epoch: List[Dict[str, float]] = field(default_factory=list)
-    checkpoint: Optional[str] = None
-    epochs: int = 0
-
-
 def _check_cpu_regions(net):
     """FPN region pooling on CPU takes a bounded number of regions per call (cpu_region_limit)."""
     # pylint: disable=protected-access
@@ -780,26 +750,17 @@ def _report(result):
                                                           result.checkpoint or 'none'))
 
 
-def main(argv=None):
-    """The command: parse -> :class:`DetectionConfig` -> :func:`fit` / :func:`evaluate` -> report.
+def _run(argv):
+    _report(fit(parse_args(argv)))
 
-    Returns the exit status: 0 done, 2 bad usage (one line on stderr), 1 a failed run (bad data,
-    divergence: one line), 130 Ctrl-C (after writing a checkpoint).
+
+def main(argv=None):
+    """``gluon-resnest-train-detection``: parse -> :class:`DetectionConfig` -> :func:`fit` /
+    :func:`evaluate` -> report; returns the exit status (:func:`gluon_resnest.cli.run_command`: 0 done,
+    2 bad usage, 1 a failed run such as divergence, 130 Ctrl-C after writing a checkpoint; errors are
+    one line on stderr).
     """
-    try:
-        config = parse_args(argv)
-    except SystemExit as stop:  # argparse: --help, or bad usage after its one line
-        return stop.code
-    try:
-        result = fit(config)
-    except TrainingInterrupted as err:
-        print('interrupted: %s' % err, file=sys.stderr)
-        return 130
-    except (ValueError, OSError, ImportError, TrainingDiverged) as err:
-        print('error: %s' % err, file=sys.stderr)
-        return 1
-    _report(result)
-    return 0
+    return cli.run_command(_run, argv)
 
 
 if __name__ == '__main__':

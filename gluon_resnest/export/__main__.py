@@ -1,4 +1,5 @@
-"""``python -m gluon_resnest.export``: export a ResNeSt network for deployment and check the artifact.
+"""``gluon-resnest-export`` (``python -m gluon_resnest.export``): export a ResNeSt network for deployment
+and check the artifact.
 
 Examples
 --------
@@ -22,13 +23,14 @@ from .api import export, report
 
 
 def parse_args(argv=None):
-    """The :class:`~gluon_resnest.config.ExportConfig` of a command line; bad input exits with a one-line error."""
-    parser = argparse.ArgumentParser(
-        prog='python -m gluon_resnest.export', description=__doc__.split('Examples', 1)[0],
+    """The :class:`~gluon_resnest.config.ExportConfig` of a command line; bad input raises ``UsageError`` or
+    ``ConfigError`` (:func:`main` reports it in one line, status 2)."""
+    parser = cli.ArgumentParser(
+        prog='gluon-resnest-export', description=__doc__.split('Examples', 1)[0],
         epilog='Examples' + __doc__.split('Examples', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_model(parser, required=True)
-    cli.add_weights(parser, required=True)
+    cli.add_weights(parser)
     parser.add_argument('--out', required=True, help='output folder (created if needed)')
     parser.add_argument('--prefix', help='file name prefix (default: the model name, +"-int8" for int8)')
     parser.add_argument('--format', default='mxnet', choices=EXPORT_FORMATS, help='default: mxnet')
@@ -49,18 +51,17 @@ def parse_args(argv=None):
     return cli.build_config(parser, ExportConfig, parser.parse_args(argv))
 
 
-def main(argv=None):
-    """Run the export (``argv``: command-line strings, None for ``sys.argv``, or an ExportConfig)."""
-    config = argv if isinstance(argv, ExportConfig) else parse_args(argv)
-    try:
-        result = export(config)
-    except (ValueError, OSError, RuntimeError) as err:
-        # MXNet errors carry a C++ stack trace after the first line.
-        sys.exit('error: %s' % str(err).strip().splitlines()[0])
-    for line in report(config, result):
+def _run(argv):
+    config = parse_args(argv)
+    for line in report(config, export(config)):
         print(line)
-    return result
+
+
+def main(argv=None):
+    """Export as the command line ``argv`` says (None: ``sys.argv[1:]``); returns the exit status (0; 2 bad
+    usage; 1 a failed export, e.g. its self-check, which leaves no files)."""
+    return cli.run_command(_run, argv)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -4,12 +4,12 @@
 
     from gluon_resnest.export import ExportConfig, export
     result = export(ExportConfig(model='resnest50', pretrained=True, out='deploy', format='onnx'))
-    result['onnx'], result['max_abs_diff']
+    result.files, result.max_abs_diff
 """
 from ..config import ExportConfig
-from .common import build_network
+from ..loading import load_network
 from .int8_export import calibration_images, export_int8
-from .mxnet_export import MXNET_ATOL, export_mxnet
+from .mxnet_export import export_mxnet
 from .onnx_export import ONNX_OPSET, export_onnx
 
 __all__ = ['export', 'report']
@@ -24,11 +24,10 @@ def export(config):
 
     Returns
     -------
-    dict
-        The exporter's record: the written paths (``symbol`` + ``params``, or ``onnx``) and
-        ``max_abs_diff`` between the reloaded artifact and the network (None when the onnxruntime
-        comparison is skipped); INT8 adds ``agreement`` (top-1 agreement with fp32 on the calibration
-        images).
+    ExportResult
+        ``files`` (every path written: symbol and params, or the .onnx file), ``max_abs_diff`` between
+        the reloaded artifact and the network (None when the onnxruntime comparison is skipped) and its
+        ``tolerance``; INT8 adds ``agreement`` (fraction of calibration images whose top-1 equals fp32's).
 
     Raises
     ------
@@ -38,7 +37,8 @@ def export(config):
     """
     if not isinstance(config, ExportConfig):
         raise TypeError('export takes an ExportConfig, got %s' % type(config).__name__)
-    net = build_network(config.model, pretrained=config.pretrained, params_file=config.params_file)
+    net = load_network(config.model, pretrained=config.pretrained, params_file=config.params_file,
+                       required=True)
     common = dict(input_size=config.input_size, batch_size=config.batch_size, preprocess=config.preprocess)
     if config.format == 'mxnet':
         return export_mxnet(net, config.out, config.prefix, **common)
@@ -54,16 +54,15 @@ def export(config):
 
 def report(config, result):
     """Human-readable lines: where the files are and what the self-check found."""
-    lines = ['wrote %s' % result[key] for key in ('symbol', 'params', 'onnx') if key in result]
+    lines = ['wrote %s' % path for path in result.files]
     shape = ('(N, %d, %d, 3) uint8/float 0..255' if config.preprocess else '(N, 3, %d, %d) normalised')
     lines.append('input "data": %s' % (shape % (config.input_size, config.input_size)))
     if config.format == 'int8':
         lines.append('self-check: INT8 agrees with fp32 top-1 on %.1f%% of the calibration images; reloaded '
-                     'files reproduce it (max |diff| %.3g)' % (100 * result['agreement'], result['max_abs_diff']))
-    elif result['max_abs_diff'] is None:
+                     'files reproduce it (max |diff| %.3g)' % (100 * result.agreement, result.max_abs_diff))
+    elif result.max_abs_diff is None:
         lines.append('self-check: onnx.checker passed at opset %d (onnxruntime comparison skipped)' % ONNX_OPSET)
     else:
-        tol = result['tolerance'] if config.format == 'onnx' else MXNET_ATOL
         lines.append('self-check: reloaded %s output equals the network\'s (max |diff| %.3g < %g)'
-                     % (config.format, result['max_abs_diff'], tol))
+                     % (config.format, result.max_abs_diff, result.tolerance))
     return lines

@@ -1,4 +1,4 @@
-"""Pieces every export format shares: building the network, the preprocessing block, writing files
+"""Pieces every export format shares: the preprocessing block, writing files
 atomically and comparing outputs."""
 import json
 import os
@@ -12,9 +12,9 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 
 from ..data.eval_protocol import MEAN, STD
-from ..loading import import_graph, load_network
+from ..loading import import_graph
 
-__all__ = ['ExportCheckError', 'Preprocess', 'build_network', 'deploy_block', 'output_dir',
+__all__ = ['ExportCheckError', 'Preprocess', 'deploy_block', 'output_dir',
            'random_input', 'input_shape', 'compare_outputs', 'load_symbol_block', 'random_ops_in']
 
 # The ImageNet statistics of training and evaluation (GluonCV's export_block folds the same), in 0..255 units.
@@ -56,17 +56,6 @@ def deploy_block(net, preprocess=False):
     wrapper.add(pre)
     wrapper.add(net)
     return wrapper
-
-
-def build_network(model, pretrained=False, params_file=None, ctx=None):
-    """A published architecture with weights: the published ones, or a local ``.params`` file.
-
-    The number of classes is read from the file's classifier, so fine-tuned networks load too; the
-    file must otherwise fit ``model`` exactly (one-line ValueError naming the mismatch).
-    """
-    if bool(pretrained) == bool(params_file):
-        raise ValueError('give exactly one of pretrained=True or params_file')
-    return load_network(model, params_file=params_file, pretrained=pretrained, ctx=ctx or mx.cpu())
 
 
 @contextmanager

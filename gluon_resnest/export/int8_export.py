@@ -14,6 +14,7 @@ import numpy as np
 from ..config import CALIB_MODES, GRANULARITIES
 from ..data import EvalTransform, open_dataset
 from ..layers import without_random_ops
+from ..results import ExportResult
 from .common import ExportCheckError, compare_outputs, deploy_block, load_symbol_block, output_dir
 from .mxnet_export import MXNET_ATOL, trace_clean
 
@@ -104,9 +105,9 @@ def export_int8(net, out_dir, prefix, images, batch_size=1, preprocess=False, ca
 
     Returns
     -------
-    dict
-        ``symbol``, ``params`` (paths), ``agreement`` (INT8 vs fp32 top-1 on ``images``),
-        ``max_abs_diff`` (reloaded vs in-memory INT8; None without ``check``).
+    ExportResult
+        ``files`` (symbol and params), ``agreement`` (INT8 vs fp32 top-1 on ``images``, a fraction),
+        ``max_abs_diff`` (reloaded vs in-memory INT8; None without ``check``) and its ``tolerance``.
     """
     block = deploy_block(net, preprocess)
     was_hybridized = net._active  # pylint: disable=protected-access
@@ -132,6 +133,4 @@ def export_int8(net, out_dir, prefix, images, batch_size=1, preprocess=False, ca
         paths = publish()
     block.hybridize(active=False)
     net.hybridize(active=was_hybridized)
-    return {'symbol': next(p for p in paths if p.endswith('-symbol.json')),
-            'params': next(p for p in paths if p.endswith('-0000.params')),
-            'agreement': agreement, 'max_abs_diff': diff}
+    return ExportResult('int8', tuple(paths), diff, MXNET_ATOL, agreement)

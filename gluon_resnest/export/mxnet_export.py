@@ -5,6 +5,7 @@ import numpy as np
 
 from ..inference import fusion_available, optimize
 from ..layers import without_random_ops
+from ..results import ExportResult
 from .common import (ExportCheckError, compare_outputs, deploy_block, input_shape, load_symbol_block,
                      output_dir, random_input, random_ops_in)
 
@@ -52,8 +53,8 @@ def export_mxnet(net, out_dir, prefix, input_size=224, batch_size=1, preprocess=
 
     Returns
     -------
-    dict
-        ``symbol``, ``params`` (paths), ``max_abs_diff`` (None without ``check``).
+    ExportResult
+        ``files`` (symbol and params), ``max_abs_diff`` (None without ``check``) and its ``tolerance``.
     """
     was_hybridized = net._active  # pylint: disable=protected-access
     block = deploy_block(net, preprocess)
@@ -69,8 +70,7 @@ def export_mxnet(net, out_dir, prefix, input_size=224, batch_size=1, preprocess=
     # Leave the caller's network as it was (its DropBlock rates are restored by now).
     block.hybridize(active=False)
     net.hybridize(active=was_hybridized)
-    return {'symbol': _pick(paths, '-symbol.json'), 'params': _pick(paths, '-0000.params'),
-            'max_abs_diff': diff}
+    return ExportResult('mxnet', tuple(paths), diff, MXNET_ATOL)
 
 
 def check_mxnet(prefix, x, expected, atol=MXNET_ATOL, layout='NCHW'):
@@ -98,7 +98,3 @@ def check_mxnet(prefix, x, expected, atol=MXNET_ATOL, layout='NCHW'):
         compare_outputs(expected, fused(x).asnumpy(), atol * max(1.0, float(np.abs(expected).max())),
                         'oneDNN-fused MXNet symbol %s' % prefix)
     return diff
-
-
-def _pick(paths, suffix):
-    return next(p for p in paths if p.endswith(suffix))

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..layers import without_random_ops
 from ..procs import preexec_die_with_this_process
+from ..results import ExportResult
 from .common import (ExportCheckError, compare_outputs, deploy_block, input_shape, output_dir,
                      random_input)
 from .mxnet_export import eager_output, trace_clean
@@ -169,9 +170,9 @@ def export_onnx(net, out_dir, name, input_size=224, batch_size=1, preprocess=Fal
 
     Returns
     -------
-    dict
-        ``onnx`` (path), ``max_abs_diff`` and the ``tolerance`` it was held to (both None without
-        the runtime check).
+    ExportResult
+        ``files`` (the .onnx file), ``max_abs_diff`` and the ``tolerance`` it was held to (both None
+        without the runtime check).
     """
     name = name if name.endswith('.onnx') else name + '.onnx'
     shape = input_shape(batch_size, input_size, preprocess)
@@ -202,4 +203,4 @@ def export_onnx(net, out_dir, name, input_size=224, batch_size=1, preprocess=Fal
             os.replace(onnx_file, final)
     block.hybridize(active=False)
     net.hybridize(active=was_hybridized)
-    return {'onnx': final, 'max_abs_diff': diff, 'tolerance': tol}
+    return ExportResult('onnx', (final,), diff, tol)

@@ -13,8 +13,8 @@ Two routes, so torch is not needed at run time:
       python -c "import torch, numpy as np; sd = torch.load('resnest50-528c19ca.pth', map_location='cpu'); \\
                  np.savez('resnest50.npz', **{k: v.numpy() for k, v in sd.items()})"
 
-  then ``python -m gluon_resnest.export.torch_convert --model resnest50 --input resnest50.npz --output
-  resnest50.params``;
+  then ``gluon-resnest-convert-torch --model resnest50 --input resnest50.npz --output resnest50.params``
+  (or ``python -m gluon_resnest.export.torch_convert``);
 * torch (optional): ``--input resnest50.pth`` imports torch lazily to read the file.
 """
 import argparse
@@ -25,7 +25,7 @@ import sys
 import mxnet as mx
 import numpy as np
 
-from ..cli import add_model, model_flag
+from .. import cli
 from ..fileio import atomic_write
 from ..model_zoo import get_model, model_key
 from ..pretrained import check_fits, load_weights
@@ -121,27 +121,30 @@ def convert_file(src, dst, model):
 
 def parse_args(argv=None):
     """Command-line arguments of the converter."""
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
+        prog='gluon-resnest-convert-torch',
         description='Convert an official PyTorch ResNeSt state dict (.npz, or .pth with torch) to a '
                     'gluon_resnest .params file.', epilog='Two routes' + __doc__.split('Two routes', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model(parser, required=True)
+    cli.add_model(parser, required=True)
     parser.add_argument('--input', required=True, help='state dict: .npz (numpy) or .pth/.pt (torch)')
     parser.add_argument('--output', required=True, help='.params file to write')
     args = parser.parse_args(argv)
-    args.model = model_flag(parser, args.model)
+    args.model = cli.model_flag(parser, args.model)
     return args
 
 
-def main(args=None):
-    """Run the converter (``args`` from :func:`parse_args`; None parses ``sys.argv``)."""
-    args = parse_args() if args is None else args
-    try:
-        count = convert_file(args.input, args.output, args.model)
-    except (ValueError, OSError) as err:
-        sys.exit('error: %s' % err)
+def _run(argv):
+    args = parse_args(argv)
+    count = convert_file(args.input, args.output, args.model)
     print('wrote %s (%d tensors, %s)' % (os.path.abspath(args.output), count, args.model))
 
 
+def main(argv=None):
+    """``gluon-resnest-convert-torch``: convert as the command line ``argv`` says (None: ``sys.argv[1:]``);
+    returns the exit status (:func:`gluon_resnest.cli.run_command`)."""
+    return cli.run_command(_run, argv)
+
+
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,23 +1,24 @@
 """Run one of GluonCV's scripts unchanged, with our networks registered in GluonCV.
 
-    python -m gluon_resnest.gluoncv SCRIPT.py [ARGS...]
+    gluon-resnest-run-gluoncv SCRIPT.py [ARGS...]      # or python -m gluon_resnest.gluoncv
 
 registers the plugin, then runs SCRIPT.py as ``__main__`` with ``sys.argv == [SCRIPT.py, ARGS...]`` and
 its folder first on ``sys.path``, exactly as ``python SCRIPT.py ARGS...`` would. The script's exit status
-(``sys.exit(n)``, an uncaught exception) is the command's.
+(``sys.exit(n)``) is the command's; its errors follow the commands' one policy (one line, status 1).
 """
 import argparse
 import os
 import runpy
 import sys
 
+from .. import cli
 from .registry import register
 
 
 def parse_args(argv=None):
     """Parse ``SCRIPT.py [ARGS...]``; everything after the script goes to the script untouched."""
-    parser = argparse.ArgumentParser(
-        prog='python -m gluon_resnest.gluoncv',
+    parser = cli.ArgumentParser(
+        prog='gluon-resnest-run-gluoncv',
         description='Run a GluonCV script (train_imagenet.py, segmentation/train.py, '
                     'train_faster_rcnn.py, their eval/demo scripts, ...) with gluon_resnest\'s '
                     'networks registered in GluonCV.')
@@ -30,10 +31,10 @@ def parse_args(argv=None):
     return args
 
 
-def main(args):
+def run_script(args):
     """Register, then run ``args.script`` as ``__main__``; sys.argv and sys.path are restored after.
 
-    A ``SystemExit`` raised by the script propagates, so the process exits with the script's status.
+    A ``SystemExit`` raised by the script propagates.
     """
     register()
     saved_argv, saved_path = sys.argv, list(sys.path)
@@ -44,8 +45,13 @@ def main(args):
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
-    return 0
+
+
+def main(argv=None):
+    """``gluon-resnest-run-gluoncv SCRIPT.py [ARGS...]``; returns the exit status: the script's own
+    (``sys.exit(n)``), else as :func:`gluon_resnest.cli.run_command` (2 for a wrong runner command line)."""
+    return cli.run_command(lambda argv: run_script(parse_args(argv)), argv)
 
 
 if __name__ == '__main__':
-    sys.exit(main(parse_args()))
+    sys.exit(main())

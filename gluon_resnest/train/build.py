@@ -9,6 +9,7 @@ from ..config import TrainConfig
 from ..devices import contexts
 from ..metrics import topk_metrics
 from ..model_zoo import VARIANTS, get_model
+from ..results import TrainResult
 from .checkpoint import checkpoint_files, latest_checkpoint
 from .data import data_backend, load_datasets, recordio_train_loader, train_loader, val_loader
 from .distributed import setup_distributed
@@ -16,7 +17,7 @@ from .loop import ClassificationTask, Run, seed_everything, train
 from .monitor import History, setup_logger
 from .recipe import apply_no_wd, build_lr_scheduler, dropblock_ramp
 
-__all__ = ['fit', 'build_run', 'contexts', 'worker_contexts', 'resume_source', 'resume_states']
+__all__ = ['fit', 'build_run', 'result_of', 'contexts', 'worker_contexts', 'resume_source', 'resume_states']
 
 
 def _classes(config, train_set):
@@ -198,9 +199,18 @@ def build_run(config):
     return run
 
 
+def result_of(run):
+    """The :class:`~gluon_resnest.results.TrainResult` of a finished :class:`~gluon_resnest.train.loop.Run`."""
+    records = list(run.history.records)
+    validated = [r for r in records if 'val-top1' in r]
+    return TrainResult(model=run.config.model, classes=run.classes, save_dir=run.config.save_dir,
+                       epochs=run.config.num_epochs, history=records, last_checkpoint=run.last_checkpoint,
+                       val_top1=validated[-1]['val-top1'] if validated else None,
+                       val_top5=validated[-1]['val-top5'] if validated else None, net=run.net)
+
 
 def fit(config):
-    """Train as ``config`` says; returns the finished run.
+    """Train as ``config`` says; returns the finished run's record.
 
     Parameters
     ----------
@@ -208,9 +218,11 @@ def fit(config):
 
     Returns
     -------
-    Run
-        ``run.net`` (the trained network), ``run.history.records`` (one dict per epoch: loss, lr,
-        train/val top-1/top-5 as fractions, images/s), ``run.last_checkpoint`` (its ``.json`` record).
+    TrainResult
+        ``net`` (the trained network), ``history`` (one dict per epoch: loss, lr, train/val top-1/top-5 as
+        fractions, images/s), ``val_top1``/``val_top5`` of the last validation, ``last_checkpoint`` (its
+        ``.json`` record). ``build_run`` + ``train`` give the :class:`~gluon_resnest.train.loop.Run`
+        itself (loaders, trainer, start position).
 
     Raises
     ------
@@ -221,4 +233,4 @@ def fit(config):
     TrainingInterrupted
         Ctrl-C, after a checkpoint of the position reached was written.
     """
-    return train(build_run(config))
+    return result_of(train(build_run(config)))

@@ -20,9 +20,11 @@ import sys
 import threading
 import time
 
+from ..cli import EXIT_FAILED
+
 __all__ = ['Watchdog', 'EXIT_NO_PROGRESS']
 
-EXIT_NO_PROGRESS = 124  # the status timeout(1) uses
+EXIT_NO_PROGRESS = EXIT_FAILED  # a failed run, as every command reports one (gluon_resnest.cli)
 
 
 class Watchdog(object):
