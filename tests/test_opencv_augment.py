@@ -1,4 +1,5 @@
-"""The Python training path's OpenCV augmentation: against naive step-by-step references, its crop window,
+"""The Python training path's OpenCV augmentation: its colour steps against MXNet's own image operators, the
+whole augmentation against naive step-by-step references, its statistics against Gluon's transforms, its crop window,
 determinism by (seed, epoch, index) across loader processes, mid-epoch resume (also after Ctrl-C with loader
 processes) and undecodable images."""
 import itertools

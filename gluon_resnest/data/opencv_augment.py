@@ -175,8 +175,8 @@ class TrainAugment(object):
         normalised = (tables / 255.0 - self._mean) / self._std
         if out is None:
             # Allocated last, after the temporaries above: allocated before them, each image cost twice as
-            # long (the decoder and the colour pass ran 1.6x and 6x slower, measured per call; the heap top
-            # was likely being returned to the system and faulted in again).
+            # long (the decoder ran 1.6x slower, measured per call; the heap top was likely being returned
+            # to the system and faulted in again).
             out = np.empty((3, size, size), dtype=np.float32)
         for channel in range(3):
             cv2.LUT(planes[channel], normalised[channel].astype(np.float32), dst=out[channel])
