@@ -5,11 +5,14 @@ Per image: decode (OpenCV's libjpeg-turbo), random-resized crop (area ``min_rand
 horizontal flip, optionally AutoAugment's ImageNet policy (on PIL images), then colour jitter (brightness,
 contrast, saturation, in random order), PCA lighting noise and the ImageNet normalisation to CHW float32.
 
-Every colour step is affine in RGB (contrast blends with the image's mean grey level, which an affine step
-maps affinely), so the whole chain is one 3x4 matrix per image, built from the crop's mean colour and
-applied in one pass (``cv2.transform``), with the BGR->RGB swap and the normalisation folded in. Pixel
-values are clipped to 0..255 once, after the colour steps; Gluon's transforms on uint8 images round and
-clip after each step, which differs only where a step leaves 0..255.
+The colour steps are those of MXNet's image operators, which Gluon's ``RandomColorJitter`` and
+``RandomLighting`` call (``src/operator/image/image_random-inl.h``, MXNet 1.9.1): float32 arithmetic, each
+step's result clipped to 0..255 and truncated (not rounded) to uint8; contrast blends with the mean grey
+level of the image as it is at that step; saturation blends each channel with 0.114 x blue (MXNet's grey
+keeps only the last term of 0.299 R + 0.587 G + 0.114 B). Brightness, contrast and lighting act on each
+channel alone, so the steps between two saturation steps compose into one 256-entry table per channel
+(contrast's mean grey read from the channel histograms through the tables), applied with ``cv2.LUT``;
+the last table also holds the ImageNet normalisation and writes the CHW float32 planes directly.
 
 The random draws of an image come from ``(seed, epoch, index)`` alone, so the same seed gives the same
 batches whatever the number of loader processes, and a run resumed mid-epoch sees the images an
@@ -25,15 +28,18 @@ from .autoaugment import auto_augment
 from .eval_protocol import MEAN, STD
 from .train_transforms import check_crop
 
-__all__ = ['TrainAugment', 'AugmentedTrainSet', 'colour_matrix', 'crop_window']
+__all__ = ['TrainAugment', 'AugmentedTrainSet', 'colour_steps', 'crop_window', 'to_uint8']
 
-# ITU-R 601 luma, as MXNet's and torchvision's grey conversions.
-GREY = np.array([0.299, 0.587, 0.114])
+# MXNet's grey coefficients (ITU-R 601 luma), float32 as its operators hold them.
+GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # AlexNet's PCA of ImageNet RGB pixels (0..255), as Gluon's RandomLighting.
 EIGVAL = np.array([55.46, 4.794, 1.148])
 EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
                    [-0.5808, -0.0045, -0.8140],
                    [-0.5836, -0.6948, 0.4203]])
+# MXNet's lighting table: eigenvalue x eigenvector component in double, stored as float32.
+_EIG = (EIGVEC * EIGVAL).astype(np.float32)
+_LEVELS = np.arange(256, dtype=np.float32)
 ASPECT = (3 / 4.0, 4 / 3.0)
 
 
@@ -62,25 +68,56 @@ def crop_window(height, width, rng, min_area=0.08, aspect=ASPECT, tries=10):
     return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
-def colour_matrix(mean_rgb, order, factors, lighting_alpha):
-    """``(A, b)``: the affine RGB map (0..255 scale) of the colour steps, ``x -> A x + b``.
+def to_uint8(values):
+    """float32 values as MXNet's ``saturate_cast<uint8_t>``: clipped to 0..255, then truncated."""
+    return np.clip(values, 0, 255).astype(np.uint8)
 
-    ``order`` lists step ids (0 brightness, 1 contrast, 2 saturation) in the order applied, ``factors``
-    their factors (1 = unchanged); ``mean_rgb`` is the mean colour of the image they start from;
-    ``lighting_alpha`` the three PCA coefficients (added after the jitter).
+
+def lighting_offset(alpha):
+    """The float32 RGB offset of PCA lighting noise with coefficients ``alpha``, summed as MXNet does."""
+    alpha = np.asarray(alpha, dtype=np.float32)
+    return _EIG[:, 0] * alpha[0] + _EIG[:, 1] * alpha[1] + _EIG[:, 2] * alpha[2]
+
+
+def _saturate(planes, factor):
+    # Each channel blended with 0.114 x blue, in MXNet's operation order; blue's own result depends on
+    # blue alone (a table), red's and green's on two channels (a float pass each).
+    grey = _LEVELS * GREY[2] * (np.float32(1) - factor)
+    blue = planes[2]
+    grey_of_blue = cv2.LUT(blue, grey)
+    mixed = [to_uint8(grey_of_blue + plane * factor) for plane in planes[:2]]
+    return mixed + [cv2.LUT(blue, to_uint8(grey + _LEVELS * factor))]
+
+
+def colour_steps(planes, order, factors, alpha):
+    """MXNet's colour jitter and lighting on uint8 RGB planes: ``(planes, tables)``.
+
+    The result is ``tables[c][planes[c]]`` for each channel ``c`` (tables: (3, 256) uint8). ``order``
+    lists step ids (0 brightness, 1 contrast, 2 saturation) in the order applied, ``factors`` their factors
+    (1 = unchanged, as MXNet's operators leave the image then); ``alpha`` the three PCA lighting
+    coefficients, or None for no lighting step.
     """
-    matrix, offset = np.eye(3), np.zeros(3)
-    mean = np.asarray(mean_rgb, dtype=np.float64)
+    tables = np.tile(np.arange(256, dtype=np.uint8), (3, 1))
+    hists = None
     for step, factor in zip(order, factors):
+        factor = np.float32(factor)
+        if factor == 1:
+            continue
         if step == 0:
-            step_m, step_b = factor * np.eye(3), np.zeros(3)
-        elif step == 1:  # blend with the mean grey level of the image as it is at this step
-            grey = GREY.dot(matrix.dot(mean) + offset)
-            step_m, step_b = factor * np.eye(3), np.full(3, (1 - factor) * grey)
-        else:  # blend each pixel with its own grey level
-            step_m, step_b = factor * np.eye(3) + (1 - factor) * np.outer(np.ones(3), GREY), np.zeros(3)
-        matrix, offset = step_m.dot(matrix), step_m.dot(offset) + step_b
-    return matrix, offset + EIGVEC.dot(np.asarray(lighting_alpha) * EIGVAL)
+            tables = to_uint8(tables * factor)
+        elif step == 1:
+            if hists is None:
+                # cv2.calcHist: 5x np.bincount's speed; float32 counts are exact below 2**24 pixels.
+                hists = np.stack([cv2.calcHist([plane], [0], None, [256], [0, 256])[:, 0] for plane in planes])
+            means = (hists.astype(np.float64) * tables).sum(1) / planes[0].size
+            grey = np.float32(means.dot(GREY.astype(np.float64)))
+            tables = to_uint8(tables * factor + (np.float32(1) - factor) * grey)
+        else:
+            planes = _saturate([cv2.LUT(p, t) for p, t in zip(planes, tables)], factor)
+            tables, hists = np.tile(np.arange(256, dtype=np.uint8), (3, 1)), None
+    if alpha is not None:
+        tables = to_uint8(tables + lighting_offset(alpha)[:, None])
+    return planes, tables
 
 
 class TrainAugment(object):
@@ -108,8 +145,8 @@ class TrainAugment(object):
         self.jitter = jitter
         self.lighting = lighting
         self.auto_aug = auto_aug
-        self._scale = 1.0 / (255.0 * np.asarray(STD))
-        self._shift = -np.asarray(MEAN) / np.asarray(STD)
+        self._mean = np.asarray(MEAN)[:, None]
+        self._std = np.asarray(STD)[:, None]
 
     def decode(self, buf, what):
         """HWC uint8 BGR image of ``buf``; a one-line ``ValueError`` naming ``what`` if it does not decode."""
@@ -126,28 +163,23 @@ class TrainAugment(object):
         img = cv2.resize(img[top:top + crop_h, left:left + crop_w], (size, size), interpolation=cv2.INTER_LINEAR)
         if self.random_mirror and rng.random() < 0.5:
             img = cv2.flip(img, 1)
-        channels = slice(None, None, -1)  # the decoded image is BGR
+        planes = cv2.split(img)[::-1]  # the decoded image is BGR
         if self.auto_aug:
-            img = auto_augment(np.ascontiguousarray(img[:, :, ::-1]), random.Random(int(rng.integers(1 << 62))))
-            channels = slice(None)
+            planes = cv2.split(auto_augment(np.ascontiguousarray(img[:, :, ::-1]),
+                                            random.Random(int(rng.integers(1 << 62)))))
         order = rng.permutation(3)
-        factors = rng.uniform(max(0.0, 1 - self.jitter), 1 + self.jitter, 3) if self.jitter > 0 else np.ones(3)
-        alpha = rng.normal(0, self.lighting, 3) if self.lighting > 0 else np.zeros(3)
-        matrix, offset = colour_matrix(cv2.mean(img)[:3][channels], order, factors, alpha)
-        # One pass: the colour steps, then the normalisation (rows scaled), on the BGR image (columns
-        # reversed; RGB after AutoAugment). Clipping the normalised values to the images of 0 and 255 is
-        # clipping to 0..255.
-        transform = np.hstack([matrix[:, channels] * self._scale[:, None],
-                               (offset * self._scale + self._shift)[:, None]]).astype(np.float32)
-        normalised = cv2.transform(img.astype(np.float32), transform)
+        factors = rng.uniform(1 - self.jitter, 1 + self.jitter, 3) if self.jitter > 0 else np.ones(3)
+        alpha = rng.normal(0, self.lighting, 3) if self.lighting > 0 else None
+        planes, tables = colour_steps(planes, order, factors, alpha)
+        # The last tables and the normalisation (Gluon's ToTensor and Normalize) as one float table per channel.
+        normalised = (tables / 255.0 - self._mean) / self._std
         if out is None:
             # Allocated last, after the temporaries above: allocated before them, each image cost twice as
-            # long (the decoder and cv2.transform ran 1.6x and 6x slower, measured per call; the heap top
-            # was likely being returned to the system and faulted in again).
+            # long (the decoder ran 1.6x slower, measured per call; the heap top was likely being returned
+            # to the system and faulted in again).
             out = np.empty((3, size, size), dtype=np.float32)
         for channel in range(3):
-            np.clip(normalised[:, :, channel], self._shift[channel], 255 * self._scale[channel] + self._shift[channel],
-                    out=out[channel])
+            cv2.LUT(planes[channel], normalised[channel].astype(np.float32), dst=out[channel])
         return out
 
 
