@@ -299,7 +299,7 @@ def test_command_bad_input_gives_one_line_errors(shapes_root, tmp_path, capsys):
     status, line = command_error(train.main, _cli(shapes_root, prefix) + ['--network', 'resnest51'], capsys)
     assert status == 2 and 'unknown network' in line
     status, line = command_error(train.main, _cli(str(tmp_path / 'nowhere'), prefix), capsys)
-    assert status == 1 and line.startswith('error: ') and 'does not exist' in line
+    assert status == 2 and line.startswith('error: ') and 'does not exist' in line  # a path named: usage
     empty = tmp_path / 'empty'
     shapes.write_shapes(str(empty), num_train=2, num_val=1, size=64)
     (empty / 'VOC2007' / 'Annotations' / '000001.xml').write_text(

@@ -144,7 +144,8 @@ def test_bad_usage_is_one_line_and_status_2(trainer, tmp_path, capsys, flags, me
     assert status == 2 and line.startswith('error: ') and message in line
 
 
-def test_missing_data_is_a_failed_run(trainer, tmp_path, capsys):
+def test_missing_data_folder_is_bad_usage(trainer, tmp_path, capsys):
+    # A path named on the command line that does not exist is bad usage, as a bad flag value is.
     kind, _ = trainer
     status, line = command_error(kind.main, kind.argv(str(tmp_path / 'nowhere'), str(tmp_path / 's'), 2), capsys)
-    assert status == 1 and line.startswith('error: ') and 'nowhere' in line
+    assert status == 2 and line.startswith('error: ') and 'nowhere' in line
