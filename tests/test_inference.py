@@ -113,8 +113,8 @@ def test_float16_network_is_traced_with_float16_input():
 def test_exported_graph_is_portable_and_loads_fused(tmp_path, preprocess):
     net = _randomized(classes=10)
     result = export_mxnet(net, str(tmp_path), 'r14', input_size=32, batch_size=2, preprocess=preprocess)
-    assert result['max_abs_diff'] <= ATOL
-    with open(result['symbol']) as f:
+    assert result.max_abs_diff <= ATOL
+    with open(result.file('-symbol.json')) as f:
         assert not any(n['op'].startswith(FUSED_OP_PREFIX) for n in json.load(f)['nodes'])
     block, info = load_deployed(str(tmp_path / 'r14'), 32, batch_size=2)
     assert info['layout'] == ('NHWC' if preprocess else 'NCHW')

@@ -9,6 +9,8 @@ import yaml
 from gluon_resnest.config import RECIPE_DIR, ConfigError, DetectionConfig, RecipeError, TrainConfig, list_recipes
 from gluon_resnest.detection import train as detection
 
+from conftest import command_error
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import train_imagenet  # noqa: E402  pylint: disable=wrong-import-position
@@ -140,10 +142,8 @@ def test_bad_imagenet_files_give_one_line_naming_file_and_key(tmp_path, capsys, 
     with pytest.raises(RecipeError) as err:
         TrainConfig.from_file(str(path))
     assert str(err.value).startswith('%s: ' % path) and message in str(err.value) and '\n' not in str(err.value)
-    with pytest.raises(SystemExit) as exit_info:
-        train_imagenet.parse_args(['--config', str(path)])
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert exit_info.value.code == 2 and last.endswith(': error: ' + str(err.value))
+    status, line = command_error(train_imagenet.main, ['--config', str(path)], capsys)
+    assert (status, line) == (2, 'error: ' + str(err.value))
 
 
 @pytest.mark.parametrize('text, message', [
@@ -160,10 +160,8 @@ def test_bad_detection_files_give_one_line(tmp_path, capsys, text, message):
     if message is None:
         assert detection.parse_args(['--config', str(path)]).lr == 0.001
         return
-    with pytest.raises(SystemExit) as exit_info:
-        detection.parse_args(['--config', str(path)])
-    last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert exit_info.value.code == 2 and last.endswith('error: %s: %s' % (path, message))
+    status, line = command_error(detection.main, ['--config', str(path)], capsys)
+    assert (status, line) == (2, 'error: %s: %s' % (path, message))
 
 
 def test_exponent_numbers_and_hyphenated_keys_read_as_meant(tmp_path):
@@ -189,9 +187,8 @@ def test_a_bad_value_from_a_file_names_the_file(tmp_path, capsys):
     assert str(err.value) == 'lr must be positive, got -1.0 (set in %s)' % path
     with pytest.raises(ConfigError, match=r'^lr must be positive, got -2.0$'):
         TrainConfig.from_file(str(path), lr=-2.0)  # the override's own error names no file
-    with pytest.raises(SystemExit):
-        train_imagenet.parse_args(['--config', str(path)])
-    assert capsys.readouterr().err.strip().endswith('error: --lr must be positive, got -1.0 (set in %s)' % path)
+    status, line = command_error(train_imagenet.main, ['--config', str(path)], capsys)
+    assert (status, line) == (2, 'error: --lr must be positive, got -1.0 (set in %s)' % path)
 
 
 def test_help_says_how_to_name_a_recipe(capsys):
