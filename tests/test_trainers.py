@@ -31,17 +31,7 @@ class Classification(object):
         return QUICK_FLAGS + ['--data-dir', data, '--num-epochs', str(epochs), '--save-dir', save,
                               '--save-frequency', '1']
 
-    @staticmethod
-    def main(argv):
-        """The exit status and stderr's last line as the command's process ends (``main`` exits on failure)."""
-        try:
-            train_imagenet.main(argv)
-        except SystemExit as stop:
-            if isinstance(stop.code, str):  # Python prints it and exits with status 1
-                print(stop.code, file=sys.stderr)
-                return 1
-            return stop.code
-        return 0
+    main = staticmethod(train_imagenet.main)
 
 
 class Detection(object):
