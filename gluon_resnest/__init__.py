@@ -3,7 +3,8 @@
 # since `python -m gluon_resnest.X` and the scripts import this package before the tool's own code.
 from .threads import configure_command_line as _configure_threads
 _configure_threads()
-from .config import EvalConfig, ExportConfig, TrainConfig  # noqa: E402  (after the thread count is set)
+from .classification.config import EvalConfig, TrainConfig  # noqa: E402
+from .config import ExportConfig  # noqa: E402  (after the thread count is set)
 from .classification.evaluation import evaluate  # noqa: E402
 from .inference import optimize  # noqa: E402
 from .layers import SplitAttentionConv  # noqa: E402

@@ -12,7 +12,7 @@ from gluoncv.model_zoo import get_model as gcv_get_model
 from mxnet import autograd
 
 from gluon_resnest import detection
-from gluon_resnest.config import DetectionConfig
+from gluon_resnest.detection.config import DetectionConfig
 from gluon_resnest.detection import shapes, train
 from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.detection.pooling import pyramid_roi_feats

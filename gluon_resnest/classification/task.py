@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
-from ..config import TrainConfig
+from .config import TrainConfig
 from ..engine.assemble import assemble
 from ..engine.loop import Task, train, validation_network
 from ..engine.schedules import apply_no_wd, build_lr_scheduler

@@ -14,7 +14,7 @@ the task, its data and evaluation in :mod:`.task`, :mod:`.data`, :mod:`.evaluati
 From Python: ``fit(DetectionConfig(...))`` trains and ``evaluate(DetectionConfig(...))`` evaluates a
 checkpoint, both returning a :class:`~gluon_resnest.results.DetectionResult`.
 """
-from ..config import DetectionConfig
+from .config import DetectionConfig
 from .cascade import STAGE_BOX_STDS, STAGE_IOU_THRESHS, CascadeHead, CascadeRCNN, get_cascade_rcnn
 from .cascade_mask import CascadeMaskRCNN, get_cascade_mask_rcnn
 from .fpn import detection_backbone, fpn_tap_names

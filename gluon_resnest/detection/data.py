@@ -9,7 +9,8 @@ from mxnet import gluon
 from ..engine.loop import seed_everything
 from ..engine.sampler import ShardedShuffleSampler
 from ..procs import children_die_with_this_process
-from .masks import MASK_DETECTORS, load_instance_datasets, train_pipeline
+from .masks import load_instance_datasets, train_pipeline
+from .registry import detector
 from .sampler import AspectRatioBatchSampler, image_orientations
 
 __all__ = ['load_datasets', 'datasets', 'train_loaders', 'val_loader', 'ValTransform', 'device_shards']
@@ -49,7 +50,7 @@ def _dataset_root(name, root):
 
 def datasets(config):
     """(train, val, classes) of ``config``: instances (boxes and polygons) for a mask detector."""
-    if config.detector in MASK_DETECTORS:
+    if detector(config.detector).masks:
         return load_instance_datasets(config.dataset, _dataset_root(config.dataset, config.dataset_root))
     return load_datasets(config.dataset, config.dataset_root)
 
