@@ -133,7 +133,7 @@ class ClassificationTask(Task):
     # ---- assembling a run ----
 
     def check(self, config):
-        """A :class:`~gluon_resnest.config.TrainConfig`."""
+        """A :class:`~gluon_resnest.classification.config.TrainConfig`."""
         if not isinstance(config, TrainConfig):
             raise TypeError('build_run takes a TrainConfig, got %s' % type(config).__name__)
         return config
@@ -279,7 +279,7 @@ def _validate(run):
 
 
 def build_run(config):
-    """The :class:`~gluon_resnest.engine.loop.Run` of a :class:`~gluon_resnest.config.TrainConfig`, ready for
+    """The :class:`~gluon_resnest.engine.loop.Run` of a :class:`~gluon_resnest.classification.config.TrainConfig`, ready for
     :func:`~gluon_resnest.engine.loop.train`.
 
     Raises one-line ``ValueError``/``FileNotFoundError``/``ImportError`` for bad data, settings or setup.

@@ -13,10 +13,10 @@ from .masks import load_instance_datasets, train_pipeline
 from .registry import detector
 from .sampler import AspectRatioBatchSampler, image_orientations
 
-__all__ = ['load_datasets', 'datasets', 'train_loaders', 'val_loader', 'ValTransform', 'device_shards']
+__all__ = ['load_datasets', 'load_box_datasets', 'train_loaders', 'val_loader', 'ValTransform', 'device_shards']
 
-def load_datasets(name, root=None):
-    """(train, val, classes) of 'voc', 'coco' or 'shapes' under ``root``.
+def load_box_datasets(name, root=None):
+    """(train, val, classes) of 'voc', 'coco' or 'shapes' under ``root``, with boxes (for box detectors).
 
     Raises
     ------
@@ -48,11 +48,11 @@ def _dataset_root(name, root):
         raise FileNotFoundError('dataset folder %s does not exist' % root)
     return root
 
-def datasets(config):
-    """(train, val, classes) of ``config``: instances (boxes and polygons) for a mask detector."""
+def load_datasets(config):
+    """(train, val, classes) of ``config``: instances (boxes and polygons) for a mask detector, else boxes."""
     if detector(config.detector).masks:
         return load_instance_datasets(config.dataset, _dataset_root(config.dataset, config.dataset_root))
-    return load_datasets(config.dataset, config.dataset_root)
+    return load_box_datasets(config.dataset, config.dataset_root)
 
 def _check_boxes(dataset):
     """R-CNN training needs a box in every image; VOC-layout labels are cheap to read."""

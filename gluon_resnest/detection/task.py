@@ -20,10 +20,10 @@ from ..engine.loop import Task, seed_everything, train, validation_network
 from ..engine.monitor import History
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
 from ..results import DetectionResult
-from .data import datasets, device_shards, train_loaders, val_loader
+from .data import device_shards, load_datasets, train_loaders, val_loader
 from .evaluation import MAP_KEYS, MAP_UNIT, evaluate_network, evaluators
 from .fpn import box_head
-from .limits import DetectionLimits
+from .postprocess import DetectionLimits
 from .loss import DetectionLoss
 from .pooling import cpu_region_limit
 from .registry import detector
@@ -32,7 +32,7 @@ __all__ = ['DetectionTask', 'build_detector', 'load_detector', 'build_run', 'fit
 
 
 def build_detector(args, classes, num_devices, num_workers=1):
-    """The network a :class:`~gluon_resnest.config.DetectionConfig` ``args`` describes, with its
+    """The network a :class:`~gluon_resnest.detection.config.DetectionConfig` ``args`` describes, with its
     training-size options.
 
     ``num_devices`` are this process's; ``args.batch_size`` (not None) is shared by ``num_workers`` such
@@ -128,7 +128,7 @@ class DetectionTask(Task):
     # ---- assembling a run ----
 
     def check(self, config):
-        """A :class:`~gluon_resnest.config.DetectionConfig`."""
+        """A :class:`~gluon_resnest.detection.config.DetectionConfig`."""
         if not isinstance(config, DetectionConfig):
             raise TypeError('expected a DetectionConfig, got %s' % type(config).__name__)
         return config
@@ -150,7 +150,7 @@ class DetectionTask(Task):
         """The data sets (instances for a mask detector), classes and checkpoint meta."""
         config = run.config
         run.log.info('config: %s', dataclasses.asdict(config))
-        self.train_set, self.val_set, classes = datasets(config)
+        self.train_set, self.val_set, classes = load_datasets(config)
         run.classes = list(classes)
         run.checkpoint_meta = {'model': run.name, 'detector': config.detector, 'network': config.network,
                                'classes': list(classes)}
@@ -308,7 +308,7 @@ def evaluate(config):
         return DetectionResult(epochs=source['epoch'])
     config = run.config
     run.log.info('config: %s', dataclasses.asdict(config))
-    _, val, classes = datasets(config)
+    _, val, classes = load_datasets(config)
     net = _network(config, classes, run.ctx, run.dist, source)
     metrics = evaluators(config.dataset, val, classes, config.val_iou,
                          os.path.join(run.save_dir, run.name + '_eval'), masks=detector(config.detector).masks)
