@@ -41,6 +41,8 @@ from ..train.loop import train as run_training
 from ..train.monitor import History, setup_logger
 from ..train.recipe import apply_no_wd, build_lr_scheduler
 from .cascade import STAGE_IOU_THRESHS
+from .class_ap import coco_class_aps, collect_class_aps, format_class_aps, voc_class_aps
+from .datasets import DataError, is_voc_folder, open_coco_json, open_voc_folder, read_class_list
 from .fpn import box_head
 from .limits import DetectionLimits
 from .loss import DetectionLoss
@@ -48,6 +50,7 @@ from .masks import MASK_DETECTORS, load_instance_datasets, train_pipeline
 from .pooling import cpu_region_limit
 from .rcnn import faster_rcnn_fpn
 from .sampler import AspectRatioBatchSampler, image_orientations
+from .transfer import detector_source, start_from_detector
 from .zoo import cascade_rcnn_fpn
 
 __all__ = ['parse_args', 'main', 'fit', 'evaluate', 'DetectionConfig', 'DetectionResult', 'DetectionTask',
@@ -69,9 +72,13 @@ def _parser():
     p.add_argument('--network', '--backbone', dest='network', default='resnest50',
                    help='backbone: one of gluon_resnest.list_models(); under horovodrun write --backbone '
                         '(horovodrun takes --network for its own --network-interface)')
-    p.add_argument('--dataset', default='voc', help='voc, coco or shapes')
+    p.add_argument('--dataset', default=None,
+                   help='voc, coco or shapes (default: coco with --train-json/--val-json, else voc)')
     p.add_argument('--dataset-root', default=None,
-                   help='dataset folder (default: ~/.mxnet/datasets/{voc,coco})')
+                   help='dataset folder (default: ~/.mxnet/datasets/{voc,coco}); with --dataset voc, a '
+                        'VOCdevkit (VOC2007/, VOC2012/) or one VOC-layout folder (Annotations/, '
+                        'JPEGImages/, ImageSets/Main/)')
+    _own_data_flags(p)
     p.add_argument('--norm-layer', default=None,
                    help="'syncbn': SyncBatchNorm recipe; 'bn': the same recipe with BatchNorm on "
                         "each device's batch (one device, e.g. CPU); default: frozen BatchNorm")
@@ -103,6 +110,28 @@ def _parser():
     p.add_argument('--seed', type=int, default=233, help='random seed')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p
+
+
+def _own_data_flags(p):
+    p.add_argument('--classes', default=None,
+                   help="class names in index order, 'a,b,c' or a file with one name a line (default: a "
+                        "VOC-layout folder's <name>s sorted; COCO files' categories in the order of their ids)")
+    p.add_argument('--train-split', default='train', help='training split of a VOC-layout folder: '
+                   'ImageSets/Main/NAME.txt')
+    p.add_argument('--val-split', default='val', help='held-out split of a VOC-layout folder')
+    p.add_argument('--train-json', default=None, help='COCO-format training annotations')
+    p.add_argument('--val-json', default=None, help='COCO-format held-out annotations (evaluated with '
+                   'pycocotools on this file)')
+    p.add_argument('--image-root', default=None, help="the folder the COCO files' file_names are relative to")
+    p.add_argument('--skip-bad', action='store_true',
+                   help='leave out bad records of --dataset-root / --train-json / --val-json (a warning '
+                        'each and a count) instead of stopping with an error')
+    p.add_argument('--pretrained-detector', default=None,
+                   help='start from this detector trained on other classes: a checkpoint .params/.json '
+                        'of this command, a .params with --pretrained-classes, or a GluonCV model-zoo '
+                        'name; classes whose names match keep their rows')
+    p.add_argument('--pretrained-classes', default=None,
+                   help="the classes of a bare --pretrained-detector .params, 'a,b,c' or a file")
 
 
 def _per_dataset(key):
@@ -217,9 +246,38 @@ def _dataset_root(name, root):
 
 def _datasets(config):
     """(train, val, classes) of ``config``: instances (boxes and polygons) for a mask detector."""
+    own = _own_datasets(config)
+    if own is not None:
+        return own
     if config.detector in MASK_DETECTORS:
         return load_instance_datasets(config.dataset, _dataset_root(config.dataset, config.dataset_root))
     return load_datasets(config.dataset, config.dataset_root)
+
+
+def _own_datasets(config):
+    """(train, val, classes) of a user's VOC-layout folder or COCO-format files (None for the named
+    datasets), checked as :mod:`~gluon_resnest.detection.datasets` checks them."""
+    classes = read_class_list(config.classes)
+    if config.dataset == 'coco' and config.val_json:
+        return open_coco_json(config.train_json, config.val_json, config.image_root, classes, config.skip_bad,
+                              masks=config.detector in MASK_DETECTORS)
+    if config.dataset == 'voc' and is_voc_folder(config.dataset_root):
+        return open_voc_folder(config.dataset_root, config.train_split, config.val_split, classes,
+                               config.skip_bad)
+    if classes is not None or config.skip_bad:
+        raise DataError('--classes and --skip-bad read a VOC-layout folder (--dataset-root holding Annotations/, '
+                        'JPEGImages/, ImageSets/Main/) or COCO-format files (--train-json, --val-json)')
+    return None
+
+
+def _log_skipped(log, *datasets):
+    """Log each record ``--skip-bad`` left out, and their count; returns the count."""
+    messages = [m for dataset in datasets if dataset is not None for m in getattr(dataset, 'skipped', ())]
+    for message in messages:
+        log.warning('skipped %s', message)
+    if messages:
+        log.warning('skipped %d bad records (--skip-bad)', len(messages))
+    return len(messages)
 
 
 def _check_boxes(dataset):
@@ -409,6 +467,10 @@ class VOCEvaluation(object):
         out['mAP@0.5:0.95'] = float(np.mean([values[iou] for iou in COCO_IOUS]))
         return out
 
+    def class_aps(self):
+        """{'mAP@{iou}': {class name: AP or None}} over the images seen, for every IoU of ``ious``."""
+        return {'mAP@%g' % iou: voc_class_aps(self._metrics[iou]) for iou in self._ious}
+
 
 class COCOEvaluation(object):
     """COCO box (and with ``masks`` mask) mAP with pycocotools, as a fraction (0-1).
@@ -423,7 +485,7 @@ class COCOEvaluation(object):
         # pylint: disable=import-outside-toplevel
         from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
         from gluoncv.utils.metrics.coco_instance import COCOInstanceMetric
-        self._coco = dataset.coco
+        self._coco, self._evals = dataset.coco, {}
         self._boxes = COCODetectionMetric(dataset, prefix + '_eval', cleanup=True)
         self._masks = COCOInstanceMetric(dataset, prefix + '_eval', cleanup=True) if masks else None
 
@@ -444,18 +506,30 @@ class COCOEvaluation(object):
 
     def results(self):
         """{name: mAP} over the images seen."""
-        out = _coco_map(self._coco, self._boxes._results, 'bbox')  # pylint: disable=W0212
+        out, self._evals['bbox'] = _coco_map(self._coco, self._boxes._results, 'bbox')  # pylint: disable=W0212
         if self._masks is not None:
-            out.update(_coco_map(self._coco, self._masks.get_result_buffer(), 'segm'))
+            masks, self._evals['segm'] = _coco_map(self._coco, self._masks.get_result_buffer(), 'segm')
+            out.update(masks)
+        return out
+
+    def class_aps(self):
+        """{'{bbox,segm}_mAP@{0.5:0.95,0.5}': {class name: AP or None}} of the last :meth:`results`."""
+        names = {cat_id: cat['name'] for cat_id, cat in self._coco.cats.items()}
+        out = {}
+        for kind, coco_eval in sorted(self._evals.items()):
+            slices = {'%s_mAP@0.5:0.95' % kind: slice(None), '%s_mAP@0.5' % kind: slice(0, 1)}
+            out.update(coco_class_aps(coco_eval, names, slices) if coco_eval is not None
+                       else {metric: dict.fromkeys(names.values()) for metric in slices})
         return out
 
 
 def _coco_map(coco, detections, kind):
-    """COCO AP at IoU 0.5:0.95, 0.5 and 0.75 (all areas, 100 detections) of ``detections``."""
+    """COCO AP at IoU 0.5:0.95, 0.5 and 0.75 (all areas, 100 detections) of ``detections``, and the
+    accumulated ``COCOeval`` (None without detections)."""
     from pycocotools.cocoeval import COCOeval  # pylint: disable=import-outside-toplevel
     names = ['%s_mAP@%s' % (kind, iou) for iou in ('0.5:0.95', '0.5', '0.75')]
     if not detections:  # pycocotools cannot load an empty result list
-        return dict.fromkeys(names, 0.)
+        return dict.fromkeys(names, 0.), None
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         coco_eval = COCOeval(coco, coco.loadRes(copy.deepcopy(detections)), kind)
         coco_eval.evaluate()
@@ -464,7 +538,7 @@ def _coco_map(coco, detections, kind):
     precision = coco_eval.eval['precision'][:, :, :, 0, -1]
     values = [precision, precision[:1], precision[5:6]]
     return {name: float(np.mean(p[p > -1])) if (p > -1).any() else 0.
-            for name, p in zip(names, values)}
+            for name, p in zip(names, values)}, coco_eval
 
 
 def _metrics(dataset, val, classes, ious, prefix, masks=False):
@@ -528,11 +602,12 @@ def device_shards(batch, ctx):
 
 class DetectionTask(Task):
     """R-CNN training on the engine: the step computes ``loss_fn`` per device; the end of an epoch
-    evaluates ``tester`` on rank 0 (the other workers wait) with ``metrics`` (mAP as fractions)."""
+    evaluates ``tester`` on rank 0 (the other workers wait) with ``metrics`` (mAP as fractions; the
+    last evaluation's AP per class in ``class_aps``)."""
 
     def __init__(self, loss_fn, tester=None, metrics=None):
         self.loss_fn, self.tester, self.metrics = loss_fn, tester, metrics
-        self.sums = {}
+        self.sums, self.class_aps = {}, {}
 
     def split_batch(self, item):
         """A batch of GluonCV's R-CNN batchify: (images per device, the targets)."""
@@ -574,10 +649,13 @@ class DetectionTask(Task):
                 results = evaluate_network(self.tester, run.watchdog.iterate(run.val_loader, 'validation batch'),
                                            self.metrics, run.ctx)
                 record.update(results)
-                run.checkpoint_meta.update(val=results, val_unit=MAP_UNIT)
+                self.class_aps = collect_class_aps(self.metrics)
+                run.checkpoint_meta.update(val=results, val_unit=MAP_UNIT, val_per_class=self.class_aps)
             run.dist.barrier()  # the other workers wait for rank 0's evaluation
         run.log.info('[Epoch %d] %s', epoch + 1, ' '.join(
             '%s=%.4f' % (k, v) for k, v in record.items() if k not in ('epoch', 'images_per_sec')))
+        for line in format_class_aps(self.class_aps if validate else {}):
+            run.log.info('[Epoch %d] %s', epoch + 1, line)
         return record
 
 
@@ -626,14 +704,20 @@ def _start(config, need_checkpoint=False):
     return config, dist, ctx, log, source
 
 
-def _network(config, classes, ctx, dist, source):
-    """The detector, initialised alike on every worker (or loaded from ``source``'s weights)."""
-    net = build_detector(config, classes, len(ctx), dist.num_workers)
+def _network(config, classes, ctx, dist, source, start=None):
+    """The detector, initialised alike on every worker (or loaded from ``source``'s weights, or started
+    from ``start``, the (.params, classes) of ``--pretrained-detector``, when not resuming)."""
+    if start and not (source and source['params']):
+        seed_everything(config.seed, 0, 0, 0)  # the new class rows alike on every rank and every run
+        net, _ = start_from_detector(lambda names: build_detector(config, names, len(ctx), dist.num_workers),
+                                     start[0], start[1], list(classes), ctx)
+    else:
+        net = build_detector(config, classes, len(ctx), dist.num_workers)
+        seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
+        if source and source['params']:
+            load_detector(net, source['params'], ctx)
     if any(c.device_type == 'cpu' for c in ctx):
         _check_cpu_regions(net)
-    seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
-    if source and source['params']:
-        load_detector(net, source['params'], ctx)
     for param in net.collect_params().values():
         if param._data is None:  # pylint: disable=protected-access
             param.initialize(ctx=ctx)
@@ -662,9 +746,16 @@ def build_run(config):
     """The engine's :class:`~gluon_resnest.train.loop.Run` of a detection training ``config``."""
     config, dist, ctx, log, source = _start(config)
     train_set, val, classes = _datasets(config)
+    skipped = _log_skipped(log, train_set, val)
+    start = detector_source(config.pretrained_detector, config.pretrained_classes) \
+        if config.pretrained_detector else None
+    if start:
+        log.info('starting from %s (%d classes); rows kept for %s', start[0], len(start[1]),
+                 ', '.join(c for c in classes if c in start[1]) or 'no class')
     save_dir, name = _checkpoint_place(config)
     run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=save_dir, name=name, classes=list(classes),
-              net=_network(config, classes, ctx, dist, source))
+              net=_network(config, classes, ctx, dist, source, start))
+    run.skipped = skipped
     run.checkpoint_meta = {'model': name, 'detector': config.detector, 'network': config.network,
                            'classes': list(classes)}
     run.net.hybridize(static_alloc=False)  # training's graph; evaluation runs a copy (loop.validation_network)
@@ -695,7 +786,8 @@ def _result(run):
     per_epoch = [dict({k: v for k, v in r.items() if k.startswith(MAP_KEYS)}, epoch=r['epoch'] + 1)
                  for r in evaluated]
     final = {k: v for k, v in per_epoch[-1].items() if k != 'epoch'} if per_epoch else {}
-    return DetectionResult(final, per_epoch, run.last_checkpoint, run.config.epochs)
+    return DetectionResult(final, per_epoch, run.last_checkpoint, run.config.epochs, run.task.class_aps,
+                           run.skipped)
 
 
 def fit(config):
@@ -733,6 +825,7 @@ def evaluate(config):
     if not dist.is_root:
         return DetectionResult(epochs=source['epoch'])
     _, val, classes = _datasets(config)
+    skipped = _log_skipped(log, val)
     net = _network(config, classes, ctx, dist, source)
     save_dir, name = _checkpoint_place(config)
     metrics = _metrics(config.dataset, val, classes, config.val_iou, os.path.join(save_dir, name + '_eval'),
@@ -741,13 +834,18 @@ def evaluate(config):
                                val_loader(net, val, len(ctx), config.num_workers), metrics, ctx)
     log.info('held-out %s (%s)', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())),
              source['json'] or source['params'])
-    return DetectionResult(results, [dict(results, epoch=source['epoch'])], source['json'], source['epoch'])
+    return DetectionResult(results, [dict(results, epoch=source['epoch'])], source['json'], source['epoch'],
+                           collect_class_aps(metrics), skipped)
 
 
 def _report(result):
     maps = ' '.join('%s=%.4f' % kv for kv in sorted(result.mean_ap.items()))
     print('held-out %s after %d epochs; checkpoint %s' % (maps or '(rank 0 evaluates)', result.epochs,
                                                           result.checkpoint or 'none'))
+    for line in format_class_aps(result.per_class):
+        print('  ' + line)
+    if result.skipped:
+        print('skipped %d bad records (--skip-bad; the log names them)' % result.skipped)
 
 
 def _run(argv):
