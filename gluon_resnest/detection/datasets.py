@@ -119,10 +119,11 @@ class DetectionImages(Dataset):
 
     def __getitem__(self, index):
         path = self.paths[index]
-        try:
-            img = mx.image.imread(path, 1)
-        except mx.base.MXNetError:
-            raise DataError('%s: the image does not decode' % path) from None
+        # OpenCV says when a file does not decode (MXNet's imread returns an image of the header's size).
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise DataError('%s: the image does not decode' % path)
+        img = mx.nd.array(np.ascontiguousarray(img[:, :, ::-1]), dtype=np.uint8)
         if self.polygons is not None:
             return img, self.labels[index], self.polygons[index]
         return img, self.labels[index]

@@ -50,7 +50,7 @@ from .masks import MASK_DETECTORS, load_instance_datasets, train_pipeline
 from .pooling import cpu_region_limit
 from .rcnn import faster_rcnn_fpn
 from .sampler import AspectRatioBatchSampler, image_orientations
-from .transfer import detector_source, start_from_detector
+from .transfer import detector_source, load_weights, start_from_detector
 from .zoo import cascade_rcnn_fpn
 
 __all__ = ['parse_args', 'main', 'fit', 'evaluate', 'DetectionConfig', 'DetectionResult', 'DetectionTask',
@@ -270,6 +270,14 @@ def _own_datasets(config):
     return None
 
 
+def _check_classes(source, classes):
+    """A checkpoint record's classes (when it has them) must be the data's, in the same order."""
+    recorded = (source or {}).get('classes')
+    if recorded is not None and list(recorded) != list(classes):
+        raise DataError('checkpoint %s was trained on the classes %s; the data gives %s (--classes sets names '
+                        'and order)' % (source['json'], ','.join(recorded), ','.join(classes)))
+
+
 def _log_skipped(log, *datasets):
     """Log each record ``--skip-bad`` left out, and their count; returns the count."""
     messages = [m for dataset in datasets if dataset is not None for m in getattr(dataset, 'skipped', ())]
@@ -327,13 +335,15 @@ def build_detector(args, classes, num_devices, num_workers=1):
 
 
 def load_detector(net, path, ctx):
-    """Load a checkpoint strictly; a different class count is a one-line ValueError."""
+    """Load a checkpoint strictly (less the training-target constants it may hold:
+    :func:`~gluon_resnest.detection.transfer.load_weights`); a different class count is a one-line
+    ValueError."""
     saved = mx.nd.load(path)
     key = 'class_predictor.weight'
     if key in saved and saved[key].shape[0] != net.num_class + 1:
         raise ValueError('checkpoint %s has %d classes, the network has %d'
                          % (path, saved[key].shape[0] - 1, net.num_class))
-    net.load_parameters(path, ctx=ctx)
+    load_weights(net, path, ctx, 'checkpoint %s' % path)
 
 
 def _loaders(net, train_set, val, config, ctx, dist):
@@ -745,10 +755,11 @@ def _trainer(config, net, iters, dist):
 def build_run(config):
     """The engine's :class:`~gluon_resnest.train.loop.Run` of a detection training ``config``."""
     config, dist, ctx, log, source = _start(config)
-    train_set, val, classes = _datasets(config)
-    skipped = _log_skipped(log, train_set, val)
     start = detector_source(config.pretrained_detector, config.pretrained_classes) \
         if config.pretrained_detector else None
+    train_set, val, classes = _datasets(config)
+    skipped = _log_skipped(log, train_set, val)
+    _check_classes(source, classes)
     if start:
         log.info('starting from %s (%d classes); rows kept for %s', start[0], len(start[1]),
                  ', '.join(c for c in classes if c in start[1]) or 'no class')
@@ -824,8 +835,9 @@ def evaluate(config):
     config, dist, ctx, log, source = _start(config, need_checkpoint=True)
     if not dist.is_root:
         return DetectionResult(epochs=source['epoch'])
-    _, val, classes = _datasets(config)
-    skipped = _log_skipped(log, val)
+    train_set, val, classes = _datasets(config)
+    skipped = _log_skipped(log, train_set, val)
+    _check_classes(source, classes)
     net = _network(config, classes, ctx, dist, source)
     save_dir, name = _checkpoint_place(config)
     metrics = _metrics(config.dataset, val, classes, config.val_iou, os.path.join(save_dir, name + '_eval'),

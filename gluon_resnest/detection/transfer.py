@@ -19,7 +19,7 @@ import os
 
 from .datasets import DataError, read_class_list
 
-__all__ = ['detector_source', 'start_from_detector']
+__all__ = ['detector_source', 'start_from_detector', 'load_weights']
 
 _ZOO_CLASSES = {'coco': 'COCODetection', 'voc': 'VOCDetection'}
 
@@ -96,36 +96,42 @@ def start_from_detector(build, params, old_classes, classes, ctx):
     ValueError
         The file does not fit the network built (one line naming the first parameters).
     """
+    import mxnet as mx  # pylint: disable=import-outside-toplevel
     net = build(list(old_classes))
-    _load_weights(net, params, old_classes, ctx)
+    rows = mx.nd.load(params).get('class_predictor.weight')
+    if rows is not None and rows.shape[0] != len(old_classes) + 1:
+        raise ValueError('--pretrained-detector %s has %d classes, not the %d named (%s)'
+                         % (params, rows.shape[0] - 1, len(old_classes), ', '.join(old_classes[:5])))
+    load_weights(net, params, ctx, '--pretrained-detector %s' % params)
     kept = [name for name in classes if name in old_classes]
     # By index: GluonCV's reset_class changes a dict of names while iterating over it.
     net.reset_class(list(classes), reuse_weights={classes.index(n): list(old_classes).index(n) for n in kept})
     return net, kept
 
 
-def _load_weights(net, params, old_classes, ctx):
-    """Load every parameter of ``net`` from ``params``, strictly by structural name and shape.
+def load_weights(net, params, ctx, what):
+    """Load every parameter of ``net`` from the file ``params``, strictly by structural name and shape.
 
     A checkpoint written during training also holds the constants of the training-target generator
     (``_target_generator.*``, made from the settings once the training transform asks for it): they are
-    not weights and are left out.
+    not weights, and a network built afresh has none yet, so they are left out.
+
+    Raises
+    ------
+    ValueError
+        A parameter missing from the file, one the network does not have, or a shape that differs (one line
+        starting with ``what``).
     """
     import mxnet as mx  # pylint: disable=import-outside-toplevel
     saved = {k: v for k, v in mx.nd.load(params).items() if not k.startswith('_target_generator.')}
-    rows = saved.get('class_predictor.weight')
-    if rows is not None and rows.shape[0] != len(old_classes) + 1:
-        raise ValueError('--pretrained-detector %s has %d classes, not the %d named (%s)'
-                         % (params, rows.shape[0] - 1, len(old_classes), ', '.join(old_classes[:5])))
     wanted = net._collect_params_with_prefix()  # pylint: disable=protected-access
     missing, extra = sorted(set(wanted) - set(saved)), sorted(set(saved) - set(wanted))
     if missing or extra:
-        raise ValueError('--pretrained-detector %s does not fit the network the flags describe: %s'
-                         % (params, '; '.join(part for part in (
+        raise ValueError('%s does not fit the network the flags describe: %s'
+                         % (what, '; '.join(part for part in (
                              'missing %s' % ', '.join(missing[:3]) if missing else '',
                              'not in the network %s' % ', '.join(extra[:3]) if extra else '') if part)))
     for name, param in wanted.items():
         if param.shape and all(param.shape) and param.shape != saved[name].shape:
-            raise ValueError('--pretrained-detector %s: %s has shape %s, the network %s'
-                             % (params, name, saved[name].shape, param.shape))
+            raise ValueError('%s: %s has shape %s, the network %s' % (what, name, saved[name].shape, param.shape))
         param._load_init(saved[name], ctx)  # pylint: disable=protected-access
