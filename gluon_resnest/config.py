@@ -467,6 +467,11 @@ class DetectionConfig:  # pylint: disable=too-many-instance-attributes
     ``(LO, HI)`` (a range) or three or more sides (a choice per image); ``gpus``, ``short``, ``lr_decay_epoch`` and ``val_iou`` also take comma-separated strings.
     Checkpoints are ``{save_prefix}-{epochs done:04d}.params/.states/.json``; ``resume`` continues from the
     latest complete one, ``resume_params`` starts from a weights file at epoch ``resume_epoch``.
+    Users' data (:mod:`gluon_resnest.detection.datasets`): ``dataset_root`` a VOC-layout folder with
+    ``train_split``/``val_split``, or ``train_json``/``val_json``/``image_root`` (``dataset`` None becomes
+    ``'coco'`` with them, else ``'voc'``); ``classes`` names and orders the classes; ``skip_bad`` leaves bad
+    records out. ``pretrained_detector`` (a checkpoint, a ``.params`` with ``pretrained_classes``, or a
+    GluonCV zoo name) starts from a detector of other classes (:mod:`gluon_resnest.detection.transfer`).
     """
     detector: str = 'cascade_rcnn'
     network: str = 'resnest50'
