@@ -491,3 +491,32 @@ def test_checkpoint_classes_must_be_the_datas(voc_run, export_root, tmp_path, ca
     assert command_error(train.main, argv, capsys) == (
         2, 'error: checkpoint %s-0001.json was trained on the classes disc,tile,wedge; the data gives '
            'tile,disc,wedge (--classes sets names and order)' % voc_run[1])
+
+
+@pytest.mark.slow
+def test_cascade_masks_train_on_coco_polygons_and_evaluate_per_class(export_root, tmp_path):
+    prefix = str(tmp_path / 'masks')
+    argv = ['--detector', 'cascade_mask_rcnn', '--save-prefix', prefix] + CPU_FLAGS + _coco_flags(export_root)
+    result = train.fit(train.parse_args(argv))
+    assert set(result.per_class) == {'bbox_mAP@0.5:0.95', 'bbox_mAP@0.5', 'segm_mAP@0.5:0.95', 'segm_mAP@0.5'}
+    assert all(list(v) == COCO_CLASSES for v in result.per_class.values())
+    assert read_checkpoint(prefix + '-0001.json')['classes'] == COCO_CLASSES
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--pretrained-classes', 'a,b'], '--pretrained-classes names the classes of --pretrained-detector'),
+    (['--train-json', 'a.json', '--image-root', '.'],
+     '--train-json FILE (unless --eval-only), --val-json FILE and --image-root DIR go together'),
+    (['--dataset', 'voc', '--val-json', 'a.json', '--image-root', '.'],
+     "--train-json, --val-json and --image-root read COCO-format files: --dataset must be coco, got 'voc'"),
+    (['--classes', 'a,b', '--dataset', 'shapes'],
+     '--classes and --skip-bad read a VOC-layout folder (--dataset-root holding Annotations/, JPEGImages/, '
+     'ImageSets/Main/) or COCO-format files (--train-json, --val-json)'),
+    (['--classes', 'a,b,a'], 'class list a,b,a: names given twice: a'),
+])
+def test_own_data_flags_give_one_line_errors(export_root, tmp_path, capsys, flags, message):
+    root = os.path.join(export_root, 'voc') if '--dataset' not in flags else export_root
+    argv = ['--dataset-root', root, '--save-prefix', str(tmp_path / 'run')] + CPU_FLAGS + flags
+    if '--val-json' in flags or '--train-json' in flags:
+        argv = argv[2:]
+    assert command_error(train.main, argv, capsys) == (2, 'error: ' + message)

@@ -316,7 +316,7 @@ def build_detector(args, classes, num_devices, num_workers=1):
         overrides['rpn_test_pre_nms'] = max(3 * args.rpn_test_post_nms, 300)
     if args.box_head == '2fc':
         # Every stage of a cascade gets its own head of the same kind.
-        stages = len(STAGE_IOU_THRESHS) if args.detector == 'cascade_rcnn' else 1
+        stages = len(STAGE_IOU_THRESHS) if args.detector.startswith('cascade') else 1
         heads = [box_head(False, num_devices, args.box_head_units)
                  for _ in range(stages)]
         overrides['box_features'] = heads[0]
