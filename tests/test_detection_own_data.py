@@ -20,6 +20,7 @@ from gluon_resnest.detection import datasets, shapes, train
 from gluon_resnest.detection.transfer import start_from_detector
 from gluon_resnest.train.checkpoint import read_checkpoint
 from conftest import command_error
+from test_detection_evaluation import _iou_inclusive  # VOC's IoU of inclusive pixel boxes
 
 CPU_FLAGS = ['--network', 'resnest14', '--no-pretrained-base', '--short', '96', '--max-size', '128',
              '--num-sample', '16', '--rpn-train-post-nms', '64', '--rpn-test-post-nms', '20', '--norm-layer', 'bn',
@@ -193,14 +194,6 @@ def test_skip_bad_leaves_bad_records_out_with_a_warning_each_and_a_count(export_
 
 
 # ---- per-class AP against independent references ----
-
-def _iou_inclusive(a, b):
-    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(w, 0) * max(h, 0)
-    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
-
 
 def _voc07_class_ap(truth, detections, cls, iou_thresh):
     """Naive VOC07 11-point AP of ``cls``: truth [(boxes, classes, difficult)] per image, detections
