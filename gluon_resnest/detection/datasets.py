@@ -221,7 +221,7 @@ def open_voc_folder(root, train_split='train', val_split='val', classes=None, sk
             except DataError as err:
                 records[kind].bad(str(err))
                 continue
-            records[kind].add(image, label, size)
+            records[kind].add(image, label or [[-1] * 6], size)  # -1: no object (the metrics skip it)
     where = {kind: os.path.join(root, 'ImageSets', 'Main', split + '.txt')
              for kind, split in (('train', train_split), ('val', val_split))}
     return (records['train'].dataset(classes, where['train']), records['val'].dataset(classes, where['val']),
@@ -387,6 +387,8 @@ def _coco_split(path, doc, categories, classes, image_root, skip_bad, masks=Fals
         if not (isinstance(entry, dict) and isinstance(entry.get('id'), int)
                 and isinstance(entry.get('file_name'), str)):
             raise DataError('%s: image record %d needs an integer id and a file_name' % (path, number))
+        if entry['id'] in images:
+            raise DataError('%s: image record %d repeats the id %d' % (path, number, entry['id']))
         images[entry['id']] = entry
     by_image = {}
     for ann in doc['annotations']:
