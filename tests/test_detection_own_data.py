@@ -329,7 +329,8 @@ NEW_CLASSES = ['tile', 'disc', 'bird']  # tile and disc move; bird is new
 
 
 def _built(detector, classes):
-    config = train.parse_args(['--detector', detector, '--dataset', 'shapes', '--dataset-root', '.'] + CPU_FLAGS)
+    config = train.parse_args(['--detector', detector, '--dataset', 'shapes', '--dataset-root', '.', '--fpn-channels',
+                               '16'] + CPU_FLAGS)
     return train.build_detector(config, classes, 1)
 
 
@@ -350,6 +351,7 @@ def _row_layout(old_rows, new_rows):
     raise AssertionError('not a class layer: %d -> %d rows' % (old_rows, new_rows))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('detector', ['faster_rcnn', 'cascade_rcnn', 'mask_rcnn', 'cascade_mask_rcnn'])
 def test_pretrained_detector_keeps_matching_rows_bit_for_bit(tmp_path, detector):
     path = str(tmp_path / 'old.params')
