@@ -16,9 +16,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_resnest.detection import datasets, shapes, train
+from gluon_resnest.detection import datasets, evaluation, shapes, train
 from gluon_resnest.detection.transfer import start_from_detector
-from gluon_resnest.train.checkpoint import read_checkpoint
+from gluon_resnest.engine.checkpoint import read_checkpoint
 from conftest import command_error
 from test_detection_evaluation import _iou_inclusive  # VOC's IoU of inclusive pixel boxes
 
@@ -300,7 +300,7 @@ def test_coco_evaluation_of_own_files_equals_cocoeval_per_category(export_root, 
         dets = [(int(c) if j else (int(c) + 1) % 3, 0.9 - 0.1 * j, np.clip(box + rng.uniform(-3, 3, 4), 0, 95))
                 for j, (box, c) in enumerate(zip(label[:, :4], label[:, 4]))]
         detections.append(dets + [(int(rng.randint(3)), 0.5, [2., 2., 40., 30.])])
-    metrics = train._metrics('coco', val, classes, [0.5], str(tmp_path / 'eval'))  # pylint: disable=W0212
+    metrics = evaluation.evaluators('coco', val, classes, [0.5], str(tmp_path / 'eval'))
     results = train.evaluate_network(_StubDetector(val.sizes, detections),
                                      train.val_loader(_StubDetector([], []), val, 1), metrics, [mx.cpu()])
     per_class = metrics[0].class_aps()

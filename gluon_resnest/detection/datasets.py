@@ -33,7 +33,7 @@ from mxnet.gluon.data import Dataset
 from ..cli import DataError
 
 __all__ = ['DataError', 'DetectionImages', 'image_size', 'read_class_list', 'is_voc_folder',
-           'open_voc_folder', 'open_coco_json']
+           'open_voc_folder', 'open_coco_json', 'log_skipped', 'check_classes']
 
 _SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # JPEG frame headers (hold the size)
 
@@ -181,6 +181,30 @@ class _Records(object):
                                self.polygons if with_polygons else None, self.skipped)
 
 
+def log_skipped(log, *datasets):
+    """Log each record ``skip_bad`` left out of ``datasets`` (None ones ignored), and their count; returns it."""
+    messages = [m for dataset in datasets if dataset is not None for m in getattr(dataset, 'skipped', ())]
+    for message in messages:
+        log.warning('skipped %s', message)
+    if messages:
+        log.warning('skipped %d bad records (--skip-bad)', len(messages))
+    return len(messages)
+
+
+def check_classes(record, classes):
+    """A checkpoint ``record``'s classes (when it lists them) must be ``classes``, in the same order.
+
+    Raises
+    ------
+    DataError
+        They differ.
+    """
+    recorded = (record or {}).get('classes')
+    if recorded is not None and list(recorded) != list(classes):
+        raise DataError('checkpoint %s was trained on the classes %s; the data gives %s (--classes sets names '
+                        'and order)' % (record['json'], ','.join(recorded), ','.join(classes)))
+
+
 def is_voc_folder(root):
     """True when ``root`` holds a VOC-layout dataset itself (``Annotations/`` beside ``ImageSets/``)."""
     return bool(root) and os.path.isdir(os.path.join(os.path.expanduser(root), 'Annotations'))
@@ -309,9 +333,10 @@ def open_coco_json(train_json, val_json, image_root, classes=None, skip_bad=Fals
     Parameters
     ----------
     train_json, val_json : str
-        COCO-format files (no ``train_json``: no training set, None): ``images`` (``id``, ``file_name`` relative to ``image_root``, optional ``width``
-        and ``height``, which must then be the image's), ``annotations`` (``bbox`` ``[x, y, w, h]``,
-        ``category_id``, ``segmentation`` polygons for masks) and ``categories`` (any ids and names).
+        COCO-format files (no ``train_json``: no training set, None): ``images`` (``id``, ``file_name``
+        relative to ``image_root``, optional ``width`` and ``height``, which must then be the image's),
+        ``annotations`` (``bbox`` ``[x, y, w, h]``, ``category_id``, ``segmentation`` polygons for masks) and
+        ``categories`` (any ids and names).
     image_root : str
     classes : list of str, optional
         Class names in index order; None: the training file's category names in the order of their ids.
