@@ -17,6 +17,7 @@ The command is parse -> :class:`~gluon_resnest.detection.config.DetectionConfig`
 import sys
 
 from .. import cli
+from .class_ap import format_class_aps
 from .config import DATASET_DEFAULTS, DetectionConfig
 from .task import fit
 
@@ -28,6 +29,7 @@ def _parser():
     cli.add_config(parser, 'detection')
     cli.add_settings(parser, DetectionConfig)
     return parser
+
 
 def parse_args(argv=None):
     """The :class:`~gluon_resnest.detection.config.DetectionConfig` of a command line (GluonCV's
@@ -45,6 +47,10 @@ def _report(result):
     maps = ' '.join('%s=%.4f' % kv for kv in sorted(result.mean_ap.items()))
     print('held-out %s after %d epochs; checkpoint %s' % (maps or '(rank 0 evaluates)', result.epochs,
                                                           result.checkpoint or 'none'))
+    for line in format_class_aps(result.per_class):
+        print('  ' + line)
+    if result.skipped:
+        print('skipped %d bad records (--skip-bad; the log names them)' % result.skipped)
 
 def _run(argv):
     _report(fit(parse_args(argv)))

@@ -53,14 +53,40 @@ class DetectionConfig:  # pylint: disable=too-many-instance-attributes
     ``val_iou`` also take comma-separated strings. Checkpoints are ``{save_prefix}-{epochs
     done:04d}.params/.states/.json``; ``resume`` continues from the latest complete one, ``resume_params``
     starts from a weights file at epoch ``resume_epoch``.
+    Users' data (:mod:`gluon_resnest.detection.datasets`): ``dataset_root`` a VOC-layout folder with
+    ``train_split``/``val_split``, or ``train_json``/``val_json``/``image_root`` (``dataset`` None becomes
+    ``'coco'`` with them, else ``'voc'``); ``classes`` names and orders the classes; ``skip_bad`` leaves bad
+    records out. ``pretrained_detector`` (a checkpoint, a ``.params`` with ``pretrained_classes``, or a
+    GluonCV zoo name) starts from a detector of other classes (:mod:`gluon_resnest.detection.transfer`).
     """
     detector: str = _checked('cascade_rcnn', 'cascade_rcnn, faster_rcnn, or with masks (--dataset coco or shapes) '
                              'cascade_mask_rcnn or mask_rcnn', detector_names())
     network: str = setting('resnest50', 'backbone: one of gluon_resnest.list_models(); under horovodrun write '
                            '--backbone (horovodrun takes --network for its own --network-interface)',
                            flags=('--network', '--backbone'))
-    dataset: str = _checked('voc', 'voc, coco or shapes', DATASETS)
-    dataset_root: Optional[str] = setting(None, 'dataset folder (default: ~/.mxnet/datasets/{voc,coco})')
+    dataset: Optional[str] = _checked(None, 'voc, coco or shapes (default: coco with --train-json/--val-json, '
+                                      'else voc)', DATASETS)
+    dataset_root: Optional[str] = setting(None, 'dataset folder (default: ~/.mxnet/datasets/{voc,coco}); with '
+                                          '--dataset voc, a VOCdevkit (VOC2007/, VOC2012/) or one VOC-layout '
+                                          'folder (Annotations/, JPEGImages/, ImageSets/Main/)')
+    # Users' own data (gluon_resnest.detection.datasets) and a detector trained on other classes to start from.
+    classes: Optional[str] = setting(None, "class names in index order, 'a,b,c' or a file with one name a line "
+                                     "(default: a VOC-layout folder's <name>s sorted; COCO files' categories in "
+                                     "the order of their ids)")
+    train_split: str = setting('train', 'training split of a VOC-layout folder: ImageSets/Main/NAME.txt')
+    val_split: str = setting('val', 'held-out split of a VOC-layout folder')
+    train_json: Optional[str] = setting(None, 'COCO-format training annotations')
+    val_json: Optional[str] = setting(None, 'COCO-format held-out annotations (evaluated with pycocotools on '
+                                      'this file)')
+    image_root: Optional[str] = setting(None, "the folder the COCO files' file_names are relative to")
+    skip_bad: bool = setting(False, 'leave out bad records of --dataset-root / --train-json / --val-json (a '
+                             'warning each and a count) instead of stopping with an error')
+    pretrained_detector: Optional[str] = setting(
+        None, 'start from this detector trained on other classes: a checkpoint .params/.json of this command, '
+        'a .params with --pretrained-classes, or a GluonCV model-zoo name; classes whose names match keep their '
+        'rows')
+    pretrained_classes: Optional[str] = setting(None, "the classes of a bare --pretrained-detector .params, "
+                                                "'a,b,c' or a file")
     norm_layer: Optional[str] = _checked(None, "'syncbn': SyncBatchNorm recipe; 'bn': the same recipe with "
                                          "BatchNorm on each device's batch (one device, e.g. CPU); default: "
                                          "frozen BatchNorm", NORM_LAYERS)
@@ -127,6 +153,9 @@ class DetectionConfig:  # pylint: disable=too-many-instance-attributes
         self.gpus = parse_devices(self.gpus)
         for name, kind in (('short', int), ('lr_decay_epoch', int), ('val_iou', float)):
             self._as_list(name, kind)
+        if self.dataset is None:  # COCO-format files name their layout
+            self.dataset = 'coco' if self.train_json or self.val_json else 'voc'
+        self._check_own_data()
         check_choices(self)
         for key, value in DATASET_DEFAULTS[self.dataset].items():
             if getattr(self, key) is None:
@@ -155,6 +184,24 @@ class DetectionConfig:  # pylint: disable=too-many-instance-attributes
             items = number_list(value, kind)
             check_rules([(items is None, '{} takes comma-separated numbers, got %r' % (value,), name)])
             setattr(self, name, items)
+
+    def _check_own_data(self):
+        json_files = self.train_json or self.val_json or self.image_root
+        check_rules([
+            (json_files and self.dataset != 'coco', '{}, {} and {} read COCO-format files: {} must be coco, got %r'
+             % self.dataset, 'train_json', 'val_json', 'image_root', 'dataset'),
+            (json_files and not (self.val_json and self.image_root and (self.train_json or self.eval_only)),
+             '{} FILE (unless {}), {} FILE and {} DIR go together', 'train_json', 'eval_only', 'val_json',
+             'image_root'),
+            (json_files and self.dataset_root is not None, '{} and {} exclude each other', 'dataset_root',
+             'train_json'),
+            (bool(self.pretrained_classes) and not self.pretrained_detector, '{} names the classes of {}',
+             'pretrained_classes', 'pretrained_detector'),
+            (bool(self.pretrained_detector) and bool(self.resume_params), '{} cannot be combined with {}',
+             'pretrained_detector', 'resume_params'),
+            (not (self.train_split.strip() and self.val_split.strip()), '{} and {} name split files',
+             'train_split', 'val_split'),
+        ])
 
     def _check_network(self):
         try:
