@@ -33,6 +33,13 @@ def _financial(name):
     return removed
 
 
+def _compat():
+    import types  # pylint: disable=import-outside-toplevel
+    module = types.ModuleType('numpy.compat', 'The name of numpy.compat MXNet reads (gluon_resnest_compat).')
+    module.basestring = str
+    return module
+
+
 def _in1d(ar1, ar2, assume_unique=False, invert=False, **kwargs):
     import numpy  # pylint: disable=import-outside-toplevel
     return numpy.isin(ar1, ar2, assume_unique=assume_unique, invert=invert, **kwargs).ravel()
@@ -60,6 +67,8 @@ NUMPY_NAMES = {
     'NZERO': (lambda np: -0.0, 'mxnet/numpy/utils.py at import'),
     'NAN': (lambda np: math.nan, 'mxnet/numpy/utils.py at import'),
     'NaN': (lambda np: math.nan, 'mxnet/numpy/utils.py at import'),
+    # numpy 2 removed numpy.compat; mxnet.numpy.pad checks its mode against compat.basestring (str).
+    'compat': (lambda np: _compat(), 'mxnet/ndarray/numpy/_op.py, mxnet/symbol/numpy/_symbol.py'),
     # numpy 2 removed these functions. MXNet registers its array-function overrides under these
     # names, read from numpy by string (getattr), at import.
     'product': (lambda np: np.prod, 'mxnet/numpy_dispatch_protocol.py at import'),

@@ -35,6 +35,7 @@ def saved_gluoncv(tmp_path):
     return make
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize('name', COMPARED)
 def test_gluoncv_weights_load_strictly_and_agree(name, saved_gluoncv):
     reference, path = saved_gluoncv(name)

@@ -147,6 +147,7 @@ def _assert_clean_graph(model, onnx_file, net, python, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 @pytest.mark.parametrize('dynamic', [False, True], ids=['static', 'dynamic-batch'])
 def test_onnx_export_runs_equal_in_onnxruntime(tmp_path, dynamic):
     import onnx  # pylint: disable=import-outside-toplevel
