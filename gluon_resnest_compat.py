@@ -25,7 +25,7 @@ __all__ = ['NUMPY_NAMES', 'ONNX_MAPPING_NAMES', 'check_mxnet', 'install_hook', '
 
 
 def _financial(name):
-    """A stand-in for a financial function numpy 1.20 moved to the numpy_financial package."""
+    """A stand-in for a financial function numpy 2 removed (the numpy_financial package has them)."""
     def removed(*args, **kwargs):
         raise NotImplementedError('numpy.%s is gone from numpy (numpy_financial.%s has it); mxnet.numpy.%s '
                                   'is its stand-in' % (name, name, name))
@@ -79,7 +79,7 @@ NUMPY_NAMES = {
     'in1d': (lambda np: _in1d, 'mxnet/numpy/fallback.py at import'),
     'msort': (lambda np: _msort, 'mxnet/numpy/fallback.py at import'),
     'trapz': (lambda np: np.trapezoid, 'mxnet/numpy/fallback.py at import'),
-    # numpy 1.20 moved these to numpy_financial; mxnet.numpy's fallbacks bind them (stand-ins here).
+    # numpy 2 removed these (numpy_financial has them); mxnet.numpy's fallbacks bind them (stand-ins here).
     'mirr': (lambda np: _financial('mirr'), 'mxnet/numpy/fallback.py at import'),
     'npv': (lambda np: _financial('npv'), 'mxnet/numpy/fallback.py at import'),
     'pmt': (lambda np: _financial('pmt'), 'mxnet/numpy/fallback.py at import'),
