@@ -113,6 +113,8 @@ def test_failed_optional_step_is_one_line_and_the_core_works(tmp_path):
                       % (sys.prefix, sys.prefix, tmp_path / 'setup.d')]
     assert 'no compiler' in open(os.path.join(sys.prefix, 'setup-logs', '10-broken.log')).read()
     assert lines[-1] == 'setup: 20-fine: fine step ran'
+    # The editable install the core made carries the .pth file (pip's PEP 660 path, pyproject.toml).
+    assert os.path.isfile(os.path.join(sysconfig.get_paths()['purelib'], 'gluon_resnest_compat.pth'))
     core = subprocess.run([sys.executable, '-c', 'import gluon_resnest; print(len(gluon_resnest.list_models()))'],
                           capture_output=True, text=True, timeout=300, check=False)
     assert core.stdout.split()[-1] == '13', core.stderr[-2000:]
