@@ -110,8 +110,7 @@ def test_preprocess_graph_takes_raw_uint8_images(tmp_path):
 def _ort_python_or_skip():
     python = onnx_export.ort_python()
     if python is None:
-        pytest.skip('no onnxruntime interpreter: run scripts/setup.d/40-onnxruntime.sh (makes .venv-ort) '
-                    'or set %s' % onnx_export.ORT_PYTHON_ENV)
+        pytest.skip('no onnxruntime: run scripts/setup.d/40-onnxruntime.sh or set %s' % onnx_export.ORT_PYTHON_ENV)
     return python
 
 
