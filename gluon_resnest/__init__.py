@@ -9,7 +9,7 @@ import gluon_resnest_compat  # noqa: E402
 gluon_resnest_compat.restore()
 gluon_resnest_compat.check_mxnet()
 from .config import EvalConfig, ExportConfig, TrainConfig  # noqa: E402  (after the thread count is set)
-from .evaluation import evaluate  # noqa: E402
+from .classification.evaluation import evaluate  # noqa: E402
 from .inference import optimize  # noqa: E402
 from .layers import SplitAttentionConv  # noqa: E402
 from .model_zoo import get_model, list_models
