@@ -146,8 +146,8 @@ def _assert_clean_graph(model, onnx_file, net, python, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.smoke
-@pytest.mark.parametrize('dynamic', [False, True], ids=['static', 'dynamic-batch'])
+@pytest.mark.parametrize('dynamic', [pytest.param(False, marks=pytest.mark.smoke), True],
+                         ids=['static', 'dynamic-batch'])
 def test_onnx_export_runs_equal_in_onnxruntime(tmp_path, dynamic):
     import onnx  # pylint: disable=import-outside-toplevel
     python = _ort_python_or_skip()
