@@ -76,3 +76,14 @@ def test_eval_loaders_deliver_the_same_batches_and_are_reported(tmp_path, capsys
     assert row[0] == '1' and [float(row[1]), float(row[2])] == [record['shared_batches'], record['dataloader']]
     assert record['by_threads'] == {'1': {'shared_batches': record['shared_batches'],
                                           'dataloader': record['dataloader']}}
+
+
+def test_320_mode_times_the_two_loaders_with_the_efficientnet_pipeline(capsys):
+    bench_data.main(['--images', '8', '--threads', '1', '--batch-size', '4', '--input-size', '320',
+                     '--runs', '1', '--json'])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert 'efficientnet pipeline' in lines[-4] and len(lines[-2].strip('|').split('|')) == 4
+    record = json.loads(lines[-1])
+    assert sorted(record['by_threads']['1']) == ['gluon_transforms', 'python']
+    row = [float(cell.strip().rstrip('x')) for cell in lines[-2].strip('|').split('|')]
+    assert row[1:3] == [record['python'], record['gluon_transforms']]
