@@ -7,7 +7,7 @@ name (:mod:`.zoo`) live here; ``import gluon_resnest`` installs those names in G
 ``mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``,
 ``cascade_rcnn_fpn[_syncbn]_resnest{14,50,101,200}_{coco,voc,custom}``,
 ``cascade_mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``). ``python -m
-gluon_resnest.detection.train`` trains and evaluates Cascade R-CNN and Faster R-CNN;
+gluon_resnest.detection.train`` trains and evaluates all four (``--detector``);
 ``python -m gluon_resnest.detection.shapes`` writes a small offline detection dataset.
 
 From Python: ``fit(DetectionConfig(...))`` trains and ``evaluate(DetectionConfig(...))`` evaluates a

@@ -1,4 +1,4 @@
-"""Train and evaluate Cascade R-CNN (or Faster R-CNN) with FPN on ResNeSt, on the training engine.
+"""Train and evaluate Faster, Mask, Cascade and Cascade Mask R-CNN with FPN on ResNeSt, on the training engine.
 
 ``python -m gluon_resnest.detection.train --network resnest50 --dataset coco --norm-layer syncbn
 --gpus 0,1,2,3 ...`` takes the flag names of GluonCV's ``train_faster_rcnn.py`` where they apply (its
@@ -745,7 +745,8 @@ def evaluate(config):
 
 
 def _report(result):
-    maps = ' '.join('%s=%.4f' % kv for kv in sorted(result.mean_ap.items()))
+    # The printed report shows percent, as every command's (the records and logs keep fractions).
+    maps = ' '.join('%s=%.2f%%' % (key, 100 * value) for key, value in sorted(result.mean_ap.items()))
     print('held-out %s after %d epochs; checkpoint %s' % (maps or '(rank 0 evaluates)', result.epochs,
                                                           result.checkpoint or 'none'))
 
