@@ -2,7 +2,9 @@
 non-square photographs: the crop window against GluonCV's ``EfficientNetRandomCrop`` (draw for draw and as
 distributions), the colour steps against PIL's ``ImageEnhance``, the resize against PIL's, the whole fast
 path against a step-by-step reference and its statistics against the Gluon/PIL reference pipeline."""
+import os
 import random
+import re
 from functools import partial
 
 import cv2
@@ -13,6 +15,7 @@ from gluoncv.utils.transforms import EfficientNetCenterCrop, EfficientNetRandomC
 from PIL import Image, ImageEnhance
 from scipy.stats import ks_2samp
 
+import gluon_resnest
 from gluon_resnest.config import ConfigError, TrainConfig
 from gluon_resnest.data import MEAN, STD
 from gluon_resnest.data import opencv_augment
@@ -236,3 +239,11 @@ def test_validation_crop_at_320_is_gluoncvs_efficientnet_centre_crop(height, wid
     for size in (320, 416):
         resize, (x0, y0, w, h), _ = crop_box(height, width, size)
         assert resize is None and (y0, x0, h, w) == _fallback(height, width, size)
+
+
+@pytest.mark.parametrize('recipe', ['resnest14', 'resnest26', 'resnest50', 'resnest101', 'resnest200', 'resnest269'])
+def test_each_recipe_names_the_pipeline_it_trains_with(recipe):
+    path = os.path.join(os.path.dirname(gluon_resnest.__file__), 'recipes', 'imagenet', recipe + '.yaml')
+    config = TrainConfig.from_file(recipe)
+    named = re.search(r'^# Training pipeline: (\w+)', open(path).read(), flags=re.M).group(1)
+    assert named == train_pipeline(config.input_size) == TrainAugment(config.input_size).pipeline
