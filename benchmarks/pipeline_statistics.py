@@ -47,10 +47,23 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def channel_stats(outputs):
-    """Per-channel mean and std (6 numbers) of normalised CHW images."""
-    outputs = np.stack(outputs)
-    return np.concatenate([outputs.mean((0, 2, 3)), outputs.std((0, 2, 3))])
+class ChannelStats(object):
+    """Running per-channel mean and std of normalised CHW images (the images themselves are not kept)."""
+
+    def __init__(self):
+        self.sums, self.squares, self.count = np.zeros(3), np.zeros(3), 0
+
+    def add(self, image):
+        """Count one CHW image in."""
+        image = np.asarray(image, dtype=np.float64)
+        self.sums += image.sum((1, 2))
+        self.squares += (image ** 2).sum((1, 2))
+        self.count += image[0].size
+
+    def result(self):
+        """The 6 numbers: per-channel mean, then per-channel std."""
+        mean = self.sums / self.count
+        return np.concatenate([mean, np.sqrt(np.maximum(self.squares / self.count - mean ** 2, 0))])
 
 
 def samples(rec, args):
@@ -61,17 +74,17 @@ def samples(rec, args):
     fast_inception = TrainAugment(args.input_size, pipeline='inception')
     mx.random.seed(args.seed)
     random.seed(args.seed)
-    out = {name: [] for name in ('reference_a', 'reference_b', 'fast', 'fast_inception')}
+    out = {name: ChannelStats() for name in ('reference_a', 'reference_b', 'fast', 'fast_inception')}
     for index in range(len(dataset)):
         buf, _, _ = dataset.read_encoded(index)
         image = mx.image.imdecode(buf)
         for draw in range(args.draws):
             for name in ('reference_a', 'reference_b'):
-                out[name].append(reference(image).asnumpy())
+                out[name].add(reference(image).asnumpy())
             rng_key = [args.seed, index, draw]
-            out['fast'].append(fast(buf, np.random.Generator(np.random.PCG64(rng_key))))
-            out['fast_inception'].append(fast_inception(buf, np.random.Generator(np.random.PCG64(rng_key))))
-    return {name: channel_stats(images) for name, images in out.items()}
+            out['fast'].add(fast(buf, np.random.Generator(np.random.PCG64(rng_key))))
+            out['fast_inception'].add(fast_inception(buf, np.random.Generator(np.random.PCG64(rng_key))))
+    return {name: stats.result() for name, stats in out.items()}
 
 
 def main(argv=None):

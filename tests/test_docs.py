@@ -18,6 +18,13 @@ temporary folder. HTML comments right above a block say what the test changes, s
 Every other block gets ``demo_data`` (a small coloured-squares dataset in the demo's layout, folders and
 .rec: 3 classes, 18 training and 6 validation images) and ``runs/demo`` (resnest14 trained on it for 5
 epochs with the main job's flags), made once.
+
+The pages themselves are checked too: every relative link names a file that exists and a heading it has
+(GitHub's anchors); the paragraph before each heading and at the end of a page ends a sentence; in the
+benchmark pages every section (heading to heading) that gives a speed, time or memory figure names a date
+(YYYY-MM-DD) and a machine (vCPU, EPYC, Xeon, GPU, cores); a block whose substitution swaps a path (a file
+or published weights the reader has and the test machine has not) carries a ``note`` saying why; and the
+flag vocabulary and layers of docs/design.md match the code.
 """
 import argparse
 import ast
