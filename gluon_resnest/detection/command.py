@@ -1,5 +1,5 @@
-"""``gluon-resnest-train-detection`` (``python -m gluon_resnest.detection.train``): train and evaluate Cascade
-R-CNN (or Faster R-CNN) with FPN on ResNeSt.
+"""``gluon-resnest-train-detection`` (``python -m gluon_resnest.detection.train``): train and evaluate Faster,
+Mask, Cascade and Cascade Mask R-CNN with FPN on ResNeSt.
 
 ``python -m gluon_resnest.detection.train --network resnest50 --dataset coco --norm-layer syncbn
 --gpus 0,1,2,3 ...`` takes the flag names of GluonCV's ``train_faster_rcnn.py`` where they apply (its
