@@ -440,6 +440,9 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
              'rec_train'),
             (self.data_backend == 'recordio' and self.auto_aug, '{} recordio cannot apply {} (AutoAugment has '
              'no C++ form); use auto or python', 'data_backend', 'auto_aug'),
+            (self.data_backend == 'recordio' and self.input_size >= 320, '{} recordio cannot apply the >= 320 px '
+             "pipeline of {} %d (EfficientNet crop, PIL colour: no C++ form); use auto or python"
+             % self.input_size, 'data_backend', 'input_size'),
             (bool(self.rec_train) != bool(self.rec_val), '{} and {} go together', 'rec_train', 'rec_val'),
         ])
 
