@@ -7,6 +7,7 @@ from mxnet import gluon
 
 from ..config import TrainConfig
 from ..devices import contexts
+from ..finetune import start_network
 from ..metrics import topk_metrics
 from ..model_zoo import VARIANTS, get_model
 from ..results import TrainResult
@@ -162,7 +163,7 @@ def build_run(config):
     run = Run(config=config, dist=dist, ctx=ctx, log=log, save_dir=config.save_dir, amp=_amp(config),
               task=ClassificationTask(), name=config.model)
     source = resume_source(config, config.save_dir, config.model, log, dist.is_root)
-    train_set, val_set = load_datasets(config)
+    train_set, val_set = load_datasets(config, resumed=bool(source), is_root=dist.is_root)
     run.classes = _classes(config, train_set)
     run.checkpoint_meta = {'model': config.model, 'classes': run.classes}
     backend, reason = data_backend(config, source.get('config') if source else None)
@@ -183,8 +184,8 @@ def build_run(config):
         if run.val_loader is not None else None
     run.dropblock = dropblock_ramp(run.net, dropblock, config.num_epochs)
     run.net_draws_random = any(p > 0 for p in _random_layers(config))
-    if source and source['params']:
-        run.net.load_parameters(source['params'], ctx=ctx)
+    # Checkpoint, pretrained file or neither; classifier rate and frozen parts (fine-tuning).
+    config = run.config = start_network(run.net, config, run.classes, ctx, source, log)
     run.trainer, run.scheduler = _trainer(config, run, run.sampler.batches_per_epoch)
     if source:
         resume_states(run, source)
