@@ -345,7 +345,7 @@ LAYERS = [
     ('base', ['fileio', 'threads', 'progress', 'procs', 'results']),
     ('models', ['layers', 'resnest', 'model_zoo', 'pretrained']),
     ('config', ['config', 'cli']),
-    ('services', ['data', 'inference', 'loading', 'metrics', 'devices']),
+    ('services', ['data', 'inference', 'loading', 'metrics', 'devices', 'finetune']),
     ('jobs', ['train', 'evaluation', 'export', 'detection']),
     ('integration', ['gluoncv']),
     ('commands', ['summary']),
