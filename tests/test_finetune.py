@@ -246,3 +246,13 @@ def test_fine_tuning_resumes_as_uninterrupted(tiny, tmp_path, ten_class, monkeyp
     assert (checkpoint['epoch'], checkpoint['num_update']) == (2, 8)
     assert checkpoint['config']['classifier_lr_mult'] == 5
     assert open(str(tmp_path / 'a' / HELDOUT_FILE)).read() == open(str(tmp_path / 'b' / HELDOUT_FILE)).read()
+
+
+def test_recipe_holds_the_tutorial_values_and_flags_override_it(ten_class):
+    config = train_imagenet.parse_args(['--config', 'finetune'])
+    assert (config.model, config.pretrained, config.classifier_lr_mult) == ('resnest50', True, 10.0)
+    assert (config.lr, config.momentum, config.wd, config.batch_size) == (0.001, 0.9, 1e-4, 64)
+    assert (config.lr_mode, config.lr_decay, config.lr_decay_epoch, config.num_epochs) == ('step', 0.75, (10, 20, 30), 40)
+    assert (config.jitter_param, config.lighting_param, config.min_random_area) == (0.4, 0.1, 0.08)
+    mine = train_imagenet.parse_args(['--config', 'finetune', '--model', 'resnest14', '--pretrained', ten_class])
+    assert (mine.model, mine.pretrained) == ('resnest14', ten_class)
