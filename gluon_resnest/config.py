@@ -459,6 +459,8 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
             (bool(self.pretrained) and bool(self.resume_params), '{} and {} both give the starting weights: {} '
              'continues a run of this dataset, {} starts a new one from them', 'pretrained', 'resume_params',
              'resume_params', 'pretrained'),
+            (bool(self.pretrained) and bool(self.resume_states), '{} starts a new run; {} continues one',
+             'pretrained', 'resume_states'),
             (isinstance(self.pretrained, str) and not os.path.isfile(os.path.expanduser(self.pretrained))
              and not self.resume, '{} file not found: %s' % self.pretrained, 'pretrained'),
             ((self.new_classifier or self.linear_probe) and not self.pretrained, '{}/{} need {}', 'new_classifier',

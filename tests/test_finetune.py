@@ -175,6 +175,7 @@ def test_resume_params_of_other_classes_points_to_pretrained(tiny, tmp_path, ten
 
 @pytest.mark.parametrize('extra, named', [
     (['--pretrained', 'F', '--resume-params', 'F'], '--pretrained and --resume-params both give'),
+    (['--pretrained', 'F', '--resume-states', 'F'], '--pretrained starts a new run; --resume-states continues'),
     (['--linear-probe'], '--new-classifier/--linear-probe need --pretrained'),
     (['--pretrained', 'F', '--classifier-lr-mult', '0'], '--classifier-lr-mult must be positive'),
     (['--pretrained', 'missing.params'], '--pretrained file not found: missing.params'),
