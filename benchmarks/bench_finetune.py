@@ -14,13 +14,17 @@ and seed) three runs per seed:
 - ``finetune``: ``--pretrained`` the pretraining checkpoint (a new 3-class classifier at the default 10x
   rate, every other parameter from the file);
 - ``scratch``: the same command without ``--pretrained`` (random initialisation);
-- ``linear_probe``: ``--pretrained`` and ``--linear-probe`` (only the classifier trains).
+- ``linear_probe``: ``--pretrained`` and ``--linear-probe`` (only the classifier trains);
+- variants (``--methods``): ``finetune_freeze_bn`` (``--freeze-bn``), ``finetune_classifier_x1``
+  (``--classifier-lr-mult 1``).
 
 Reported: held-out top-1 after the last epoch, mean and standard deviation over ``--seeds`` seeds, and
 each run's figure. Usage::
 
     python benchmarks/bench_finetune.py                  # 5 seeds; about 10 min on 2 loaded vCPUs
     python benchmarks/bench_finetune.py --seeds 3 --json # last line is JSON
+    python benchmarks/bench_finetune.py --weights runs/pretrain/resnest14-0005.params \
+        --methods finetune_freeze_bn,finetune_classifier_x1   # variants, from an earlier pretraining
 """
 import argparse
 import json
@@ -53,6 +57,10 @@ def parse_args(argv=None):
     parser.add_argument('--lr', type=float, default=0.01, help='learning rate on the target task')
     parser.add_argument('--batch-size', type=int, default=10, help='batch on the target task')
     parser.add_argument('--pretrain-epochs', type=int, default=5, help='epochs of pretraining on 0-6')
+    parser.add_argument('--methods', default=DEFAULT_METHODS,
+                        help='comma-separated, of: %s' % ', '.join(METHODS))
+    parser.add_argument('--weights', default=None,
+                        help='a pretraining checkpoint of an earlier run of this benchmark (skips pretraining)')
     parser.add_argument('--workdir', default=None, help='where data and runs go (default: a temporary folder)')
     parser.add_argument('--json', action='store_true', help='print the results as JSON on the last line')
     return parser.parse_args(argv)
@@ -90,7 +98,10 @@ def pretrain(root, data, epochs):
     return result.last_checkpoint[:-len('.json')] + '.params', result.val_top1, time.time() - tic
 
 
-METHODS = {'finetune': dict(pretrained=True), 'scratch': {}, 'linear_probe': dict(pretrained=True, linear_probe=True)}
+METHODS = {'finetune': dict(pretrained=True), 'scratch': {}, 'linear_probe': dict(pretrained=True, linear_probe=True),
+           'finetune_freeze_bn': dict(pretrained=True, freeze_bn=True),
+           'finetune_classifier_x1': dict(pretrained=True, classifier_lr_mult=1.0)}
+DEFAULT_METHODS = 'finetune,scratch,linear_probe'
 
 
 def target_run(root, seed, method, weights, args):
@@ -119,11 +130,18 @@ def main(argv=None):
     args = parse_args(argv)
     root = args.workdir or tempfile.mkdtemp(prefix='bench-finetune-')
     data = make_tasks(root, args.shots, args.seeds)
-    weights, pre_top1, pre_seconds = pretrain(root, data, args.pretrain_epochs)
-    print('pretrained resnest14 on digits 0-6: val top-1 %.1f%% in %.0f s' % (100 * pre_top1, pre_seconds))
-    runs, tic = {m: [] for m in METHODS}, time.time()
+    if args.weights:
+        weights, pre_top1, pre_seconds = args.weights, None, 0.0
+    else:
+        weights, pre_top1, pre_seconds = pretrain(root, data, args.pretrain_epochs)
+        print('pretrained resnest14 on digits 0-6: val top-1 %.1f%% in %.0f s' % (100 * pre_top1, pre_seconds))
+    methods = [m.strip() for m in args.methods.split(',') if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit('error: unknown method %s (known: %s)' % (unknown[0], ', '.join(METHODS)))
+    runs, tic = {m: [] for m in methods}, time.time()
     for seed in range(args.seeds):
-        for method in METHODS:  # interleaved, so that machine load hits every method alike
+        for method in methods:  # interleaved, so that machine load hits every method alike
             runs[method].append(target_run(root, seed, method, weights, args))
             print('seed %d %-12s held-out top-1 %.1f%%' % (seed, method, 100 * runs[method][-1]), flush=True)
     table = summarise(runs)
@@ -132,7 +150,8 @@ def main(argv=None):
     for method, row in table.items():
         print('| %s | %.1f%% ± %.1f | %s |' % (method, row['mean'], row['std'],
                                              ', '.join('%.1f' % v for v in row['runs'])))
-    record = {'machine': platform.processor() or platform.machine(), 'pretrain_top1': 100 * pre_top1,
+    record = {'machine': platform.processor() or platform.machine(),
+              'pretrain_top1': None if pre_top1 is None else 100 * pre_top1,
               'pretrain_seconds': pre_seconds, 'target_seconds': time.time() - tic, 'settings': vars(args),
               'results': table}
     if args.json:
