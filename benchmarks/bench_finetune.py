@@ -57,6 +57,8 @@ def parse_args(argv=None):
     parser.add_argument('--lr', type=float, default=0.01, help='learning rate on the target task')
     parser.add_argument('--batch-size', type=int, default=10, help='batch on the target task')
     parser.add_argument('--pretrain-epochs', type=int, default=5, help='epochs of pretraining on 0-6')
+    parser.add_argument('--pretrain-per-class', type=int, default=None,
+                        help='pretraining images per class (default: all, about 144)')
     parser.add_argument('--methods', default=DEFAULT_METHODS,
                         help='comma-separated, of: %s' % ', '.join(METHODS))
     parser.add_argument('--weights', default=None,
@@ -75,12 +77,13 @@ def _link_classes(source, dest, classes, pick=None):
             os.symlink(os.path.join(source, name, file), os.path.join(dest, name, file))
 
 
-def make_tasks(root, shots, seeds):
+def make_tasks(root, shots, seeds, pretrain_per_class=None):
     """The pretraining folder and one target folder per seed (``shots`` images a class, drawn by seed)."""
     demo = os.path.join(root, 'digits')
     write_demo(demo)
     for split in ('train', 'val'):
-        _link_classes(os.path.join(demo, split), os.path.join(root, 'pretrain', split), PRETRAIN_CLASSES)
+        _link_classes(os.path.join(demo, split), os.path.join(root, 'pretrain', split), PRETRAIN_CLASSES,
+                      pick=(lambda files: files[:pretrain_per_class]) if pretrain_per_class else None)
     for seed in range(seeds):
         rng = np.random.RandomState(seed)
         target = os.path.join(root, 'target%d' % seed)
@@ -129,7 +132,7 @@ def main(argv=None):
     """Run the benchmark; prints a table (and JSON with ``--json``)."""
     args = parse_args(argv)
     root = args.workdir or tempfile.mkdtemp(prefix='bench-finetune-')
-    data = make_tasks(root, args.shots, args.seeds)
+    data = make_tasks(root, args.shots, args.seeds, args.pretrain_per_class)
     if args.weights:
         weights, pre_top1, pre_seconds = args.weights, None, 0.0
     else:
