@@ -152,7 +152,7 @@ def start_network(net, config, classes, ctx, source, log):
     """The starting weights and trainable parts of a classification run's ``net``; returns ``config`` with
     ``classifier_lr_mult`` resolved (recorded in checkpoints, so a resumed run keeps it).
 
-    ``source`` is the run being resumed (:func:`gluon_resnest.train.build.resume_source`; None: a fresh
+    ``source`` is the run being resumed (:func:`gluon_resnest.engine.assemble.resume_source`; None: a fresh
     start): its weights win, and the pretrained file is not read again.
     """
     mult = config.classifier_lr_mult

@@ -22,7 +22,7 @@ diverging loss, 130 Ctrl-C after the checkpoint is written).
 from .. import cli
 from ..config import DATA_BACKENDS, KV_STORES, ConfigError, TrainConfig, field_kinds
 from ..finetune import NEW_CLASSIFIER_LR_MULT
-from .build import fit
+from .task import fit
 
 __all__ = ['parse_args', 'main']
 
