@@ -13,9 +13,9 @@ from mxnet import autograd, gluon, nd
 
 from ..config import TrainConfig
 from ..engine.assemble import assemble
-from ..finetune import start_network
 from ..engine.loop import Task, train, validation_network
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
+from ..finetune import start_network
 from ..layers import DropBlockScheduler
 from ..metrics import accuracy, topk_metrics
 from ..model_zoo import VARIANTS, get_model
