@@ -131,7 +131,7 @@ def summarise(runs):
 def main(argv=None):
     """Run the benchmark; prints a table (and JSON with ``--json``)."""
     args = parse_args(argv)
-    root = args.workdir or tempfile.mkdtemp(prefix='bench-finetune-')
+    root = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix='bench-finetune-'))
     data = make_tasks(root, args.shots, args.seeds, args.pretrain_per_class)
     if args.weights:
         weights, pre_top1, pre_seconds = args.weights, None, 0.0
