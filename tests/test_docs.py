@@ -434,7 +434,7 @@ LAYERS = [
     ('base', ['fileio', 'threads', 'progress', 'procs', 'results']),
     ('models', ['layers', 'resnest', 'model_zoo', 'pretrained']),
     ('config', ['config', 'cli']),
-    ('services', ['data', 'inference', 'loading', 'metrics', 'devices']),
+    ('services', ['data', 'inference', 'loading', 'metrics', 'devices', 'finetune']),
     ('engine', ['engine']),
     ('jobs', ['train', 'classification', 'export', 'detection']),
     ('integration', ['gluoncv']),

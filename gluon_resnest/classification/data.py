@@ -15,6 +15,7 @@ from mxnet.gluon.data import Dataset, Sampler
 from ..data import EvalTransform, ImageFolder, ImageRecord, resolve_split_dir
 from ..data.eval_loader import make_eval_loader
 from ..data.efficientnet_augment import train_pipeline
+from ..data.holdout import split_folder
 from ..data.opencv_augment import AugmentedTrainSet, TrainAugment
 from ..data.recordio import RecordIOTrainIter
 from ..data.shared_batches import SharedBatchLoader
@@ -24,15 +25,26 @@ __all__ = ['load_datasets', 'train_loader', 'val_loader', 'data_backend',
            'recordio_train_loader']
 
 
-def load_datasets(config):
-    """The (train, val) datasets named by ``config.data_dir`` or ``rec_train``/``rec_val`` (one-line errors)."""
+def load_datasets(config, resumed=False, is_root=True):
+    """The (train, val) datasets named by ``config.data_dir`` or ``rec_train``/``rec_val`` (one-line errors).
+
+    With ``config.val_fraction`` a folder of class folders (``data_dir`` or ``data_dir/train``) is split
+    (:func:`~gluon_resnest.data.holdout.split_folder`; ``resumed`` reads the run's list back, ``is_root``
+    writes it).
+    """
     if config.rec_train:
         return (ImageRecord(config.rec_train, config.rec_train_idx or None),
                 ImageRecord(config.rec_val, config.rec_val_idx or None) if config.rec_val else None)
     train_dir = resolve_split_dir(config.data_dir, 'train')
     val_dir = resolve_split_dir(config.data_dir, 'val')
+    if config.val_fraction:
+        if val_dir != train_dir:
+            raise FileNotFoundError('data_dir %s has a val/ folder: val_fraction splits a folder without one'
+                                    % config.data_dir)
+        return split_folder(train_dir, config.val_fraction, config.seed, config.save_dir, resumed, is_root)
     if val_dir == train_dir:
-        raise FileNotFoundError('data_dir %s needs train/ and val/ sub-folders' % config.data_dir)
+        raise FileNotFoundError('data_dir %s needs train/ and val/ sub-folders (or val_fraction to hold '
+                                'out a fraction of its images)' % config.data_dir)
     train, val = ImageFolder(train_dir), ImageFolder(val_dir)
     if train.synsets != val.synsets:
         raise ValueError('train/ and val/ of %s have different class folders (%d vs %d)'
