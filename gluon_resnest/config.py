@@ -21,7 +21,7 @@ import dataclasses
 import os
 import typing
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 from .model_zoo import list_models, model_key
 from .pretrained import eval_crop
@@ -185,7 +185,8 @@ def field_kinds(cls):
 
 
 _KIND_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
-               'ints': 'a list of integers', 'floats': 'a list of numbers'}
+               'ints': 'a list of integers', 'floats': 'a list of numbers',
+               Union[bool, str]: 'true, false or a file path'}
 
 
 def number_list(value, item):

@@ -20,7 +20,7 @@ its errors follow :func:`gluon_resnest.cli.run_command` (status 2 bad usage, 1 a
 diverging loss, 130 Ctrl-C after the checkpoint is written).
 """
 from .. import cli
-from ..config import RUN_GROUP
+from ..config import RUN_GROUP, ConfigError
 from .config import TrainConfig
 from .task import fit
 
@@ -37,13 +37,16 @@ def parse_args(argv=None):
     parser = cli.ArgumentParser(description='Train ResNeSt with the paper\'s ImageNet recipe.',
                                 formatter_class=cli.HelpFormatter)
     cli.add_config(parser, 'imagenet')
-    cli.add_settings(parser, TrainConfig, ('data', 'recipe', RUN_GROUP))
+    cli.add_settings(parser, TrainConfig, ('data', 'recipe', RUN_GROUP, 'fine-tuning (docs/your-data.md)'))
     args, recipe = cli.parse_with_recipe(parser, argv, 'imagenet', TrainConfig)
     return cli.build_config(parser, TrainConfig, args, recipe)
 
 
 def _train(argv):
-    result = fit(parse_args(argv))
+    try:
+        result = fit(parse_args(argv))
+    except ConfigError as err:  # found while assembling the run (e.g. weights that do not fit): name the flags
+        raise cli.UsageError(err.render(cli.flag_name)) from None
     if result.val_top1 is not None:
         print('%s: %d epochs, validation top-1 %.2f%% top-5 %.2f%%; checkpoints in %s'
               % (result.model, result.epochs, 100 * result.val_top1, 100 * result.val_top5, result.save_dir))

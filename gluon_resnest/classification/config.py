@@ -4,20 +4,22 @@
 :mod:`gluon_resnest.config`.
 """
 from dataclasses import dataclass
-from typing import Optional, Tuple
+import os
+from typing import Optional, Tuple, Union
 
 from ..config import (DTYPES, MODEL_HELP, RUN_GROUP, WEIGHTS_HELP, check_at_least, check_choices,
                       check_image, check_model, check_rules, check_run, check_weights, config_from_file,
                       devices_setting, epoch_list, kv_store_setting, parse_devices, setting,
                       step_timeout_setting)
 from ..engine.schedules import LR_MODES
+from ..finetune import NEW_CLASSIFIER_LR_MULT
 from ..pretrained import eval_crop
 from ..threads import DATA_WORKER_FLAGS, DEFAULT_DATA_WORKERS
 
 __all__ = ['TrainConfig', 'EvalConfig', 'DATA_BACKENDS', 'LR_MODES']
 
 DATA_BACKENDS = ('auto', 'python', 'recordio')
-_DATA, _RECIPE = 'data', 'recipe'
+_DATA, _RECIPE, _TUNE = 'data', 'recipe', 'fine-tuning (docs/your-data.md)'
 _SIZE_FLAGS = ('--input-size', '--crop-size')
 _PROGRESS_HELP = 'no progress bar (there is none anyway when output is not a terminal)'
 
@@ -60,6 +62,8 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
     jitter_param: float = setting(0.4, 'brightness/contrast/saturation jitter', group=_DATA)
     lighting_param: float = setting(0.1, 'PCA lighting noise', group=_DATA)
     auto_aug: bool = setting(False, 'AutoAugment ImageNet policy', group=_DATA)
+    val_fraction: float = setting(0.0, '--data-dir holds class folders and no val/: hold out this fraction of '
+                                  'each class (seeded by --seed; listed in --save-dir/val_images.txt)', group=_DATA)
     batch_size: int = setting(32, 'batch size per device', group=_RECIPE)
     num_epochs: int = setting(120, 'epochs to train', group=_RECIPE)
     lr: float = setting(0.1, 'peak learning rate per device', group=_RECIPE)
@@ -99,10 +103,23 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
     logging_file: str = setting('train_imagenet.log', 'log file name in --save-dir', group=RUN_GROUP)
     eval_frequency: int = setting(1, 'validate every N epochs (and last)', group=RUN_GROUP)
     progress: Optional[bool] = _progress(RUN_GROUP)
+    pretrained: Union[bool, str] = setting(
+        False, "start from trained weights: the model's published ones (flag alone) or a .params file; every "
+        'parameter but the classifier must fit the network', type=str, const=True, metavar='FILE', group=_TUNE)
+    new_classifier: bool = setting(False, "a new classifier even when the file's class count is the dataset's "
+                                   '(it is always new when they differ)', group=_TUNE)
+    classifier_lr_mult: Optional[float] = setting(
+        None, "the classifier's learning rate as a multiple of --lr (default: %g for a new classifier, as "
+        "GluonCV's transfer-learning tutorial, else 1)" % NEW_CLASSIFIER_LR_MULT, group=_TUNE)
+    linear_probe: bool = setting(False, 'train the classifier alone (the rest keeps its weights and BatchNorm '
+                                 'statistics)', group=_TUNE)
+    freeze_bn: bool = setting(False, "keep every BatchNorm's running statistics (normalise with them in training "
+                              'too)', group=_TUNE)
 
     def __post_init__(self):
         self.model = check_model(self.model)
         self.gpus = parse_devices(self.gpus)
+        self._check_start()
         self.lr_decay_epoch = epoch_list(self.lr_decay_epoch)
         self.random_mirror = bool(self.random_mirror)
         check_at_least(self, 1, 'num_epochs', 'save_frequency', 'eval_frequency')
@@ -156,7 +173,33 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
             (self.data_backend == 'recordio' and self.auto_aug, '{} recordio cannot apply {} (AutoAugment has '
              'no C++ form); use auto or python', 'data_backend', 'auto_aug'),
             (bool(self.rec_train) != bool(self.rec_val), '{} and {} go together', 'rec_train', 'rec_val'),
+            (self.data_backend == 'recordio' and self.input_size >= 320, '{} recordio cannot apply the >= 320 px '
+             "pipeline of {} %d (EfficientNet crop, PIL colour: no C++ form); use auto or python"
+             % self.input_size, 'data_backend', 'input_size'),
         ])
+
+    def _check_start(self):
+        # Fine-tuning (gluon_resnest.finetune): where the weights come from and what trains.
+        if self.pretrained in ('', None):
+            self.pretrained = False
+        check_rules([
+            (bool(self.pretrained) and bool(self.resume_params), '{} and {} both give the starting weights: {} '
+             'continues a run of this dataset, {} starts a new one from them', 'pretrained', 'resume_params',
+             'resume_params', 'pretrained'),
+            (bool(self.pretrained) and bool(self.resume_states), '{} starts a new run; {} continues one',
+             'pretrained', 'resume_states'),
+            (isinstance(self.pretrained, str) and not os.path.isfile(os.path.expanduser(self.pretrained))
+             and not self.resume, '{} file not found: %s' % self.pretrained, 'pretrained'),
+            ((self.new_classifier or self.linear_probe) and not self.pretrained, '{}/{} need {}', 'new_classifier',
+             'linear_probe', 'pretrained'),
+            (self.classifier_lr_mult is not None and self.classifier_lr_mult <= 0, '{} must be positive, got %s'
+             % self.classifier_lr_mult, 'classifier_lr_mult'),
+            (not 0 <= self.val_fraction < 1, '{} must be in [0, 1), got %s' % self.val_fraction, 'val_fraction'),
+            (self.val_fraction > 0 and bool(self.rec_train), '{} holds out images of a folder; {} comes with '
+             'its own validation file', 'val_fraction', 'rec_train'),
+        ])
+        if isinstance(self.pretrained, str):
+            self.pretrained = os.path.expanduser(self.pretrained)
 
 
 _MODEL, _RUN = 'model', 'run'
