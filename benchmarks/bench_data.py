@@ -52,7 +52,7 @@ import cv2  # noqa: E402
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gluon_resnest.config import TrainConfig  # noqa: E402
+from gluon_resnest.classification.config import TrainConfig  # noqa: E402
 from gluon_resnest.data import MEAN, STD, EvalTransform, ImageRecord, make_loader  # noqa: E402
 from gluon_resnest.data.efficientnet_augment import train_pipeline  # noqa: E402
 from gluon_resnest.data.eval_loader import make_eval_loader  # noqa: E402

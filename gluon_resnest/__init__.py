@@ -8,7 +8,8 @@ _configure_threads()
 import gluon_resnest_compat  # noqa: E402
 gluon_resnest_compat.restore()
 gluon_resnest_compat.check_mxnet()
-from .config import EvalConfig, ExportConfig, TrainConfig  # noqa: E402  (after the thread count is set)
+from .classification.config import EvalConfig, TrainConfig  # noqa: E402
+from .config import ExportConfig  # noqa: E402  (after the thread count is set)
 from .classification.evaluation import evaluate  # noqa: E402
 from .inference import optimize  # noqa: E402
 from .layers import SplitAttentionConv  # noqa: E402

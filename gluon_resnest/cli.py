@@ -21,13 +21,13 @@ import argparse
 import dataclasses
 import sys
 
-from .config import ConfigError, RecipeError, check_model, list_recipes, read_recipe
+from .config import ConfigError, RecipeError, check_model, field_kinds, list_recipes, number_list_type, read_recipe
 from .model_zoo import list_models
 from .threads import DATA_WORKER_FLAGS, DEFAULT_DATA_WORKERS, GPU_COUNT_FLAG, GPU_FLAG
 
 __all__ = ['ArgumentParser', 'UsageError', 'DataError', 'run_command', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INTERRUPTED',
            'add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
-           'add_progress', 'add_config', 'add_switch_opposites', 'parse_with_recipe', 'parser_kinds', 'build_config',
+           'add_progress', 'add_config', 'add_switch_opposites', 'add_settings', 'parse_with_recipe', 'build_config',
            'flag_name', 'HelpFormatter']
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -152,10 +152,10 @@ def add_input_size(group, default=None, help_text=None):
                        help=help_text or "image side (default: the model's published eval crop)")
 
 
-def add_devices(group, extra_help=''):
+def add_devices(group, help_text="GPU ids, e.g. '0,1,2,3' (empty: CPU)"):
     """``--gpus 0,1`` (empty: CPU) or GluonCV's ``--num-gpus N`` (GPUs 0..N-1)."""
     devices = group.add_mutually_exclusive_group()
-    devices.add_argument(GPU_FLAG, default='', help="GPU ids, e.g. '0,1,2,3' (empty: CPU)" + extra_help)
+    devices.add_argument(GPU_FLAG, default='', help=help_text)
     devices.add_argument(GPU_COUNT_FLAG, type=int, default=None, metavar='N',
                          help='GluonCV spelling: GPUs 0..N-1 (0: CPU)')
 
@@ -198,11 +198,12 @@ def add_switch_opposites(parser):
                                     default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-def parse_with_recipe(parser, argv, kind, kinds):
+def parse_with_recipe(parser, argv, kind, cls):
     """Parse ``argv``; with ``--config`` its recipe's values are the defaults that flags override.
 
-    ``kinds`` is {key: (kind, nullable)} of the keys a recipe may set (see
-    :func:`gluon_resnest.config.read_recipe`). A bad recipe exits through ``parser.error`` (one line).
+    A recipe's keys are the fields of the config dataclass ``cls``, typed as
+    :func:`gluon_resnest.config.field_kinds` says (the types the parser's options come from, see
+    :func:`add_settings`). A bad recipe exits through ``parser.error`` (one line).
 
     Returns
     -------
@@ -214,27 +215,72 @@ def parse_with_recipe(parser, argv, kind, kinds):
     if not args.config:
         return args, None
     try:
-        recipe = read_recipe(args.config, kind, kinds)
+        recipe = read_recipe(args.config, kind, field_kinds(cls))
     except RecipeError as err:
         parser.error(str(err))
     parser.set_defaults(**recipe[1])
     return parser.parse_args(argv), recipe
 
 
-def _kind_of(action):
-    if action.nargs == 0:
-        return bool
-    return getattr(action.type, 'kind', action.type) or str
+def _option(field, kind):
+    """argparse keywords of a config ``field`` of recipe ``kind`` (see :func:`gluon_resnest.config.setting`)."""
+    meta = field.metadata
+    default = field.default
+    if isinstance(default, tuple):  # given as its text, which argparse reads with the option's type
+        default = ','.join(map(str, default))
+    options = dict(default=default, help=meta['help'])
+    if 'metavar' in meta:
+        options['metavar'] = meta['metavar']
+    if meta.get('choices') is not None and meta.get('show_choices', True):
+        options['choices'] = meta['choices']
+    if field.default is dataclasses.MISSING:
+        options.update(required=True, default=None)
+    if kind is bool and 'type' not in meta:
+        if 'const' in meta:
+            return dict(options, action='store_const', const=meta['const'])
+        return dict(options, action='store_true')
+    parse = meta.get('type', kind)
+    if parse is int and isinstance(default, bool):
+        options['default'] = int(default)
+    if parse in ('ints', 'floats'):
+        parse = number_list_type(parse)
+    if parse is not str:
+        options['type'] = parse
+    if 'const' in meta:
+        options.update(nargs='?', const=meta['const'])
+    return options
 
 
-def parser_kinds(parser, exclude=('help', 'config')):
-    """{dest: (kind, nullable)} of ``parser``'s options, for a recipe of its command.
+def add_settings(parser, cls, groups=()):
+    """Add an option for each field of the config dataclass ``cls`` declared with
+    :func:`gluon_resnest.config.setting`: its flags, default, help, type, choices and aliases are the field's.
 
-    Switches are bool; a ``type`` with a ``kind`` attribute (e.g. ``'ints'``) gives that kind; options
-    whose default is None may be null in a recipe.
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    cls : type
+        A config dataclass.
+    groups : tuple of str
+        Help sections in this order (a field's ``group`` not listed comes after them; fields without one go
+        to ``parser``).
     """
-    return {a.dest: (_kind_of(a), a.default is None) for a in parser._actions  # pylint: disable=W0212
-            if a.dest not in exclude and a.dest != argparse.SUPPRESS}
+    targets = {name: parser.add_argument_group(name) for name in groups}
+    kinds = field_kinds(cls)
+    for field in dataclasses.fields(cls):
+        meta = field.metadata
+        if 'help' not in meta:
+            continue
+        group = meta.get('group')
+        if group and group not in targets:
+            targets[group] = parser.add_argument_group(group)
+        target = targets[group] if group else parser
+        for flags, options in meta.get('extra', ()):
+            target.add_argument(*flags, dest=field.name, default=argparse.SUPPRESS, **options)
+        if meta.get('devices'):
+            add_devices(target, help_text=meta['help'])
+            continue
+        flags = meta.get('flags') or ('--' + field.name.replace('_', '-'),)
+        target.add_argument(*flags, dest=field.name, **_option(field, kinds[field.name][0]))
 
 
 def build_config(parser, cls, args, recipe=None, **overrides):

@@ -12,7 +12,7 @@ from gluoncv.model_zoo import get_model as gcv_get_model
 from mxnet import autograd
 
 from gluon_resnest import detection
-from gluon_resnest.config import DetectionConfig
+from gluon_resnest.detection.config import DetectionConfig
 from gluon_resnest.detection import shapes, train
 from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.detection.pooling import pyramid_roi_feats
@@ -242,7 +242,7 @@ def shapes_root(tmp_path_factory):
 
 
 def test_shapes_dataset_is_voc_with_boxes_inside_images(shapes_root):
-    train_set, val_set, classes = train.load_datasets('shapes', shapes_root)
+    train_set, val_set, classes = train.load_box_datasets('shapes', shapes_root)
     assert classes == shapes.SHAPES and len(train_set) == 4 and len(val_set) == 2
     assert not set(train_set._items) & set(val_set._items)  # pylint: disable=protected-access
     for img, label in list(train_set) + list(val_set):

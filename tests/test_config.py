@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from gluon_resnest.config import ConfigError, EvalConfig, ExportConfig, TrainConfig, parse_devices
+from gluon_resnest.classification.config import EvalConfig, TrainConfig
+from gluon_resnest.config import ConfigError, ExportConfig, parse_devices
 from gluon_resnest.progress import progress_bar
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

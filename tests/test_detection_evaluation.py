@@ -193,7 +193,7 @@ def _iou_inclusive(a, b):
 
 @pytest.mark.parametrize('perturb', PERTURBATIONS, ids=lambda f: f.__name__.strip('_'))
 def test_voc07_map_equals_a_naive_reference_at_a_non_unit_scale(voc_root, tmp_path, perturb):
-    _, val, _ = train.load_datasets('shapes', voc_root)
+    _, val, _ = train.load_box_datasets('shapes', voc_root)
     detections = [perturb(image) for image in IMAGES]
     results = _evaluate(StubDetector(detections), val, 'shapes', tmp_path)
     assert set(results) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'}

@@ -193,11 +193,3 @@ def test_command_trains_masks_and_scores_them(shapes_root, tmp_path, detector):
         assert json.load(f)['val'] == results
     saved = mx.nd.load(prefix + '-0001.params')
     assert any(name.startswith('mask.') for name in saved)
-
-
-def test_config_names_the_detectors_the_command_builds():
-    # config.py (below detection/ in the layers) names the detectors as strings; they must be the
-    # command's builders, and the mask ones those that need instance data.
-    from gluon_resnest import config
-    assert set(config.DETECTORS) == set(train.DETECTORS)
-    assert set(config.MASK_DETECTORS) == set(masks.MASK_DETECTORS)

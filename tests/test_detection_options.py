@@ -183,10 +183,10 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
 
 
 @pytest.mark.parametrize('flags, message', [
-    (['--box-head', '3fc'], "--box-head must be 'recipe' or '2fc', got '3fc'"),
+    (['--box-head', '3fc'], "--box-head must be one of recipe, 2fc, got '3fc'"),
     (['--box-head-units', '0'], '--box-head-units must be positive, got 0'),
-    (['--norm-layer', 'gn'], "--norm-layer must be 'syncbn', 'bn' or left out, got 'gn'"),
-    (['--lr-mode', 'poly'], "--lr-mode must be 'step' or 'cosine', got 'poly'"),
+    (['--norm-layer', 'gn'], "--norm-layer must be one of syncbn, bn or left out, got 'gn'"),
+    (['--lr-mode', 'poly'], "--lr-mode must be one of step, cosine, got 'poly'"),
     (['--no-pretrained-base', '--fpn-channels', '1', '--num-sample', '32', '--batch-size', '2'],
      '--num-sample 32 x 2 images per device = 64 regions per pooling call: on CPU at most 48 with '
      '1 FPN channels; lower --num-sample or --batch-size, or raise --fpn-channels'),

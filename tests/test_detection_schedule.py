@@ -11,7 +11,7 @@ from mxnet import gluon
 from conftest import command_error
 
 from gluon_resnest.detection import data, shapes, train
-from gluon_resnest.detection.limits import DetectionLimits
+from gluon_resnest.detection.postprocess import DetectionLimits
 from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.detection.sampler import AspectRatioBatchSampler, image_orientations
 from gluon_resnest.detection.task import DetectionTask

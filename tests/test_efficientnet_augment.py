@@ -16,7 +16,8 @@ from PIL import Image, ImageEnhance
 from scipy.stats import ks_2samp
 
 import gluon_resnest
-from gluon_resnest.config import ConfigError, TrainConfig
+from gluon_resnest.classification.config import TrainConfig
+from gluon_resnest.config import ConfigError
 from gluon_resnest.data import MEAN, STD
 from gluon_resnest.data import opencv_augment
 from gluon_resnest.data.autoaugment import AutoAugment, auto_augment

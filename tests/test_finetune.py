@@ -10,7 +10,8 @@ import pytest
 import train_imagenet
 from conftest import QUICK_FLAGS, assert_resumed_as_uninterrupted, command_error, interrupt_training_at
 from gluon_resnest import get_model
-from gluon_resnest.config import ConfigError, TrainConfig
+from gluon_resnest.classification.config import TrainConfig
+from gluon_resnest.config import ConfigError
 from gluon_resnest.data.holdout import HELDOUT_FILE, split_folder, stratified_holdout
 from gluon_resnest.fileio import sha1_of
 from gluon_resnest.train import build_run, train

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, assert_resumed_as_uninterrupted, interrupt_training_at
-from gluon_resnest.config import TrainConfig
+from gluon_resnest.classification.config import TrainConfig
 from gluon_resnest.data import MEAN, STD, ImageFolder, ImageRecord
 from gluon_resnest.data.autoaugment import IMAGENET_POLICY, AutoAugment
 from gluon_resnest.data.opencv_augment import (EIGVAL, EIGVEC, AugmentedTrainSet, TrainAugment, colour_steps,

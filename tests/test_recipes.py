@@ -6,7 +6,9 @@ import sys
 import pytest
 import yaml
 
-from gluon_resnest.config import RECIPE_DIR, ConfigError, DetectionConfig, RecipeError, TrainConfig, list_recipes
+from gluon_resnest.classification.config import TrainConfig
+from gluon_resnest.config import RECIPE_DIR, ConfigError, RecipeError, list_recipes
+from gluon_resnest.detection.config import DetectionConfig
 from gluon_resnest.detection import train as detection
 
 from conftest import command_error

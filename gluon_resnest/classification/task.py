@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon, nd
 
-from ..config import TrainConfig
+from .config import TrainConfig
 from ..engine.assemble import assemble
 from ..engine.loop import Task, train, validation_network
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
@@ -134,7 +134,7 @@ class ClassificationTask(Task):
     # ---- assembling a run ----
 
     def check(self, config):
-        """A :class:`~gluon_resnest.config.TrainConfig`."""
+        """A :class:`~gluon_resnest.classification.config.TrainConfig`."""
         if not isinstance(config, TrainConfig):
             raise TypeError('build_run takes a TrainConfig, got %s' % type(config).__name__)
         return config
@@ -282,7 +282,7 @@ def _validate(run):
 
 
 def build_run(config):
-    """The :class:`~gluon_resnest.engine.loop.Run` of a :class:`~gluon_resnest.config.TrainConfig`, ready for
+    """The :class:`~gluon_resnest.engine.loop.Run` of a :class:`~gluon_resnest.classification.config.TrainConfig`, ready for
     :func:`~gluon_resnest.engine.loop.train`.
 
     Raises one-line ``ValueError``/``FileNotFoundError``/``ImportError`` for bad data, settings or setup.

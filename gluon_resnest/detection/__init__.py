@@ -16,11 +16,11 @@ VOC-layout folders and COCO-format files are read and checked by :mod:`.datasets
 From Python: ``fit(DetectionConfig(...))`` trains and ``evaluate(DetectionConfig(...))`` evaluates a
 checkpoint, both returning a :class:`~gluon_resnest.results.DetectionResult`.
 """
-from ..config import DetectionConfig
+from .config import DetectionConfig
 from .cascade import STAGE_BOX_STDS, STAGE_IOU_THRESHS, CascadeHead, CascadeRCNN, get_cascade_rcnn
 from .cascade_mask import CascadeMaskRCNN, get_cascade_mask_rcnn
 from .fpn import detection_backbone, fpn_tap_names
-from .limits import DetectionLimits
+from .postprocess import DetectionLimits
 from .pooling import cpu_region_limit, pyramid_roi_feats, use_safe_roi_pooling
 from .rcnn import (MASK_ROI_SIZE, custom_faster_rcnn_fpn, custom_mask_rcnn_fpn, custom_rcnn_fpn,
                    faster_rcnn_fpn, mask_rcnn_fpn)

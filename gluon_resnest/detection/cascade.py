@@ -29,7 +29,7 @@ from gluoncv.nn.coder import (MultiClassEncoder, NormalizedBoxCenterDecoder,
 from .pooling import pyramid_roi_feats
 
 __all__ = ['CascadeRCNN', 'CascadeHead', 'STAGE_IOU_THRESHS', 'STAGE_BOX_STDS', 'get_cascade_rcnn',
-           'build_detector', 'class_mapping', 'materialised']
+           'get_cascade_detector', 'class_mapping', 'materialised']
 
 STAGE_IOU_THRESHS = (0.5, 0.6, 0.7)
 STAGE_BOX_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
@@ -284,7 +284,7 @@ def class_mapping(old_classes, new_classes, reuse_weights):
     return mapping
 
 
-def build_detector(cls, kind, name, dataset, pretrained=False, ctx=mx.cpu(), root=None, **kwargs):
+def get_cascade_detector(cls, kind, name, dataset, pretrained=False, ctx=mx.cpu(), root=None, **kwargs):
     """Build ``cls(**kwargs)`` and load ``pretrained``, as GluonCV's ``get_faster_rcnn`` does.
 
     ``kind`` and ``name`` only name the network in errors; ``root`` is accepted like GluonCV's
@@ -317,5 +317,5 @@ def get_cascade_rcnn(name, dataset, pretrained=False, ctx=mx.cpu(), root=None, *
     **kwargs
         :class:`CascadeRCNN` arguments.
     """
-    return build_detector(CascadeRCNN, 'cascade_rcnn', name, dataset, pretrained, ctx, root,
+    return get_cascade_detector(CascadeRCNN, 'cascade_rcnn', name, dataset, pretrained, ctx, root,
                           **kwargs)

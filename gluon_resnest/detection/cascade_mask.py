@@ -12,7 +12,7 @@ from mxnet import autograd
 from gluoncv.model_zoo.rcnn.mask_rcnn.mask_rcnn import Mask
 from gluoncv.model_zoo.rcnn.mask_rcnn.rcnn_target import MaskTargetGenerator
 
-from .cascade import CascadeRCNN, build_detector, class_mapping, materialised
+from .cascade import CascadeRCNN, get_cascade_detector, class_mapping, materialised
 
 __all__ = ['CascadeMaskRCNN', 'get_cascade_mask_rcnn']
 
@@ -96,5 +96,5 @@ class CascadeMaskRCNN(CascadeRCNN):
 
 def get_cascade_mask_rcnn(name, dataset, pretrained=False, ctx=mx.cpu(), root=None, **kwargs):
     """As :func:`gluon_resnest.detection.get_cascade_rcnn`, for :class:`CascadeMaskRCNN`."""
-    return build_detector(CascadeMaskRCNN, 'cascade_mask_rcnn', name, dataset, pretrained, ctx,
+    return get_cascade_detector(CascadeMaskRCNN, 'cascade_mask_rcnn', name, dataset, pretrained, ctx,
                           root, **kwargs)

@@ -10,13 +10,14 @@ from ..engine.loop import seed_everything
 from ..engine.sampler import ShardedShuffleSampler
 from ..procs import children_die_with_this_process
 from .datasets import DataError, is_voc_folder, open_coco_json, open_voc_folder, read_class_list
-from .masks import MASK_DETECTORS, load_instance_datasets, train_pipeline
+from .masks import load_instance_datasets, train_pipeline
+from .registry import detector
 from .sampler import AspectRatioBatchSampler, image_orientations
 
-__all__ = ['load_datasets', 'datasets', 'train_loaders', 'val_loader', 'ValTransform', 'device_shards']
+__all__ = ['load_datasets', 'load_box_datasets', 'train_loaders', 'val_loader', 'ValTransform', 'device_shards']
 
-def load_datasets(name, root=None):
-    """(train, val, classes) of 'voc', 'coco' or 'shapes' under ``root``.
+def load_box_datasets(name, root=None):
+    """(train, val, classes) of 'voc', 'coco' or 'shapes' under ``root``, with boxes (for box detectors).
 
     Raises
     ------
@@ -48,14 +49,15 @@ def _dataset_root(name, root):
         raise FileNotFoundError('dataset folder %s does not exist' % root)
     return root
 
-def datasets(config):
-    """(train, val, classes) of ``config``: instances (boxes and polygons) for a mask detector."""
+def load_datasets(config):
+    """(train, val, classes) of ``config``: a user's VOC-layout folder or COCO-format files, or a named dataset
+    (instances, boxes and polygons, for a mask detector; else boxes)."""
     own = _own_datasets(config)
     if own is not None:
         return own
-    if config.detector in MASK_DETECTORS:
+    if detector(config.detector).masks:
         return load_instance_datasets(config.dataset, _dataset_root(config.dataset, config.dataset_root))
-    return load_datasets(config.dataset, config.dataset_root)
+    return load_box_datasets(config.dataset, config.dataset_root)
 
 def _own_datasets(config):
     """(train, val, classes) of a user's VOC-layout folder or COCO-format files (None for the named
@@ -63,7 +65,7 @@ def _own_datasets(config):
     classes = read_class_list(config.classes)
     if config.dataset == 'coco' and config.val_json:
         return open_coco_json(config.train_json, config.val_json, config.image_root, classes, config.skip_bad,
-                              masks=config.detector in MASK_DETECTORS)
+                              masks=detector(config.detector).masks)
     if config.dataset == 'voc' and is_voc_folder(config.dataset_root):
         return open_voc_folder(config.dataset_root, config.train_split, config.val_split, classes,
                                config.skip_bad)

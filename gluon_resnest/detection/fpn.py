@@ -26,11 +26,12 @@ from ..model_zoo import get_model, model_key
 from ..resnest import stage_output_names
 from .pooling import use_safe_roi_pooling
 
-__all__ = ['DETECTION_DATASETS', 'MASK_RECIPE', 'check_backbone', 'detection_backbone', 'trained_norm',
+__all__ = ['ZOO_DATASETS', 'MASK_RECIPE', 'check_backbone', 'detection_backbone', 'trained_norm',
            'fpn_tap_names', 'fpn_features', 'box_head', 'halving_pool', 'build_fpn_detector',
            'build_custom']
 
-DETECTION_DATASETS = ('coco', 'voc')
+# The datasets the published detection model-zoo names are for (``..._coco``, ``..._voc``).
+ZOO_DATASETS = ('coco', 'voc')
 
 # Shared by both recipes: GluonCV's FPN Faster-RCNN settings for COCO.
 _COMMON = dict(max_size=1333, min_stage=2, max_stage=6, nms_thresh=0.5, nms_topk=-1, post_nms=-1,
@@ -66,7 +67,7 @@ def _dataset_classes(dataset, classes):
     if dataset == 'voc':
         return gdata.VOCDetection.CLASSES
     raise ValueError('dataset %r has no built-in classes (known: %s); pass classes=[...]'
-                     % (dataset, ', '.join(DETECTION_DATASETS)))
+                     % (dataset, ', '.join(ZOO_DATASETS)))
 
 
 def detection_backbone(name, syncbn=True, pretrained_base=True, num_devices=0, root=None):

@@ -10,13 +10,8 @@ sample's box and resized to the network's mask size (``net.mask_target``).
 import mxnet as mx
 import numpy as np
 
-from .rcnn import mask_rcnn_fpn
-from .zoo import cascade_mask_rcnn_fpn
-
-__all__ = ['MASK_DETECTORS', 'load_instance_datasets', 'train_pipeline', 'ShortSideChoice',
+__all__ = ['load_instance_datasets', 'train_pipeline', 'ShortSideChoice',
            'mask_targets', 'mask_loss']
-
-MASK_DETECTORS = {'mask_rcnn': mask_rcnn_fpn, 'cascade_mask_rcnn': cascade_mask_rcnn_fpn}
 
 
 def load_instance_datasets(name, root):

@@ -14,33 +14,28 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..config import DetectionConfig
+from .config import DetectionConfig
 from ..engine.assemble import assemble, start
 from ..engine.loop import Task, seed_everything, train, validation_network
 from ..engine.monitor import History
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
 from ..results import DetectionResult
-from .cascade import STAGE_IOU_THRESHS
 from .class_ap import collect_class_aps, format_class_aps
-from .data import datasets, device_shards, train_loaders, val_loader
+from .data import device_shards, load_datasets, train_loaders, val_loader
 from .datasets import check_classes, log_skipped
 from .evaluation import MAP_KEYS, MAP_UNIT, evaluate_network, evaluators
 from .fpn import box_head
-from .limits import DetectionLimits
+from .postprocess import DetectionLimits
 from .loss import DetectionLoss
-from .masks import MASK_DETECTORS
 from .pooling import cpu_region_limit
-from .rcnn import faster_rcnn_fpn
+from .registry import detector
 from .transfer import detector_source, load_weights, start_from_detector
-from .zoo import cascade_rcnn_fpn
 
-__all__ = ['DetectionTask', 'DETECTORS', 'build_detector', 'load_detector', 'build_run', 'fit', 'evaluate']
-
-DETECTORS = dict({'cascade_rcnn': cascade_rcnn_fpn, 'faster_rcnn': faster_rcnn_fpn}, **MASK_DETECTORS)
+__all__ = ['DetectionTask', 'build_detector', 'load_detector', 'build_run', 'fit', 'evaluate']
 
 
 def build_detector(args, classes, num_devices, num_workers=1):
-    """The network a :class:`~gluon_resnest.config.DetectionConfig` ``args`` describes, with its
+    """The network a :class:`~gluon_resnest.detection.config.DetectionConfig` ``args`` describes, with its
     training-size options.
 
     ``num_devices`` are this process's; ``args.batch_size`` (not None) is shared by ``num_workers`` such
@@ -57,20 +52,18 @@ def build_detector(args, classes, num_devices, num_workers=1):
         overrides['rpn_train_pre_nms'] = max(3 * args.rpn_train_post_nms, 300)
     if args.rpn_test_post_nms is not None:
         overrides['rpn_test_pre_nms'] = max(3 * args.rpn_test_post_nms, 300)
-    if args.box_head == '2fc':
-        # Every stage of a cascade gets its own head of the same kind.
-        stages = len(STAGE_IOU_THRESHS) if args.detector.startswith('cascade') else 1
-        heads = [box_head(False, num_devices, args.box_head_units)
-                 for _ in range(stages)]
+    spec = detector(args.detector)
+    if args.box_head == '2fc':  # every stage (of a cascade) its own head of the same kind
+        heads = [box_head(False, num_devices, args.box_head_units) for _ in range(spec.stages)]
         overrides['box_features'] = heads[0]
-        if len(heads) > 1:
+        if spec.cascade:
             overrides['stage_box_features'] = heads[1:]
     per_device = args.batch_size // (num_devices * num_workers)
     dataset = args.dataset if args.dataset in ('voc', 'coco') else 'custom'
     # The FPN's normalisation layers are symbols named by MXNet's counters: a fresh count names them as a
     # fresh process does, so a checkpoint loads into a network built later in the same process.
     with mx.name.NameManager():
-        return DETECTORS[args.detector](
+        return spec.builder(
             args.network.lower(), dataset, classes=classes,
             syncbn={'syncbn': True, 'bn': 'bn'}.get(args.norm_layer, False),
             pretrained_base=not args.no_pretrained_base, num_devices=num_devices,
@@ -146,7 +139,7 @@ class DetectionTask(Task):
     # ---- assembling a run ----
 
     def check(self, config):
-        """A :class:`~gluon_resnest.config.DetectionConfig`."""
+        """A :class:`~gluon_resnest.detection.config.DetectionConfig`."""
         if not isinstance(config, DetectionConfig):
             raise TypeError('expected a DetectionConfig, got %s' % type(config).__name__)
         return config
@@ -170,7 +163,7 @@ class DetectionTask(Task):
         run.log.info('config: %s', dataclasses.asdict(config))
         self.start_from = detector_source(config.pretrained_detector, config.pretrained_classes) \
             if config.pretrained_detector else None
-        self.train_set, self.val_set, classes = datasets(config)
+        self.train_set, self.val_set, classes = load_datasets(config)
         self.skipped = log_skipped(run.log, self.train_set, self.val_set)
         check_classes(source, classes)
         if self.start_from:
@@ -201,7 +194,7 @@ class DetectionTask(Task):
                                                           config, run.ctx, run.dist)
         run.val_loader = held_out if root else ()
         self.metrics = evaluators(config.dataset, self.val_set, run.classes, config.val_iou,
-                                  os.path.join(run.save_dir, run.name), masks=hasattr(run.net, 'mask')) \
+                                  os.path.join(run.save_dir, run.name), masks=detector(config.detector).masks) \
             if root else None
         self.loss_fn = DetectionLoss(config.rpn_smoothl1_rho, config.rcnn_smoothl1_rho)
         self.tester = DetectionLimits(run.eval_net, config.test_score_thresh, config.post_nms) if root else None
@@ -339,12 +332,12 @@ def evaluate(config):
         return DetectionResult(epochs=source['epoch'])
     config = run.config
     run.log.info('config: %s', dataclasses.asdict(config))
-    train_set, val, classes = datasets(config)
+    train_set, val, classes = load_datasets(config)
     skipped = log_skipped(run.log, train_set, val)
     check_classes(source, classes)
     net = _network(config, classes, run.ctx, run.dist, source)
     metrics = evaluators(config.dataset, val, classes, config.val_iou,
-                         os.path.join(run.save_dir, run.name + '_eval'), masks=hasattr(net, 'mask'))
+                         os.path.join(run.save_dir, run.name + '_eval'), masks=detector(config.detector).masks)
     results = evaluate_network(DetectionLimits(net, config.test_score_thresh, config.post_nms),
                                val_loader(net, val, len(run.ctx), config.num_workers), metrics, run.ctx)
     run.log.info('held-out %s (%s)', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())),

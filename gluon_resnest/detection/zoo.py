@@ -11,7 +11,7 @@ from functools import partial
 
 from .cascade import get_cascade_rcnn
 from .cascade_mask import get_cascade_mask_rcnn
-from .fpn import (DETECTION_DATASETS, MASK_RECIPE, box_head, build_custom, build_fpn_detector,
+from .fpn import (ZOO_DATASETS, MASK_RECIPE, box_head, build_custom, build_fpn_detector,
                   trained_norm)
 from .rcnn import custom_faster_rcnn_fpn, custom_mask_rcnn_fpn, faster_rcnn_fpn, mask_rcnn_fpn
 
@@ -31,7 +31,7 @@ SYNCBN_ONLY = ((True, 'fpn_syncbn'),)
 
 
 def fpn_zoo_entries(kind, backbones, factory, custom_factory, norms=NORM_TAGS,
-                    datasets=DETECTION_DATASETS):
+                    datasets=ZOO_DATASETS):
     """Model-zoo names as GluonCV spells its R-CNNs, each with its factory.
 
     ``{kind}_{fpn_syncbn|fpn}_{backbone}_{dataset}`` -> ``factory(backbone, dataset, syncbn=...)`` and

@@ -4,7 +4,10 @@ Each one is a small function of plain arguments so a test can check it against h
 """
 from gluoncv.utils import LRScheduler, LRSequential
 
-__all__ = ['build_lr_scheduler', 'apply_no_wd']
+__all__ = ['build_lr_scheduler', 'apply_no_wd', 'LR_MODES']
+
+# The schedules after warm-up (a task's config offers these or some of them as --lr-mode).
+LR_MODES = ('cosine', 'step', 'poly')
 
 
 def build_lr_scheduler(lr_mode, base_lr, num_epochs, iters_per_epoch, warmup_epochs=0, warmup_lr=0.0,
@@ -35,8 +38,8 @@ def build_lr_scheduler(lr_mode, base_lr, num_epochs, iters_per_epoch, warmup_epo
     -------
     gluoncv.utils.LRSequential
     """
-    if lr_mode not in ('cosine', 'step', 'poly'):
-        raise ValueError('unknown lr_mode %r (choose cosine, step or poly)' % (lr_mode,))
+    if lr_mode not in LR_MODES:
+        raise ValueError('unknown lr_mode %r (choose %s)' % (lr_mode, ', '.join(LR_MODES)))
     if iters_per_epoch < 1:
         raise ValueError('an epoch must have at least one batch, got iters_per_epoch=%r' % (iters_per_epoch,))
     if not 0 <= warmup_epochs < num_epochs:

@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from .. import cli
-from ..config import CALIB_MODES, EXPORT_FORMATS, GRANULARITIES, ExportConfig
+from ..config import ExportConfig
 from .api import export, report
 
 
@@ -29,25 +29,7 @@ def parse_args(argv=None):
         prog='gluon-resnest-export', description=__doc__.split('Examples', 1)[0],
         epilog='Examples' + __doc__.split('Examples', 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_model(parser, required=True)
-    cli.add_weights(parser)
-    parser.add_argument('--out', required=True, help='output folder (created if needed)')
-    parser.add_argument('--prefix', help='file name prefix (default: the model name, +"-int8" for int8)')
-    parser.add_argument('--format', default='mxnet', choices=EXPORT_FORMATS, help='default: mxnet')
-    cli.add_input_size(parser)
-    cli.add_batch_size(parser, 1, 'export / calibration batch (1)')
-    parser.add_argument('--preprocess', action='store_true',
-                        help='fold mean/std and HWC->CHW into the graph: input raw (N, H, W, 3) images')
-    parser.add_argument('--dynamic-batch', action='store_true', help='onnx: free batch dimension')
-    parser.add_argument('--no-runtime-check', action='store_true',
-                        help='onnx: only run onnx.checker, skip the onnxruntime comparison')
-    parser.add_argument('--calib-data', help='int8: ImageNet-layout image folder or .rec file')
-    parser.add_argument('--num-calib-batches', type=int, default=10, help='int8: batches (10)')
-    parser.add_argument('--calib-mode', default='naive', choices=CALIB_MODES, help='int8 (naive)')
-    parser.add_argument('--granularity', default='tensor-wise', choices=GRANULARITIES,
-                        help='int8: weight scales per tensor or per output channel (tensor-wise)')
-    parser.add_argument('--min-agreement', type=float, default=0.8,
-                        help='int8: fail if INT8 and fp32 top-1 agree on fewer calibration images')
+    cli.add_settings(parser, ExportConfig)
     return cli.build_config(parser, ExportConfig, parser.parse_args(argv))
 
 

@@ -12,7 +12,7 @@ The public names of classification training, kept in one place: the code is in
 loop, checkpoints, distribution, watchdog, monitor, schedules).
 """
 from ..classification.task import build_run, fit
-from ..config import TrainConfig
+from ..classification.config import TrainConfig
 from ..engine import loop
 from ..engine.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint
 from ..engine.loop import TrainingDiverged, TrainingInterrupted, train
