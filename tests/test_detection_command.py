@@ -92,11 +92,13 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
             '--log-interval', '1']
     result = train.fit(train.parse_args(argv))
     assert set(result.mean_ap) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'} and result.epochs == 2
-    log = open(prefix + '_train.log').read()
-    assert 'epoch 2 batch 2/2:' in log and 'rcnn_cls' in log
-    # Cosine: the last step of the last epoch runs at (nearly) zero learning rate.
-    last = [line for line in log.splitlines() if 'epoch 2 batch 2/2:' in line][0]
-    assert float(last.split(' lr ')[1].split()[0]) < 0.002
+    with open(prefix + '-0002.json') as f:
+        record = json.load(f)
+    with open(prefix + '_history.json') as f:
+        history = json.load(f)
+    assert [r['epoch'] for r in history] == [0, 1] and all(r['rcnn_cls'] > 0 for r in history)
+    # Cosine: the last step of the last epoch (2 batches each) runs at (nearly) zero learning rate.
+    assert (record['iters_per_epoch'], record['num_update']) == (2, 4) and record['learning_rate'] < 0.002
 
 
 @pytest.mark.parametrize('flags, message', [
