@@ -1,4 +1,5 @@
-"""Cascade R-CNN on our ResNeSt: outputs, the cascade's targets, training, checkpoints (its command: test_detection_command.py)."""
+"""Cascade R-CNN on our ResNeSt: outputs, the cascade's targets, training, checkpoints (the command:
+test_detection_command.py)."""
 import json
 
 import mxnet as mx

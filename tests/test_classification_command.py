@@ -77,13 +77,16 @@ def test_folder_run_writes_outputs_and_learns(quick, tiny, tmp_path):
 
 @pytest.mark.slow
 def test_recordio_run(tiny, tmp_path):
-    # The Python API directly, with the recipe's switches on.
+    # The Python API directly, with the switches of the paper's recipe (read from its file) on.
+    paper = TrainConfig.from_file('resnest50')
+    switches = {name: getattr(paper, name) for name in ('mixup', 'label_smoothing', 'auto_aug', 'no_wd', 'last_gamma')}
+    assert switches['mixup'] and switches['label_smoothing'] > 0 and switches['auto_aug']
     save = str(tmp_path / 'rec')
     run = fit(TrainConfig(model='resnest14', input_size=32, batch_size=8, num_data_workers=0, progress=False,
                           log_interval=0, lr=0.004, seed=3, min_random_area=0.5, jitter_param=0,
                           lighting_param=0, rec_train=os.path.join(tiny, 'train.rec'),
                           rec_val=os.path.join(tiny, 'val.rec'), classes=3, num_epochs=1, save_dir=save,
-                          mixup=True, label_smoothing=0.1, auto_aug=True, no_wd=True, last_gamma=True))
+                          **switches))
     history = _history(save)
     record = latest_checkpoint(save, 'resnest14')
     assert len(history) == 1 and record['num_update'] == 48 // 8 and record['config']['mixup'] is True
