@@ -82,8 +82,7 @@ def parse_args(argv=None):
     if min(args.batch_sizes + [args.batch_size, args.warmup, args.runs, args.images]) < 1:
         parser.error('--batch-sizes, --batch-size, --warmup, --runs and --images must be positive')
     if ort_python() is None:
-        parser.error('no onnxruntime interpreter: run scripts/setup.d/40-onnxruntime.sh (makes '
-                     '.venv-ort) or set %s' % ORT_PYTHON_ENV)
+        parser.error('no onnxruntime: run scripts/setup.d/40-onnxruntime.sh or set %s' % ORT_PYTHON_ENV)
     return args
 
 

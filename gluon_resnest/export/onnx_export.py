@@ -2,17 +2,22 @@
 
 mxnet 1.9's exporter stamps the newest opset onnx knows (19 for onnx 1.14), which onnxruntime rejects
 (``Reshape(19)``); it reads that number from ``onnx.defs.onnx_opset_version`` at call time, so the
-export pins it for the duration. onnxruntime cannot live in mxnet's venv (numpy pins clash), so the
-numerical check runs :mod:`ort_run` in another interpreter when onnxruntime is not importable here.
+export pins it for the duration. The exporter reads ``onnx.mapping``, which onnx releases after 1.14
+lack: gluon_resnest_compat restores its two tables first. The numerical check runs onnxruntime in this
+process when it imports here (numpy >= 1.24.2), else :mod:`ort_run` in another interpreter (a venv
+beside an older numpy).
 """
+import importlib.util
 import os
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from unittest import mock
 
 import numpy as np
 
+import gluon_resnest_compat
 from ..layers import without_random_ops
 from ..procs import preexec_die_with_this_process
 from ..results import ExportResult
@@ -32,11 +37,15 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 
 def ort_python():
-    """Interpreter for the onnxruntime check: ``$GLUON_RESNEST_ORT_PYTHON``, else ``<repo>/.venv-ort``.
+    """Interpreter for the onnxruntime check: ``$GLUON_RESNEST_ORT_PYTHON``, else this one when it
+    imports onnxruntime, else ``<repo>/.venv-ort``.
 
-    Returns None when neither exists.
+    Returns None when none of them exists.
     """
-    path = os.environ.get(ORT_PYTHON_ENV) or os.path.join(_REPO, '.venv-ort', 'bin', 'python')
+    path = os.environ.get(ORT_PYTHON_ENV)
+    if not path and importlib.util.find_spec('onnxruntime') is not None:
+        return sys.executable
+    path = path or os.path.join(_REPO, '.venv-ort', 'bin', 'python')
     return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
 
 
@@ -63,8 +72,9 @@ def _exporter_patches(version):
 
 
 def _export_file(sym_file, params_file, onnx_file, shape, dtype, dynamic):
-    import mxnet.onnx  # pylint: disable=import-outside-toplevel
     import onnx  # pylint: disable=import-outside-toplevel
+    gluon_resnest_compat.restore_onnx_mapping()
+    import mxnet.onnx  # pylint: disable=import-outside-toplevel
     dynamic_shapes = [(None,) + tuple(shape[1:])] if dynamic else None
     with _exporter_patches(ONNX_OPSET):
         mxnet.onnx.export_model(sym_file, params_file, in_shapes=[shape], in_types=[dtype],
@@ -113,15 +123,16 @@ def clean_graph(model):
 def run_onnxruntime(onnx_file, inputs, python=None):
     """Run ``onnx_file`` on each array of ``inputs`` in onnxruntime; return the outputs.
 
-    Uses onnxruntime in this process when importable, else ``python`` (default :func:`ort_python`)
-    in a subprocess. Raises RuntimeError with a one-line reason when neither is available.
+    Uses onnxruntime in this process when it imports here (and ``python`` is None or this
+    interpreter), else ``python`` (default :func:`ort_python`) in a subprocess. Raises RuntimeError with a one-line reason when neither is available.
     """
-    try:
+    if python in (None, sys.executable) and importlib.util.find_spec('onnxruntime') is not None:
         from . import ort_run  # pylint: disable=import-outside-toplevel
-        import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-        return ort_run.run(onnx_file, _save_inputs(inputs, os.path.dirname(onnx_file)))
-    except ImportError:
-        pass
+        try:
+            return ort_run.run_arrays(onnx_file, list(inputs))
+        except ort_run.errors() as err:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise RuntimeError('onnxruntime (in this process) failed on %s: %s' % (onnx_file, reason)) from err
     python = python or ort_python()
     if python is None:
         raise RuntimeError('onnxruntime is not importable here and no onnxruntime interpreter was '
