@@ -172,22 +172,20 @@ def subprocess_env():
     return training_env()
 
 
-# train_imagenet.py's command with faults injected through FAULT (a JSON dict); batches are counted from the start of
-# their epoch, also in a resumed run. 'kill' = [epoch, batch] at which rank 'kill_rank' (default 1)
-# SIGKILLs itself (before that step); 'sigint' = [epoch, batch] after which the process sends itself
-# SIGINT (Ctrl-C); 'sleep_step' = {"epoch,batch": seconds}; 'sleep_val' (per validation batch) and
-# 'sleep_save' (rank 0, before the first checkpoint's files are written) in seconds; 'drain_before_update':
-# every queued operation finishes before the optimizer's are queued (other timing, the same computation).
+# train_imagenet.py's command with faults injected through FAULT (a JSON dict) by the loop's hooks
+# (gluon_resnest.engine.loop.Hooks); batches are counted from the start of their epoch, also in a resumed run.
+# 'kill' = [epoch, batch] at which rank 'kill_rank' (default 1) SIGKILLs itself (before that step); 'sigint' =
+# [epoch, batch] after which the process sends itself SIGINT (Ctrl-C); 'sleep_step' = {"epoch,batch": seconds};
+# 'sleep_val' (per validation batch) and 'sleep_save' (rank 0, before the first checkpoint's files are written)
+# in seconds; 'drain_before_update': every queued operation finishes before the optimizer's are queued (other
+# timing, the same computation).
 FAULT_WORKER = '''
 import json, os, signal, sys, time
 sys.path.insert(0, {root!r})
 import mxnet as mx
 import train_imagenet
-from gluon_resnest.classification import task
-from gluon_resnest.engine import loop
+from gluon_resnest.engine.loop import Hooks, hooks_installed
 fault = json.loads(os.environ.get('FAULT', '{{}}'))
-real_step, real_accuracy, real_save = loop._train_step, task.accuracy, loop.save_checkpoint
-done = {{}}
 
 def drain_then(update):
     def drained(*args):
@@ -195,37 +193,27 @@ def drain_then(update):
         return update(*args)
     return drained
 
-def step(run, epoch, data, label):
-    if fault.get('drain_before_update') and not done:
+def before_step(run, epoch, batch):
+    if fault.pop('drain_before_update', False):
         run.trainer.step = drain_then(run.trainer.step)
-    first = run.start_batch if epoch == run.start_epoch else 0
-    batch = done[epoch] = done.get(epoch, first - 1) + 1
     if run.dist.rank == fault.get('kill_rank', 1) and fault.get('kill') == [epoch, batch]:
         print('KILLED AT', time.time(), flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(fault.get('sleep_step', {{}}).get('%d,%d' % (epoch, batch), 0))
-    loss = real_step(run, epoch, data, label)
+
+def after_step(run, epoch, batch, loss):
     if fault.get('sigint') == [epoch, batch]:
         os.kill(os.getpid(), signal.SIGINT)
-    return loss
 
-def accuracy(net, loader, ctx):
-    def slow():
-        for item in loader:
-            time.sleep(fault.get('sleep_val', 0))
-            yield item
-    return real_accuracy(net, slow(), ctx)
-
-def save(*args):
-    time.sleep(fault.pop('sleep_save', 0))
-    return real_save(*args)
-
-loop._train_step, task.accuracy, loop.save_checkpoint = step, accuracy, save
+hooks = Hooks(before_step=[before_step], after_step=[after_step],
+              validation_batch=[lambda run: time.sleep(fault.get('sleep_val', 0))],
+              before_save=[lambda run, prefix: time.sleep(fault.pop('sleep_save', 0))])
 from gluon_resnest import cli
 from gluon_resnest.train import build_run, train
 runs = []  # the command's exit status (1 failed, 130 Ctrl-C), and the Run when it finished
-status = cli.run_command(lambda argv: runs.append(train(build_run(train_imagenet.parse_args(argv)))),
-                         sys.argv[1:])
+with hooks_installed(hooks):
+    status = cli.run_command(lambda argv: runs.append(train(build_run(train_imagenet.parse_args(argv)))),
+                             sys.argv[1:])
 for run in runs:
     print('rank', run.dist.rank, 'updates', run.trainer.optimizer.num_update, flush=True)
 sys.exit(status)
@@ -276,22 +264,20 @@ IMAGES = [[('dog', (20, 30, 90, 110)), ('car', (80, 20, 150, 100))],
           [('cat', (10, 10, 70, 60)), ('person', (60, 40, 140, 120))]]
 
 
-def interrupt_training_at(monkeypatch, step, before=None):
-    """Make the trainer's ``step``-th training step (counted over the run) end with Ctrl-C (SIGINT to
-    this process), after ``before(run)`` if given."""
+def interrupt_training_at(step, before=None):
+    """A ``with`` block in which the ``step``-th training step (counted over the run) of a run ends with
+    Ctrl-C (SIGINT to this process), after ``before(run)`` if given."""
     import signal  # pylint: disable=import-outside-toplevel
-    from gluon_resnest.engine import loop  # pylint: disable=import-outside-toplevel
-    real, calls = loop._train_step, []
+    from gluon_resnest.engine.loop import Hooks, hooks_installed  # pylint: disable=import-outside-toplevel
+    calls = []
 
-    def step_then_sigint(run, epoch, data, label):
+    def after_step(run, epoch, batch, loss):  # pylint: disable=unused-argument
         calls.append(epoch)
-        loss = real(run, epoch, data, label)
         if len(calls) == step:
             if before is not None:
                 before(run)
             os.kill(os.getpid(), signal.SIGINT)
-        return loss
-    monkeypatch.setattr(loop, '_train_step', step_then_sigint)
+    return hooks_installed(Hooks(after_step=[after_step]))
 
 
 def command_error(main, argv, capsys):

@@ -1,6 +1,6 @@
-"""Cascade R-CNN on our ResNeSt: outputs, the cascade's targets, training, checkpoints, the command."""
+"""Cascade R-CNN on our ResNeSt: outputs, the cascade's targets, training, checkpoints (the command:
+test_detection_command.py)."""
 import json
-import os
 
 import mxnet as mx
 import numpy as np
@@ -12,15 +12,13 @@ from gluoncv.model_zoo import get_model as gcv_get_model
 from mxnet import autograd
 
 from gluon_resnest import detection
-from gluon_resnest.detection.config import DetectionConfig
 from gluon_resnest.detection import shapes, train
 from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.detection.pooling import pyramid_roi_feats
-from gluon_resnest.engine.checkpoint import read_checkpoint
 # The two-image VOC set (fixtures voc_root, frozen_base) and GluonCV's training preparation.
 from conftest import DETECTION_SMALL as FASTER_SMALL
 from conftest import first_shard as _first_shard
-from conftest import command_error, mask_training_batch, prepare_for_training as _prepare_for_training
+from conftest import mask_training_batch, prepare_for_training as _prepare_for_training
 
 # Three heads pool every region: fewer regions than the Faster R-CNN tests keep them quick.
 SMALL = dict(FASTER_SMALL, num_sample=32, rpn_train_post_nms=64)
@@ -253,74 +251,6 @@ def test_shapes_dataset_is_voc_with_boxes_inside_images(shapes_root):
         for x0, y0, x1, y1 in label[:, :4].astype(int):
             inside = img.asnumpy()[y0 + 2:y1 - 1, x0 + 2:x1 - 1].reshape(-1, 3).astype(float)
             assert inside.std(axis=0).min() < 60
-
-
-def _cli(root, prefix, *extra):
-    return ['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root', root,
-            '--norm-layer', 'syncbn', '--no-pretrained-base', '--short', '96', '--max-size', '96',
-            '--num-sample', '16', '--rpn-train-post-nms', '64', '--rpn-test-post-nms', '20',
-            '--epochs', '1', '--lr-warmup', '1', '--no-progress', '--save-prefix', prefix] + list(extra)
-
-
-@pytest.mark.slow
-def test_command_trains_checkpoints_and_evaluates(shapes_root, tmp_path, capsys):
-    prefix = str(tmp_path / 'run' / 'cascade')
-    assert train.main(_cli(shapes_root, prefix)) == 0
-    record = json.load(open(prefix + '-0001.json'))
-    out = capsys.readouterr().out.splitlines()
-    report = [k for k, line in enumerate(out) if line.startswith('held-out ')][-1]
-    assert out[report].endswith('after 1 epochs; checkpoint %s-0001.json' % prefix)
-    assert [line.split()[0] for line in out[report + 1:report + 5]] == ['class'] + list(shapes.SHAPES)
-    assert set(record['val']) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'}
-    # The printed report in percent (the record in fractions), as every command prints accuracies.
-    assert 'mAP@0.5=%.2f%%' % (100 * record['val']['mAP@0.5']) in out[report]
-    assert all(0 <= value <= 1 for value in record['val'].values())
-    assert record['epoch'] == 1 and record['classes'] == list(shapes.SHAPES)
-    assert record['val_unit'] == 'fraction (0-1)'
-    assert read_checkpoint(prefix + '-0001.json')['params'] == prefix + '-0001.params'  # SHA-1 checked
-    assert not [name for name in os.listdir(str(tmp_path / 'run')) if '.tmp' in name]
-    assert 'mAP@0.5=' in open(prefix + '_train.log').read()
-    # From Python: the latest checkpoint of the prefix, and a .params file.
-    again = train.evaluate(train.parse_args(_cli(shapes_root, prefix, '--eval-only', '--resume')))
-    assert again.mean_ap == pytest.approx(record['val']) and again.epochs == 1
-    assert again.checkpoint == prefix + '-0001.json'
-    other = train.evaluate(DetectionConfig.from_file(
-        str(_recipe(tmp_path)), dataset_root=shapes_root, resume_params=prefix + '-0001.params',
-        save_prefix=str(tmp_path / 'elsewhere' / 'x')))
-    assert other.mean_ap == pytest.approx(record['val'])
-
-
-def _recipe(tmp_path):
-    """The flags of :func:`_cli` as a recipe file."""
-    path = tmp_path / 'small.yaml'
-    path.write_text('network: resnest14\ndataset: shapes\nnorm_layer: syncbn\nno_pretrained_base: true\n'
-                    'short: 96\nmax_size: 96\nnum_sample: 16\nrpn_train_post_nms: 64\nrpn_test_post_nms: 20\n'
-                    'epochs: 1\nlr_warmup: 1\nno_progress: true\n')
-    return path
-
-
-def test_command_bad_input_gives_one_line_errors(shapes_root, tmp_path, capsys):
-    prefix = str(tmp_path / 'x')
-    status, line = command_error(train.main, _cli(shapes_root, prefix) + ['--network', 'resnest51'], capsys)
-    assert status == 2 and 'unknown network' in line
-    status, line = command_error(train.main, _cli(str(tmp_path / 'nowhere'), prefix), capsys)
-    assert status == 2 and line.startswith('error: ') and 'does not exist' in line  # a path named: usage
-    empty = tmp_path / 'empty'
-    shapes.write_shapes(str(empty), num_train=2, num_val=1, size=64)
-    (empty / 'VOC2007' / 'Annotations' / '000001.xml').write_text(
-        '<annotation><size><width>64</width><height>64</height></size></annotation>')
-    status, line = command_error(train.main, _cli(str(empty), prefix), capsys)
-    assert status == 1 and 'image 000001 has no boxes' in line
-
-
-def test_command_refuses_a_checkpoint_with_another_class_count(shapes_root, tmp_path, capsys):
-    path = str(tmp_path / 'five.params')
-    five = _net(classes='abcde')
-    five(mx.nd.zeros((1, 3, 96, 96)))  # completes the deferred initialisation
-    five.save_parameters(path)
-    status, line = command_error(train.main, _cli(shapes_root, str(tmp_path / 'y'), '--eval-only',
-                                                  '--resume-params', path), capsys)
-    assert status == 1 and line.endswith('has 5 classes, the network has 3')
 
 
 @pytest.mark.slow

@@ -81,6 +81,14 @@ def test_bad_flag_value_is_status_2_and_one_line(name, capsys):
     assert len(captured.err.splitlines()) == 1 and captured.out == ''
 
 
+def test_commands_exit_with_status_2_on_bad_flags(capsys):
+    for name, argv in (('gluon-resnest-eval', ['--model', 'resnest14', '--benchmark', '--batch-size', '0']),
+                       ('gluon-resnest-train', ['--batch-size', '1'])):
+        assert _main(name)(argv) == 2
+        err = capsys.readouterr().err
+        assert '--batch-size must be >= ' in err.strip().splitlines()[-1], err
+
+
 def test_missing_file_on_the_command_line_is_bad_usage(tmp_path, capsys):
     missing = str(tmp_path / 'resnest14.npz')
     assert _main('gluon-resnest-convert-torch')(['--model', 'resnest14', '--input', missing, '--output',

@@ -1,7 +1,6 @@
 """The typed configs of the three jobs and the shared command-line vocabulary that fills them."""
 import io
 import os
-import subprocess
 import sys
 
 import pytest
@@ -79,15 +78,6 @@ def test_gluoncv_num_gpus_spelling(capsys):
     assert 'not allowed with argument' in capsys.readouterr().err
     assert train_imagenet.main(['--num-gpus', '-1']) == 2
     assert capsys.readouterr().err == 'error: --num-gpus must be >= 0, got -1\n'
-
-
-def test_commands_exit_with_status_2_on_bad_flags():
-    for command in (['eval.py', '--model', 'resnest14', '--benchmark', '--batch-size', '0'],
-                    ['train_imagenet.py', '--batch-size', '1']):
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, command[0])] + command[1:], capture_output=True,
-                              text=True, timeout=300, check=False, env=dict(os.environ, OMP_NUM_THREADS='1'))
-        assert proc.returncode == 2, proc.stderr
-        assert '--batch-size must be >= ' in proc.stderr.strip().splitlines()[-1]
 
 
 class _Terminal(io.StringIO):

@@ -1,5 +1,6 @@
 """The detection command under Horovod: two CPU ranks on loopback train one model."""
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -11,19 +12,37 @@ import pytest
 from conftest import SUBPROCESS_TIMEOUT
 from gluon_resnest.detection import shapes
 
-# Runs the command and then saves the network each rank ended with, so the test can compare them.
+# Runs the command; the loop's hooks save each rank's trainable weights after its first step and after its
+# last one (before the end of the epoch broadcasts rank 0's weights), then the network each rank ended with.
 SCRIPT = '''
 import os, sys
-from gluon_resnest.detection import task, train
-nets, build = [], task.DetectionTask.network
-def keep_network(self, *args, **kwargs):
-    nets.append(build(self, *args, **kwargs))
-    return nets[-1]
-task.DetectionTask.network = keep_network
-assert train.main(sys.argv[2:]) == 0
+import mxnet as mx
+from gluon_resnest.detection import train
+from gluon_resnest.engine.loop import Hooks, hooks_installed
 import horovod.mxnet as hvd
+nets = []
+
+def save_trainable(run, name):
+    params = run.net._collect_params_with_prefix()
+    mx.nd.save(os.path.join(sys.argv[1], 'rank%d-%s.params' % (hvd.rank(), name)),
+               {k: p.data(run.ctx[0]) for k, p in params.items() if p.grad_req != 'null'})
+
+def after_step(run, epoch, batch, loss):
+    if batch == 0:
+        save_trainable(run, 'first_step')
+    if batch + 1 == run.sampler.batches_per_epoch:
+        save_trainable(run, 'last_step')
+        nets.append(run.net)
+
+hooks = Hooks(after_step=[after_step])
+with hooks_installed(hooks):
+    assert train.main(sys.argv[2:]) == 0
 nets[0].save_parameters(os.path.join(sys.argv[1], 'rank%d.params' % hvd.rank()))
 '''
+
+
+def _load(path):
+    return {name: value.asnumpy() for name, value in mx.nd.load(str(path)).items()}
 
 
 @pytest.mark.slow
@@ -48,13 +67,22 @@ def test_two_horovod_ranks_train_one_detector(tmp_path, subprocess_env):
     proc = subprocess.run(cmd, env=subprocess_env, cwd=str(tmp_path), capture_output=True, text=True,
                           timeout=SUBPROCESS_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    log = open(prefix + '_train.log').read()  # rank 0's
-    assert 'on each of 2 workers' in log
+    with open(prefix + '-0001.json') as f:
+        record = json.load(f)  # rank 0's
     # 8 images, 4 per step over both ranks: each rank trains 2 batches of 2 images.
-    assert 'epoch 1 batch 2/2:' in log and 'epoch 1 batch 3/' not in log
-    assert 'mAP@0.5=' in log and sorted(os.listdir(os.path.dirname(prefix))) == [
+    assert (record['num_workers'], record['iters_per_epoch'], record['num_update']) == (2, 2, 2)
+    assert 0 <= record['val']['mAP@0.5'] <= 1 and sorted(os.listdir(os.path.dirname(prefix))) == [
         'cascade-0001.json', 'cascade-0001.params', 'cascade-0001.states', 'cascade_history.json',
         'cascade_train.log']
+    # After each step, before any broadcast: both ranks applied the same averaged gradients (each saw other
+    # images), so their weights agree up to the rounding of the reductions; the second step moved them.
+    first, last = ([_load(tmp_path / ('rank%d-%s.params' % (rank, when))) for rank in (0, 1)]
+                   for when in ('first_step', 'last_step'))
+    assert sorted(last[0]) == sorted(last[1]) == sorted(first[0]) and len(last[0]) > 50
+    for name in last[0]:
+        np.testing.assert_allclose(first[0][name], first[1][name], rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(last[0][name], last[1][name], rtol=1e-4, atol=1e-6, err_msg=name)
+    assert sum(not np.array_equal(first[0][name], last[0][name]) for name in last[0]) > len(last[0]) // 2
     ranks = [mx.nd.load(str(tmp_path / ('rank%d.params' % r))) for r in (0, 1)]
     assert sorted(ranks[0]) == sorted(ranks[1])
     moved = 0

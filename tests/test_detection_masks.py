@@ -186,8 +186,9 @@ def test_command_trains_masks_and_scores_them(shapes_root, tmp_path, detector):
     assert set(results) == {'%s_mAP@%s' % (kind, iou) for kind in ('bbox', 'segm')
                             for iou in ('0.5', '0.5:0.95', '0.75')}
     assert all(0 <= value <= 1 for value in results.values())
-    log = open(prefix + '_train.log').read()
-    assert '[Epoch 1] loss=' in log and 'rcnn_mask=' in log
+    with open(prefix + '_history.json') as f:
+        history = json.load(f)
+    assert [r['epoch'] for r in history] == [0] and history[0]['loss'] > 0 and history[0]['rcnn_mask'] > 0
     assert result.checkpoint == prefix + '-0001.json' and result.epochs == 1
     with open(result.checkpoint) as f:
         assert json.load(f)['val'] == results

@@ -1,5 +1,6 @@
 """The detection command's flags as GluonCV's scripts take them: per-dataset defaults, --lr as given, box
 losses, test-time limits, multi-scale short sides, and batches of one image orientation."""
+import json
 import os
 import types
 
@@ -249,8 +250,10 @@ def test_command_trains_from_a_recipe_with_grouped_batches(tmp_path):
     results = train.fit(train.parse_args(['--config', str(recipe), '--dataset-root', root, '--epochs', '1',
                                           '--no-progress', '--save-prefix', prefix, '--log-interval', '1'])).mean_ap
     assert set(results) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'} and all(0 <= v <= 1 for v in results.values())
-    log = open(prefix + '_train.log').read()
-    assert 'epoch 1 batch 2/2:' in log and 'lr 0.01\n' in log  # 8 images in 2 grouped batches of 4, lr as given
-    assert 'epoch 1 batch 3/' not in log
+    with open(prefix + '-0001.json') as f:
+        record = json.load(f)
+    # 8 images in 2 grouped batches of 4; lr as given after the 1-step warm-up.
+    assert (record['iters_per_epoch'], record['num_update']) == (2, 2)
+    assert record['learning_rate'] == pytest.approx(0.01)
     assert sorted(os.listdir(str(tmp_path / 'run'))) == ['x-0001.json', 'x-0001.params', 'x-0001.states', 'x_history.json',
                                                           'x_train.log']  # --epochs 1 overrode the file's 3

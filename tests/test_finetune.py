@@ -235,15 +235,14 @@ def test_split_is_the_same_on_every_worker_and_run(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_fine_tuning_resumes_as_uninterrupted(tiny, tmp_path, ten_class, monkeypatch):
+def test_fine_tuning_resumes_as_uninterrupted(tiny, tmp_path, ten_class):
     folder, weights = _flat_folder(tiny, tmp_path / 'flat'), str(tmp_path / 'weights.params')
     shutil.copy(ten_class, weights)
     args = QUICK_FLAGS + ['--data-dir', folder, '--val-fraction', '0.25', '--num-epochs', '2', '--save-frequency',
                           '1', '--pretrained', weights, '--classifier-lr-mult', '5']
     assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'a')]) == 0
-    interrupt_training_at(monkeypatch, 6)  # the 2nd batch of the 2nd epoch (4 batches an epoch)
-    assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')]) == 130
-    monkeypatch.undo()
+    with interrupt_training_at(6):  # the 2nd batch of the 2nd epoch (4 batches an epoch)
+        assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')]) == 130
     os.remove(weights)  # the resumed run continues from its checkpoint, never from the pretrained file
     assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b'), '--resume']) == 0
     checkpoint = assert_resumed_as_uninterrupted(str(tmp_path / 'a'), str(tmp_path / 'b'))

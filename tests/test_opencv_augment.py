@@ -260,7 +260,7 @@ def test_corrupt_training_image_stops_the_loader_naming_the_file(tmp_path, tiny_
 
 
 @pytest.mark.slow
-def test_ctrl_c_with_loader_processes_resumes_as_uninterrupted(tiny, quick, tmp_path, monkeypatch, capfd):
+def test_ctrl_c_with_loader_processes_resumes_as_uninterrupted(tiny, quick, tmp_path, capfd):
     # A terminal's Ctrl-C reaches the loader processes too: they leave it to the trainer (no
     # KeyboardInterrupt of theirs), which checkpoints; the resumed run sees the batches an uninterrupted
     # one saw.
@@ -272,9 +272,8 @@ def test_ctrl_c_with_loader_processes_resumes_as_uninterrupted(tiny, quick, tmp_
     def ctrl_c_to_workers(run):
         for worker in run.loader._workers:  # pylint: disable=protected-access
             os.kill(worker.pid, signal.SIGINT)
-    interrupt_training_at(monkeypatch, 8, before=ctrl_c_to_workers)  # the 2nd batch of the 2nd epoch
-    assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')]) == 130
-    monkeypatch.undo()
+    with interrupt_training_at(8, before=ctrl_c_to_workers):  # the 2nd batch of the 2nd epoch
+        assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')]) == 130
     assert latest_checkpoint(str(tmp_path / 'b'), 'resnest14')['batch'] == 2
     assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b'), '--resume']) == 0
     assert 'KeyboardInterrupt' not in capfd.readouterr().err

@@ -232,14 +232,13 @@ def test_cli_label_error_is_one_line(tiny, tmp_path, backend, workers, capsys):
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_epoch_resumes_as_uninterrupted(tiny, tmp_path, monkeypatch):
+def test_ctrl_c_mid_epoch_resumes_as_uninterrupted(tiny, tmp_path):
     from gluon_resnest.train import latest_checkpoint  # pylint: disable=import-outside-toplevel
     args = QUICK + _rec_flags(tiny) + ['--data-backend', 'recordio', '-j', '2', '--num-epochs', '2',
                                        '--save-frequency', '1', '--jitter-param', '0.4', '--random-mirror', '1']
     _train(args + ['--save-dir', str(tmp_path / 'a')])
-    interrupt_training_at(monkeypatch, 8)  # the 2nd batch of the 2nd epoch (6 batches per epoch)
-    assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')]) == 130
-    monkeypatch.undo()
+    with interrupt_training_at(8):  # the 2nd batch of the 2nd epoch (6 batches per epoch)
+        assert train_imagenet.main(args + ['--save-dir', str(tmp_path / 'b')]) == 130
     assert latest_checkpoint(str(tmp_path / 'b'), 'resnest14')['batch'] == 2
     # Resumed with another -j: the checkpoint's thread count is kept, so epoch 2 continues with its batches.
     run = _train(args + ['-j', '1', '--save-dir', str(tmp_path / 'b'), '--resume'])

@@ -13,7 +13,7 @@ from mxnet import autograd, gluon, nd
 
 from .config import TrainConfig
 from ..engine.assemble import assemble
-from ..engine.loop import Task, train, validation_network
+from ..engine.loop import Task, train, validation_batches, validation_network
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
 from ..finetune import start_network
 from ..layers import DropBlockScheduler
@@ -275,7 +275,7 @@ class ClassificationTask(Task):
 
 def _validate(run):
     """Top-1/top-5 on the whole validation set (each worker takes a slice; counts are summed)."""
-    res = accuracy(validation_network(run), run.watchdog.iterate(run.val_loader, 'validation batch'), run.ctx)
+    res = accuracy(validation_network(run), validation_batches(run), run.ctx)
     n = res['num_images']
     correct1, correct5, total = run.dist.allreduce_sum([res['top1'] * n, res['top5'] * n, n], 'val')
     return correct1 / total, correct5 / total

@@ -16,7 +16,7 @@ from mxnet import autograd
 
 from .config import DetectionConfig
 from ..engine.assemble import assemble, start
-from ..engine.loop import Task, seed_everything, train, validation_network
+from ..engine.loop import Task, seed_everything, train, validation_batches, validation_network
 from ..engine.monitor import History
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
 from ..results import DetectionResult
@@ -276,7 +276,7 @@ class DetectionTask(Task):
         if validate:
             if run.dist.is_root:
                 validation_network(run)  # self.tester wraps run.eval_net, now holding the trained weights
-                results = evaluate_network(self.tester, run.watchdog.iterate(run.val_loader, 'validation batch'),
+                results = evaluate_network(self.tester, validation_batches(run),
                                            self.metrics, run.ctx)
                 record.update(results)
                 self.class_aps = collect_class_aps(self.metrics)

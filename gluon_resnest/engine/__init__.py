@@ -1,7 +1,7 @@
 """The training engine every task runs on (no task code here).
 
 - :mod:`.loop`: :func:`~.loop.train`, the typed :class:`~.loop.Run`, the :class:`~.loop.Task` protocol,
-  ``TrainingDiverged``/``TrainingInterrupted`` and per-step seeding;
+  ``TrainingDiverged``/``TrainingInterrupted``, per-step seeding and the loop's :class:`~.loop.Hooks`;
 - :mod:`.assemble`: one run assembly for every task (distributed set-up, folders, logger, devices, resume,
   seeding, evaluation copy, trainer, schedule);
 - :mod:`.checkpoint`: atomic checkpoints, finding the latest complete one, removing interrupted writes;
@@ -12,7 +12,7 @@
 - :mod:`.sampler`: the sharded, resumable training order.
 """
 from .assemble import assemble, fit
-from .loop import Run, Task, TrainingDiverged, TrainingInterrupted, seed_everything, train
+from .loop import Hooks, Run, Task, TrainingDiverged, TrainingInterrupted, hooks_installed, seed_everything, train
 
-__all__ = ['assemble', 'fit', 'Run', 'Task', 'TrainingDiverged', 'TrainingInterrupted', 'seed_everything',
-           'train']
+__all__ = ['assemble', 'fit', 'Hooks', 'Run', 'Task', 'TrainingDiverged', 'TrainingInterrupted', 'hooks_installed',
+           'seed_everything', 'train']

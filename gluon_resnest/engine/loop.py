@@ -7,11 +7,12 @@ optimizer) and gives the training step, the running metrics of an epoch and the 
 its metric names and the log line). The tasks are :class:`gluon_resnest.classification.task.ClassificationTask`
 and :class:`gluon_resnest.detection.task.DetectionTask`.
 """
+import contextlib
 import dataclasses
 import math
 import signal
 import time
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import mxnet as mx
 import numpy as np
@@ -20,8 +21,8 @@ from .checkpoint import checkpoint_prefix, save_checkpoint
 from .monitor import History, ProgressBar
 from .watchdog import Watchdog
 
-__all__ = ['Run', 'Task', 'TrainingDiverged', 'TrainingInterrupted', 'train', 'seed_everything',
-           'validation_network']
+__all__ = ['Run', 'Task', 'Hooks', 'hooks_installed', 'TrainingDiverged', 'TrainingInterrupted', 'train',
+           'seed_everything', 'validation_batches', 'validation_network']
 
 
 class TrainingDiverged(RuntimeError):
@@ -30,6 +31,59 @@ class TrainingDiverged(RuntimeError):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) stopped training after a checkpoint was written."""
+
+
+@dataclasses.dataclass
+class Hooks:
+    """Where code steps into a run's loop: lists of callables, called in order (none by default).
+
+    ``epoch`` counts from 0; ``batch`` counts from the start of its epoch, also in a resumed run. A hook that
+    raises stops the run as the same exception would from the loop itself (a Ctrl-C it sends is handled as
+    a user's). Each run calls its own ``run.hooks`` and those of :func:`hooks_installed`.
+
+    Attributes
+    ----------
+    before_epoch : list of callable
+        ``f(run, epoch)`` before an epoch's (or a resumed epoch's) first batch.
+    before_step : list of callable
+        ``f(run, epoch, batch)`` before a training step, after its seeding.
+    after_step : list of callable
+        ``f(run, epoch, batch, loss)`` after it (``loss``: the step's mean loss, a float).
+    validation_batch : list of callable
+        ``f(run)`` before each validation batch is evaluated (:func:`validation_batches`).
+    before_save : list of callable
+        ``f(run, prefix)`` on the rank that writes checkpoints, before ``prefix``'s files are written.
+    after_epoch : list of callable
+        ``f(run, epoch, record)`` after an epoch's history record (and checkpoint, if one is due).
+    """
+
+    before_epoch: List[Callable] = dataclasses.field(default_factory=list)
+    before_step: List[Callable] = dataclasses.field(default_factory=list)
+    after_step: List[Callable] = dataclasses.field(default_factory=list)
+    validation_batch: List[Callable] = dataclasses.field(default_factory=list)
+    before_save: List[Callable] = dataclasses.field(default_factory=list)
+    after_epoch: List[Callable] = dataclasses.field(default_factory=list)
+
+
+_INSTALLED: List[Hooks] = []
+
+
+@contextlib.contextmanager
+def hooks_installed(hooks):
+    """Inside the ``with`` block every run also calls ``hooks`` (for runs a command's ``main`` builds,
+    which the caller never holds)."""
+    _INSTALLED.append(hooks)
+    try:
+        yield hooks
+    finally:
+        _INSTALLED.remove(hooks)
+
+
+def _call(run, kind, *args):
+    """Call the ``kind`` hooks of ``run`` and the installed ones."""
+    for hooks in [run.hooks] + list(_INSTALLED):
+        for hook in getattr(hooks, kind):
+            hook(run, *args)
 
 
 @dataclasses.dataclass
@@ -66,6 +120,7 @@ class Run:  # pylint: disable=too-many-instance-attributes
     start_totals: Optional[dict] = None  # running totals of a mid-epoch checkpoint's epoch
     last_checkpoint: Optional[str] = None
     watchdog: Watchdog = dataclasses.field(default_factory=lambda: Watchdog(0))  # train() sets the run's own
+    hooks: Hooks = dataclasses.field(default_factory=Hooks)
 
 
 def seed_everything(seed, epoch, batch, rank, mxnet=True):
@@ -168,11 +223,6 @@ class Task:
         raise NotImplementedError
 
 
-def _train_step(run, epoch, data, label):
-    """One optimizer step of the run's task; returns the mean loss (a Python float)."""
-    return run.task.step(run, epoch, data, label)
-
-
 class _SigintFlag(object):
     """Turn the first Ctrl-C into a flag checked between batches (a step is never cut in half)."""
 
@@ -237,7 +287,9 @@ def _train_epoch(run, epoch, start_batch, sigint):
         for batch, item in enumerate(run.loader, start=start_batch):
             data, label = run.task.split_batch(item)
             _seed_step(run, epoch, batch, start_batch)
-            loss = _train_step(run, epoch, data, label)
+            _call(run, 'before_step', epoch, batch)
+            loss = run.task.step(run, epoch, data, label)
+            _call(run, 'after_step', epoch, batch, loss)
             _check_finite(run, loss, epoch, batch)
             loss_sum, steps, seen = loss_sum + loss, steps + 1, seen + _images(data)
             speed = seen * run.dist.num_workers / max(time.time() - tic, 1e-9)
@@ -285,6 +337,13 @@ def _sync_workers(run):
             first.copyto(arr)
 
 
+def validation_batches(run):
+    """The batches of ``run.val_loader``, each after a watchdog beat and the ``validation_batch`` hooks."""
+    for item in run.watchdog.iterate(run.val_loader, 'validation batch'):
+        _call(run, 'validation_batch')
+        yield item
+
+
 def validation_network(run):
     """``run.eval_net`` holding a copy of the training weights and BatchNorm statistics, to validate with.
 
@@ -320,6 +379,7 @@ def _save(run, epoch, batch, totals=None):
                 'config': {k: v for k, v in dataclasses.asdict(run.config).items() if _jsonable(v)}}
         if totals is not None:
             meta['epoch_totals'] = totals
+        _call(run, 'before_save', prefix)
         save_checkpoint(prefix, run.net, run.trainer, meta)
         run.log.info('saved checkpoint %s.json', prefix)
     run.dist.barrier()
@@ -341,6 +401,7 @@ def _end_epoch(run, epoch, loss, speed, force_save=False):
     run.history.add(record)
     if force_save or last or (epoch + 1) % config.save_frequency == 0:
         _save(run, epoch + 1, 0)
+    _call(run, 'after_epoch', epoch, record)
     return record
 
 
@@ -367,6 +428,7 @@ def train(run):
             start_batch = run.start_batch if epoch == run.start_epoch else 0
             if run.dropblock is not None:
                 run.log.info('epoch %d: DropBlock probability %.4f', epoch + 1, run.dropblock(epoch))
+            _call(run, 'before_epoch', epoch)
             loss, speed = _train_epoch(run, epoch, start_batch, sigint)
             stop = _stop_requested(run, sigint)  # Ctrl-C during the last batch: stop at the epoch's end
             _end_epoch(run, epoch, loss, speed, force_save=stop)

@@ -149,7 +149,7 @@ def test_failed_write_removes_its_own_files(saved):
 KILLED_WRITER = '''
 import os, sys
 sys.path.insert(0, {tests!r})
-from test_train_checkpoint import _net_and_trainer
+from test_checkpoint import _net_and_trainer
 from gluon_resnest.engine.checkpoint import checkpoint_prefix, save_checkpoint
 net, trainer = _net_and_trainer()
 real = trainer.save_states

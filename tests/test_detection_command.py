@@ -1,5 +1,5 @@
-"""The detection command's CPU options (light box head, per-device BatchNorm, cosine schedule) and
-the FPN region pooling they rely on."""
+"""The detection command (gluon_resnest/detection/command.py) end to end: training, checkpoints and evaluation,
+one-line errors, and its CPU options (light box head, per-device BatchNorm, cosine schedule)."""
 import json
 import os
 import sys
@@ -9,98 +9,15 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
+from gluon_resnest import detection
+from gluon_resnest.detection.config import DetectionConfig
 from gluon_resnest.detection import CascadeRCNN, shapes, train
-from gluon_resnest.detection.pooling import cpu_region_limit, pyramid_roi_feats
+from gluon_resnest.engine.checkpoint import read_checkpoint
 
-from conftest import REPO, command_error
+from conftest import DETECTION_SMALL, REPO, command_error
 
 sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
 import profile_detection  # noqa: E402  pylint: disable=wrong-import-position
-
-
-class _Levels(object):
-    """The two attributes FPN region pooling reads off an R-CNN: pool P2..P5 (P6 is skipped)."""
-    _min_stage, _max_stage = 2, 6
-
-
-def _pyramid_case(num_rois=300):
-    """Features of 2 images on P2..P5 and regions spread over the four levels and both images."""
-    rng = np.random.RandomState(3)
-    features = [mx.nd.array(rng.uniform(size=(2, 8, 40 >> k, 48 >> k))) for k in range(4)]
-    levels = rng.randint(2, 6, size=num_rois)
-    side = 224.0 * 2.0 ** (levels - 4) * rng.uniform(1.1, 1.8, size=num_rois)
-    corner = rng.uniform(0, 60, size=(num_rois, 2))
-    rois = np.hstack([rng.randint(0, 2, size=(num_rois, 1)), corner, corner + side[:, None] - 1])
-    return features, mx.nd.array(rois), levels
-
-
-def test_fpn_pooling_pools_and_backpropagates_each_region_on_its_own_level():
-    """Forward and gradient equal ROIAlign run level by level on that level's regions only.
-
-    More regions than MXNet's CPU ROIAlign zero-writes fit below the first region's output, with
-    the memory pool full of 1e30: a wrong element or gradient would show.
-    """
-    features, rois, levels = _pyramid_case()
-    head_grad = mx.nd.array(np.random.RandomState(4).normal(size=(len(levels), 8, 7, 7)))
-    want_out = np.zeros(head_grad.shape, np.float32)
-    want_grads = []
-    for feature, stride, level in zip(features, (4, 8, 16, 32), (2, 3, 4, 5)):
-        index = mx.nd.array(np.flatnonzero(levels == level))
-        feature = feature.copy()
-        feature.attach_grad()
-        with autograd.record():
-            out = mx.nd.contrib.ROIAlign(feature, rois.take(index), (7, 7), 1. / stride,
-                                         sample_ratio=2)
-        out.backward(head_grad.take(index))
-        want_out[levels == level] = out.asnumpy()
-        want_grads.append(feature.grad.asnumpy())
-    for feature in features:
-        feature.attach_grad()
-    for _ in range(2):
-        for _ in range(4):
-            junk = mx.nd.full(head_grad.shape, 1e30)
-            junk.wait_to_read()
-            del junk
-        with autograd.record():
-            got = pyramid_roi_feats(_Levels(), mx.nd, features, rois, (7, 7), (4, 8, 16, 32))
-        got.backward(head_grad)
-        np.testing.assert_allclose(got.asnumpy(), want_out, rtol=1e-5, atol=1e-6)
-        for feature, want in zip(features, want_grads):
-            np.testing.assert_allclose(feature.grad.asnumpy(), want, rtol=1e-4, atol=1e-5)
-
-
-def _level_by_level(features, rois, levels):
-    out = np.zeros((len(levels), features[0].shape[1], 7, 7), np.float32)
-    for feature, stride, level in zip(features, (4, 8, 16, 32), (2, 3, 4, 5)):
-        index = mx.nd.array(np.flatnonzero(levels == level))
-        out[levels == level] = mx.nd.contrib.ROIAlign(feature, rois.take(index), (7, 7), 1. / stride,
-                                                      sample_ratio=2).asnumpy()
-    return out
-
-
-def test_cpu_region_limit_is_where_fpn_pooling_stops_being_exact():
-    """8 channels at 7x7 hold 392 output elements per region: 391 regions pool exactly; past the
-    limit the graph form (which cannot check the count) loses elements to ROIAlign's zero-writes,
-    and the eager form refuses with a one-line error."""
-    limit = cpu_region_limit(8, (7, 7))
-    assert limit == 391
-    features, rois, levels = _pyramid_case(limit)
-    got = pyramid_roi_feats(_Levels(), mx.nd, features, rois, (7, 7), (4, 8, 16, 32))
-    np.testing.assert_allclose(got.asnumpy(), _level_by_level(features, rois, levels),
-                               rtol=1e-5, atol=1e-6)
-    features, rois, levels = _pyramid_case(3 * limit)
-    with pytest.raises(ValueError, match=r'^1173 regions in one FPN pooling call; on CPU at most 391 '
-                                         r'with 8 channels at 7x7$'):
-        pyramid_roi_feats(_Levels(), mx.nd, features, rois, (7, 7), (4, 8, 16, 32))
-    names = ['p%d' % k for k in range(4)]
-    graph = pyramid_roi_feats(_Levels(), mx.sym, [mx.sym.var(n) for n in names], mx.sym.var('rois'),
-                              (7, 7), (4, 8, 16, 32))
-    inputs = dict(zip(names, features), rois=rois)
-    got = graph.eval(ctx=mx.cpu(), **inputs)[0].asnumpy()
-    want = _level_by_level(features, rois, levels)
-    lost = (got == 0) & (want > 0)  # positive features: zeros only where a region leaves the map
-    assert lost.sum() > 0
-    np.testing.assert_allclose(got[~lost], want[~lost], rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope='module')
@@ -175,11 +92,16 @@ def test_command_trains_with_the_cpu_options(shapes_root, tmp_path, detector):
             '--log-interval', '1']
     result = train.fit(train.parse_args(argv))
     assert set(result.mean_ap) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'} and result.epochs == 2
-    log = open(prefix + '_train.log').read()
-    assert 'epoch 2 batch 2/2:' in log and 'rcnn_cls' in log
-    # Cosine: the last step of the last epoch runs at (nearly) zero learning rate.
-    last = [line for line in log.splitlines() if 'epoch 2 batch 2/2:' in line][0]
-    assert float(last.split(' lr ')[1].split()[0]) < 0.002
+    with open(prefix + '-0002.json') as f:
+        record = json.load(f)
+    with open(prefix + '_history.json') as f:
+        history = json.load(f)
+    # The classification losses of the box heads: one per cascade stage (rcnn_cls1..3), one for Faster R-CNN.
+    heads = ['rcnn_cls%d' % k for k in (1, 2, 3)] if detector == 'cascade_rcnn' else ['rcnn_cls']
+    assert sorted(name for name in history[0] if name.startswith('rcnn_cls')) == heads
+    assert [r['epoch'] for r in history] == [0, 1] and all(r[name] > 0 for r in history for name in heads)
+    # Cosine: the last step of the last epoch (2 batches each) runs at (nearly) zero learning rate.
+    assert (record['iters_per_epoch'], record['num_update']) == (2, 4) and record['learning_rate'] < 0.002
 
 
 @pytest.mark.parametrize('flags, message', [
@@ -222,3 +144,73 @@ def test_profile_script_times_the_commands_network(shapes_root, capsys):
     for phase in ('data', 'forward', 'backward', 'update'):
         assert '  %s ' % phase in out
     assert '_backward_ROIAlign' in out
+
+
+def _cli(root, prefix, *extra):
+    return ['--network', 'resnest14', '--dataset', 'shapes', '--dataset-root', root,
+            '--norm-layer', 'syncbn', '--no-pretrained-base', '--short', '96', '--max-size', '96',
+            '--num-sample', '16', '--rpn-train-post-nms', '64', '--rpn-test-post-nms', '20',
+            '--epochs', '1', '--lr-warmup', '1', '--no-progress', '--save-prefix', prefix] + list(extra)
+
+
+@pytest.mark.slow
+def test_command_trains_checkpoints_and_evaluates(shapes_root, tmp_path, capsys):
+    prefix = str(tmp_path / 'run' / 'cascade')
+    assert train.main(_cli(shapes_root, prefix)) == 0
+    record = json.load(open(prefix + '-0001.json'))
+    out = capsys.readouterr().out.splitlines()
+    report = [k for k, line in enumerate(out) if line.startswith('held-out ')][-1]
+    assert out[report].endswith('after 1 epochs; checkpoint %s-0001.json' % prefix)
+    assert [line.split()[0] for line in out[report + 1:report + 5]] == ['class'] + list(shapes.SHAPES)
+    assert set(record['val']) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'}
+    # The printed report in percent (the record in fractions), as every command prints accuracies.
+    assert 'mAP@0.5=%.2f%%' % (100 * record['val']['mAP@0.5']) in out[report]
+    assert all(0 <= value <= 1 for value in record['val'].values())
+    assert record['epoch'] == 1 and record['classes'] == list(shapes.SHAPES)
+    assert record['val_unit'] == 'fraction (0-1)'
+    assert read_checkpoint(prefix + '-0001.json')['params'] == prefix + '-0001.params'  # SHA-1 checked
+    assert not [name for name in os.listdir(str(tmp_path / 'run')) if '.tmp' in name]
+    assert 'mAP@0.5=' in open(prefix + '_train.log').read()
+    # From Python: the latest checkpoint of the prefix, and a .params file.
+    again = train.evaluate(train.parse_args(_cli(shapes_root, prefix, '--eval-only', '--resume')))
+    assert again.mean_ap == pytest.approx(record['val']) and again.epochs == 1
+    assert again.checkpoint == prefix + '-0001.json'
+    other = train.evaluate(DetectionConfig.from_file(
+        str(_recipe(tmp_path)), dataset_root=shapes_root, resume_params=prefix + '-0001.params',
+        save_prefix=str(tmp_path / 'elsewhere' / 'x')))
+    assert other.mean_ap == pytest.approx(record['val'])
+
+
+def _recipe(tmp_path):
+    """The flags of :func:`_cli` as a recipe file."""
+    path = tmp_path / 'small.yaml'
+    path.write_text('network: resnest14\ndataset: shapes\nnorm_layer: syncbn\nno_pretrained_base: true\n'
+                    'short: 96\nmax_size: 96\nnum_sample: 16\nrpn_train_post_nms: 64\nrpn_test_post_nms: 20\n'
+                    'epochs: 1\nlr_warmup: 1\nno_progress: true\n')
+    return path
+
+
+def test_command_bad_input_gives_one_line_errors(shapes_root, tmp_path, capsys):
+    prefix = str(tmp_path / 'x')
+    status, line = command_error(train.main, _cli(shapes_root, prefix) + ['--network', 'resnest51'], capsys)
+    assert status == 2 and 'unknown network' in line
+    status, line = command_error(train.main, _cli(str(tmp_path / 'nowhere'), prefix), capsys)
+    assert status == 2 and line.startswith('error: ') and 'does not exist' in line  # a path named: usage
+    empty = tmp_path / 'empty'
+    shapes.write_shapes(str(empty), num_train=2, num_val=1, size=64)
+    (empty / 'VOC2007' / 'Annotations' / '000001.xml').write_text(
+        '<annotation><size><width>64</width><height>64</height></size></annotation>')
+    status, line = command_error(train.main, _cli(str(empty), prefix), capsys)
+    assert status == 1 and 'image 000001 has no boxes' in line
+
+
+def test_command_refuses_a_checkpoint_with_another_class_count(shapes_root, tmp_path, capsys):
+    path = str(tmp_path / 'five.params')
+    five = detection.custom_cascade_rcnn_fpn(list('abcde'), backbone='resnest14', pretrained_base=False,
+                                             **DETECTION_SMALL)
+    five.initialize()
+    five(mx.nd.zeros((1, 3, 96, 96)))  # completes the deferred initialisation
+    five.save_parameters(path)
+    status, line = command_error(train.main, _cli(shapes_root, str(tmp_path / 'y'), '--eval-only',
+                                                  '--resume-params', path), capsys)
+    assert status == 1 and line.endswith('has 5 classes, the network has 3')

@@ -11,6 +11,7 @@ from conftest import (QUICK_FLAGS, assert_resumed_as_uninterrupted, command_erro
 from gluon_resnest.detection import shapes
 from gluon_resnest.detection import train as detection
 from gluon_resnest.engine import loop
+from gluon_resnest.engine.loop import Hooks, hooks_installed
 from gluon_resnest.train import latest_checkpoint
 from gluon_resnest.engine.watchdog import Watchdog
 
@@ -65,15 +66,14 @@ def trainer(request, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_ctrl_c_checkpoints_mid_epoch_and_resume_is_bit_identical(trainer, tmp_path, monkeypatch):
+def test_ctrl_c_checkpoints_mid_epoch_and_resume_is_bit_identical(trainer, tmp_path):
     kind, data = trainer
     a, b = str(tmp_path / 'a'), str(tmp_path / 'b')
     assert kind.main(kind.argv(data, a, 2)) == 0
-    interrupt_training_at(monkeypatch, kind.steps_per_epoch + 1)  # the 1st batch of the 2nd epoch
-    assert kind.main(kind.argv(data, b, 2)) == 130
+    with interrupt_training_at(kind.steps_per_epoch + 1):  # the 1st batch of the 2nd epoch
+        assert kind.main(kind.argv(data, b, 2)) == 130
     record = latest_checkpoint(b, kind.name)
     assert (record['epoch'], record['batch']) == (1, 1)
-    monkeypatch.undo()
     assert kind.main(kind.argv(data, b, 2) + ['--resume']) == 0
     final = assert_resumed_as_uninterrupted(a, b, kind.name)
     assert (final['epoch'], final['batch'], final['num_update']) == (2, 0, 2 * kind.steps_per_epoch)
@@ -96,19 +96,18 @@ def test_watchdog_names_a_stalled_step_and_the_last_checkpoint(trainer, tmp_path
     # The engine arms the watchdog only for dist kvstores; here a local run gets one whose bound is 4 s.
     kind, data = trainer
     save = str(tmp_path / 'w')
-    fired, real_step = [], loop._train_step
+    fired = []
 
     def armed(run):
         return Watchdog(4, factor=1, first_factor=3, on_timeout=fired.append,
                         context=lambda: 'last checkpoint: %s' % run.last_checkpoint)
 
-    def stalling(run, epoch, data, label):
+    def stalling(run, epoch, batch):  # pylint: disable=unused-argument
         if epoch == 1 and not fired:
             time.sleep(8)  # a peer that never answers, for the second epoch's first step
-        return real_step(run, epoch, data, label)
     monkeypatch.setattr(loop, '_watchdog', armed)
-    monkeypatch.setattr(loop, '_train_step', stalling)
-    assert kind.main(kind.argv(data, save, 2)) == 0
+    with hooks_installed(Hooks(before_step=[stalling])):
+        assert kind.main(kind.argv(data, save, 2)) == 0
     stalls = [m for m in fired if '(training batch, bound ' in m]
     assert stalls and stalls[0].endswith('last checkpoint: %s' % os.path.join(save, kind.name + '-0001.json'))
 

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 
@@ -17,11 +16,11 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import train_imagenet  # noqa: E402  pylint: disable=wrong-import-position
-from conftest import assert_same_parameters  # noqa: E402
+from conftest import assert_same_parameters, interrupt_training_at  # noqa: E402
 from gluon_resnest import get_model  # noqa: E402
 from gluon_resnest.data import EvalTransform, ImageFolder, ImageRecord, make_loader  # noqa: E402
 from gluon_resnest.metrics import accuracy as evaluate  # noqa: E402
-from gluon_resnest.engine import loop  # noqa: E402
+from gluon_resnest.engine.loop import Hooks, hooks_installed  # noqa: E402
 from gluon_resnest.train import TrainConfig, build_run, fit, latest_checkpoint, train  # noqa: E402
 
 
@@ -78,13 +77,16 @@ def test_folder_run_writes_outputs_and_learns(quick, tiny, tmp_path):
 
 @pytest.mark.slow
 def test_recordio_run(tiny, tmp_path):
-    # The Python API directly, with the recipe's switches on.
+    # The Python API directly, with the switches of the paper's recipe (read from its file) on.
+    paper = TrainConfig.from_file('resnest50')
+    switches = {name: getattr(paper, name) for name in ('mixup', 'label_smoothing', 'auto_aug', 'no_wd', 'last_gamma')}
+    assert switches['mixup'] and switches['label_smoothing'] > 0 and switches['auto_aug']
     save = str(tmp_path / 'rec')
     run = fit(TrainConfig(model='resnest14', input_size=32, batch_size=8, num_data_workers=0, progress=False,
                           log_interval=0, lr=0.004, seed=3, min_random_area=0.5, jitter_param=0,
                           lighting_param=0, rec_train=os.path.join(tiny, 'train.rec'),
                           rec_val=os.path.join(tiny, 'val.rec'), classes=3, num_epochs=1, save_dir=save,
-                          mixup=True, label_smoothing=0.1, auto_aug=True, no_wd=True, last_gamma=True))
+                          **switches))
     history = _history(save)
     record = latest_checkpoint(save, 'resnest14')
     assert len(history) == 1 and record['num_update'] == 48 // 8 and record['config']['mixup'] is True
@@ -114,27 +116,23 @@ def test_redirected_log_has_no_bar_frames(quick, tiny, tmp_path):
     assert text.count('epoch 1 batch ') == 3 and '[Epoch 1]' in text  # 6 batches, logged every 2
 
 
-def _crash_at_epoch(monkeypatch, crash_epoch):
-    real = loop._train_epoch
-
-    def crashing(run, epoch, start_batch, sigint):
+def _crash_at_epoch(crash_epoch):
+    """A ``with`` block in which a run stops with a RuntimeError before epoch ``crash_epoch``'s first batch."""
+    def crashing(run, epoch):  # pylint: disable=unused-argument
         if epoch == crash_epoch:
             raise RuntimeError('simulated crash')
-        return real(run, epoch, start_batch, sigint)
-    monkeypatch.setattr(loop, '_train_epoch', crashing)
+    return hooks_installed(Hooks(before_epoch=[crashing]))
 
 
 @pytest.mark.slow
 @pytest.mark.smoke
-def test_resume_after_crash_matches_uninterrupted_run(quick, tiny, tmp_path, monkeypatch):
+def test_resume_after_crash_matches_uninterrupted_run(quick, tiny, tmp_path):
     args = quick + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1', '--warmup-epochs', '1',
                     '--dropblock-prob', '0.1']
     straight = _train(args + ['--save-dir', str(tmp_path / 'a')])
-    _crash_at_epoch(monkeypatch, 2)
-    with pytest.raises(RuntimeError, match='simulated crash'):
+    with _crash_at_epoch(2), pytest.raises(RuntimeError, match='simulated crash'):
         _train(args + ['--save-dir', str(tmp_path / 'b')])
     assert latest_checkpoint(str(tmp_path / 'b'), 'resnest14')['epoch'] == 2
-    monkeypatch.undo()
     resumed = _train(args + ['--save-dir', str(tmp_path / 'b'), '--resume'])
     assert resumed.start_epoch == 2
     a, b = (latest_checkpoint(str(tmp_path / d), 'resnest14') for d in 'ab')
@@ -151,27 +149,17 @@ def test_resume_after_crash_matches_uninterrupted_run(quick, tiny, tmp_path, mon
     (8, (1, 2, 8)),   # the 2nd batch of the 2nd epoch (6 batches per epoch): a mid-epoch checkpoint
     (6, (1, 0, 6)),   # the last batch of the 1st epoch: the epoch is finished (validated, logged) first
 ])
-def test_ctrl_c_saves_checkpoint_and_resumes(quick, tiny, tmp_path, monkeypatch, capsys, sigint_after,
+def test_ctrl_c_saves_checkpoint_and_resumes(quick, tiny, tmp_path, capsys, sigint_after,
                                               saved_at):
     save = str(tmp_path / 'c')
     args = quick + ['--data-dir', tiny, '--num-epochs', '2', '--save-dir', save, '--save-frequency', '5']
-    real = loop._train_step
-    calls = []
-
-    def step_then_sigint(run, epoch, data, label):
-        calls.append(epoch)
-        loss = real(run, epoch, data, label)
-        if len(calls) == sigint_after:
-            os.kill(os.getpid(), signal.SIGINT)
-        return loss
-    monkeypatch.setattr(loop, '_train_step', step_then_sigint)
-    assert train_imagenet.main(args) == 130
+    with interrupt_training_at(sigint_after):
+        assert train_imagenet.main(args) == 130
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the log lines
     assert last.startswith('interrupted: interrupted a') and last.endswith('.json'), last
     record = latest_checkpoint(save, 'resnest14')
     assert (record['epoch'], record['batch'], record['num_update']) == saved_at
     assert [r['epoch'] for r in _history(save)] == [0]
-    monkeypatch.undo()
     run = _train(args + ['--resume'])
     assert (run.start_epoch, run.start_batch) == saved_at[:2]
     final = latest_checkpoint(save, 'resnest14')
