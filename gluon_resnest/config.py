@@ -29,7 +29,8 @@ __all__ = ['ConfigError', 'RecipeError', 'TrainConfig', 'DetectionConfig', 'Eval
 
 DATA_BACKENDS = ('auto', 'python', 'recordio')
 KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
-EXPORT_FORMATS = ('mxnet', 'onnx', 'int8')
+EXPORT_FORMATS = ('mxnet', 'onnx', 'int8', 'onnx-int8')
+INT8_FORMATS = ('int8', 'onnx-int8')  # calibrated on images: --calib-data and its flags apply
 CALIB_MODES = ('naive', 'entropy')
 GRANULARITIES = ('tensor-wise', 'channel-wise')
 DETECTORS = ('cascade_rcnn', 'faster_rcnn', 'cascade_mask_rcnn', 'mask_rcnn')
@@ -705,14 +706,14 @@ class ExportConfig:  # pylint: disable=too-many-instance-attributes
         if self.input_size is None:
             self.input_size = eval_crop(self.model)
         if self.prefix is None:
-            self.prefix = self.model + ('-int8' if self.format == 'int8' else '')
+            self.prefix = self.model + ('-int8' if self.format in INT8_FORMATS else '')
         _at_least(self, 1, 'batch_size', 'num_calib_batches', 'input_size')
         check_weights(self.pretrained, self.params_file)
         _check([
             (self.format not in EXPORT_FORMATS, '{} must be one of %s, got %r'
              % (', '.join(EXPORT_FORMATS), self.format), 'format'),
-            (self.format == 'int8' and not self.calib_data, '{} int8 needs {} (an image folder or .rec file)',
-             'format', 'calib_data'),
+            (self.format in INT8_FORMATS and not self.calib_data,
+             '{} %s needs {} (an image folder or .rec file)' % self.format, 'format', 'calib_data'),
             (self.format != 'onnx' and (self.dynamic_batch or self.no_runtime_check),
              '{} and {} apply to {} onnx only', 'dynamic_batch', 'no_runtime_check', 'format'),
             (self.calib_mode not in CALIB_MODES, '{} must be one of %s' % ', '.join(CALIB_MODES), 'calib_mode'),

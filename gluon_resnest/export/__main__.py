@@ -13,6 +13,12 @@ ONNX (opset 13) with a free batch axis, INT8 calibrated on 10 batches of a valid
     python -m gluon_resnest.export --model resnest50 --pretrained --out deploy --format onnx --dynamic-batch
     python -m gluon_resnest.export --model resnest50 --pretrained --out deploy --format int8 \\
         --calib-data ~/.mxnet/datasets/imagenet/val --num-calib-batches 10 --batch-size 8
+
+The same calibration as onnxruntime's own static INT8 (QDQ) ONNX file, checked in onnxruntime::
+
+    python -m gluon_resnest.export --model resnest50 --pretrained --out deploy --format onnx-int8 \\
+        --calib-data ~/.mxnet/datasets/imagenet/val --num-calib-batches 10 --batch-size 8 \\
+        --granularity channel-wise
 """
 import argparse
 import sys
@@ -32,7 +38,7 @@ def parse_args(argv=None):
     cli.add_model(parser, required=True)
     cli.add_weights(parser)
     parser.add_argument('--out', required=True, help='output folder (created if needed)')
-    parser.add_argument('--prefix', help='file name prefix (default: the model name, +"-int8" for int8)')
+    parser.add_argument('--prefix', help='file name prefix (default: the model name, +"-int8" for int8 and onnx-int8)')
     parser.add_argument('--format', default='mxnet', choices=EXPORT_FORMATS, help='default: mxnet')
     cli.add_input_size(parser)
     cli.add_batch_size(parser, 1, 'export / calibration batch (1)')
@@ -41,13 +47,14 @@ def parse_args(argv=None):
     parser.add_argument('--dynamic-batch', action='store_true', help='onnx: free batch dimension')
     parser.add_argument('--no-runtime-check', action='store_true',
                         help='onnx: only run onnx.checker, skip the onnxruntime comparison')
-    parser.add_argument('--calib-data', help='int8: ImageNet-layout image folder or .rec file')
-    parser.add_argument('--num-calib-batches', type=int, default=10, help='int8: batches (10)')
-    parser.add_argument('--calib-mode', default='naive', choices=CALIB_MODES, help='int8 (naive)')
+    parser.add_argument('--calib-data', help='int8, onnx-int8: ImageNet-layout image folder or .rec file')
+    parser.add_argument('--num-calib-batches', type=int, default=10, help='int8, onnx-int8: batches (10)')
+    parser.add_argument('--calib-mode', default='naive', choices=CALIB_MODES, help='int8, onnx-int8 (naive)')
     parser.add_argument('--granularity', default='tensor-wise', choices=GRANULARITIES,
-                        help='int8: weight scales per tensor or per output channel (tensor-wise)')
+                        help='int8, onnx-int8: weight scales per tensor or per output channel (tensor-wise)')
     parser.add_argument('--min-agreement', type=float, default=0.8,
-                        help='int8: fail if INT8 and fp32 top-1 agree on fewer calibration images')
+                        help='int8, onnx-int8: fail if INT8 and fp32 top-1 agree on fewer calibration (onnx-int8: '
+                             'or held-out) images')
     return cli.build_config(parser, ExportConfig, parser.parse_args(argv))
 
 

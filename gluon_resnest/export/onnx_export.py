@@ -20,7 +20,7 @@ from .common import (ExportCheckError, compare_outputs, deploy_block, input_shap
                      random_input)
 from .mxnet_export import eager_output, trace_clean
 
-__all__ = ['ONNX_OPSET', 'ORT_PYTHON_ENV', 'clean_graph', 'export_onnx', 'ort_python',
+__all__ = ['ONNX_OPSET', 'ORT_PYTHON_ENV', 'clean_graph', 'export_onnx', 'ort_python', 'ort_runner', 'ort_call',
            'run_onnxruntime']
 
 ONNX_OPSET = 13
@@ -110,31 +110,49 @@ def clean_graph(model):
     return removed
 
 
-def run_onnxruntime(onnx_file, inputs, python=None):
-    """Run ``onnx_file`` on each array of ``inputs`` in onnxruntime; return the outputs.
+def ort_runner(python=None):
+    """Where onnxruntime runs: None when it is importable in this process, else an interpreter that has it
+    (``python``, default :func:`ort_python`).
 
-    Uses onnxruntime in this process when importable, else ``python`` (default :func:`ort_python`)
-    in a subprocess. Raises RuntimeError with a one-line reason when neither is available.
+    Raises RuntimeError with a one-line reason when there is neither.
     """
     try:
-        from . import ort_run  # pylint: disable=import-outside-toplevel
         import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-        return ort_run.run(onnx_file, _save_inputs(inputs, os.path.dirname(onnx_file)))
+        return None
     except ImportError:
         pass
     python = python or ort_python()
     if python is None:
         raise RuntimeError('onnxruntime is not importable here and no onnxruntime interpreter was '
-                           'found: run scripts/setup.d/40-onnxruntime.sh, set %s, or pass '
-                           '--no-runtime-check' % ORT_PYTHON_ENV)
-    with tempfile.TemporaryDirectory(prefix='.ort-', dir=os.path.dirname(onnx_file)) as tmp:
+                           'found: run scripts/setup.d/40-onnxruntime.sh or set %s (--format onnx: or pass '
+                           '--no-runtime-check)' % ORT_PYTHON_ENV)
+    return python
+
+
+def ort_call(argv, what, python=None):
+    """Run ``ort_run.py ARGV`` where onnxruntime is (:func:`ort_runner`): in this process or in a
+    subprocess. A failure raises RuntimeError naming ``what`` with the runner's last line."""
+    python = ort_runner(python)
+    if python is None:
+        from . import ort_run  # pylint: disable=import-outside-toplevel
+        ort_run.main(argv)
+        return
+    proc = subprocess.run([python, _RUNNER] + list(argv), capture_output=True, text=True, timeout=3600,
+                          check=False, preexec_fn=preexec_die_with_this_process())
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ['exit status %d' % proc.returncode])[-1]
+        raise RuntimeError('onnxruntime (%s) failed on %s: %s' % (python, what, last))
+
+
+def run_onnxruntime(onnx_file, inputs, python=None):
+    """Run ``onnx_file`` on each array of ``inputs`` in onnxruntime (:func:`ort_call`); return the outputs.
+
+    Raises RuntimeError with a one-line reason when onnxruntime is nowhere or fails.
+    """
+    with tempfile.TemporaryDirectory(prefix='.ort-', dir=os.path.dirname(os.path.abspath(onnx_file))) as tmp:
         paths = _save_inputs(inputs, tmp)
         out = os.path.join(tmp, 'out.npz')
-        proc = subprocess.run([python, _RUNNER, onnx_file, out] + paths, capture_output=True, text=True,
-                              timeout=600, check=False, preexec_fn=preexec_die_with_this_process())
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ['exit status %d' % proc.returncode])[-1]
-            raise RuntimeError('onnxruntime (%s) failed on %s: %s' % (python, onnx_file, last))
+        ort_call([onnx_file, out] + paths, onnx_file, python)
         with np.load(out) as saved:
             return [saved['arr_%d' % i] for i in range(len(paths))]
 
