@@ -1,6 +1,6 @@
 """Evaluate a ResNeSt model on ImageNet validation data with the paper's protocol: accuracy and speed.
 
-The documented script form of ``gluon-resnest-eval``; both run :func:`gluon_resnest.evaluation.main`.
+The documented script form of ``gluon-resnest-eval``; both run :func:`gluon_resnest.classification.evaluation.main`.
 
 Examples
 --------
@@ -25,7 +25,7 @@ This command is a thin wrapper of :func:`gluon_resnest.evaluate` (``EvalConfig``
 import sys
 
 # Before MXNet loads: importing the package sets this tool's compute threads (gluon_resnest.threads).
-from gluon_resnest.evaluation import main, parse_args  # noqa: F401  (parse_args: the flags as an EvalConfig)
+from gluon_resnest.classification.evaluation import main, parse_args  # noqa: F401  (parse_args: the flags as an EvalConfig)
 
 __all__ = ['main', 'parse_args']
 

@@ -39,11 +39,11 @@ setup(
     entry_points={
         # Every command; each main(argv=None) returns its exit status (gluon_resnest.cli.run_command).
         'console_scripts': [
-            'gluon-resnest-train = gluon_resnest.train.command:main',
-            'gluon-resnest-eval = gluon_resnest.evaluation:main',
+            'gluon-resnest-train = gluon_resnest.classification.command:main',
+            'gluon-resnest-eval = gluon_resnest.classification.evaluation:main',
             'gluon-resnest-export = gluon_resnest.export.__main__:main',
             'gluon-resnest-convert-torch = gluon_resnest.export.torch_convert:main',
-            'gluon-resnest-train-detection = gluon_resnest.detection.train:main',
+            'gluon-resnest-train-detection = gluon_resnest.detection.command:main',
             'gluon-resnest-summary = gluon_resnest.summary:main',
             'gluon-resnest-make-demo-data = gluon_resnest.data.demo:main',
             'gluon-resnest-make-shapes-data = gluon_resnest.detection.shapes:main',

@@ -55,7 +55,8 @@ from gluon_resnest.data.eval_loader import make_eval_loader  # noqa: E402
 from gluon_resnest.data.recordio import RecordIOTrainIter  # noqa: E402
 from gluon_resnest.data.train_transforms import train_transform  # noqa: E402
 from gluon_resnest.procs import children_die_with_this_process  # noqa: E402
-from gluon_resnest.train.data import ShardedShuffleSampler, train_loader  # noqa: E402
+from gluon_resnest.classification.data import train_loader  # noqa: E402
+from gluon_resnest.engine.sampler import ShardedShuffleSampler  # noqa: E402
 
 JITTER, LIGHTING, MIN_AREA = 0.4, 0.1, 0.08
 

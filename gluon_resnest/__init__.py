@@ -4,7 +4,7 @@
 from .threads import configure_command_line as _configure_threads
 _configure_threads()
 from .config import EvalConfig, ExportConfig, TrainConfig  # noqa: E402  (after the thread count is set)
-from .evaluation import evaluate  # noqa: E402
+from .classification.evaluation import evaluate  # noqa: E402
 from .inference import optimize  # noqa: E402
 from .layers import SplitAttentionConv  # noqa: E402
 from .model_zoo import get_model, list_models

@@ -125,9 +125,10 @@ import json, os, signal, sys, time
 sys.path.insert(0, {root!r})
 import mxnet as mx
 import train_imagenet
-from gluon_resnest.train import loop
+from gluon_resnest.classification import task
+from gluon_resnest.engine import loop
 fault = json.loads(os.environ.get('FAULT', '{{}}'))
-real_step, real_accuracy, real_save = loop._train_step, loop.accuracy, loop.save_checkpoint
+real_step, real_accuracy, real_save = loop._train_step, task.accuracy, loop.save_checkpoint
 done = {{}}
 
 def drain_then(update):
@@ -161,7 +162,7 @@ def save(*args):
     time.sleep(fault.pop('sleep_save', 0))
     return real_save(*args)
 
-loop._train_step, loop.accuracy, loop.save_checkpoint = step, accuracy, save
+loop._train_step, task.accuracy, loop.save_checkpoint = step, accuracy, save
 from gluon_resnest import cli
 from gluon_resnest.train import build_run, train
 runs = []  # the command's exit status (1 failed, 130 Ctrl-C), and the Run when it finished
@@ -221,7 +222,7 @@ def interrupt_training_at(monkeypatch, step, before=None):
     """Make the trainer's ``step``-th training step (counted over the run) end with Ctrl-C (SIGINT to
     this process), after ``before(run)`` if given."""
     import signal  # pylint: disable=import-outside-toplevel
-    from gluon_resnest.train import loop  # pylint: disable=import-outside-toplevel
+    from gluon_resnest.engine import loop  # pylint: disable=import-outside-toplevel
     real, calls = loop._train_step, []
 
     def step_then_sigint(run, epoch, data, label):

@@ -16,7 +16,7 @@ from gluon_resnest.config import DetectionConfig
 from gluon_resnest.detection import shapes, train
 from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.detection.pooling import pyramid_roi_feats
-from gluon_resnest.train.checkpoint import read_checkpoint
+from gluon_resnest.engine.checkpoint import read_checkpoint
 # The two-image VOC set (fixtures voc_root, frozen_base) and GluonCV's training preparation.
 from conftest import DETECTION_SMALL as FASTER_SMALL
 from conftest import first_shard as _first_shard

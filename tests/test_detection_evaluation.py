@@ -14,7 +14,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_resnest.detection import shapes, train
+from gluon_resnest.detection import evaluation, shapes, train
 
 SHORT = 128
 COCO_IOUS = np.round(np.arange(0.5, 0.951, 0.05), 2)
@@ -151,8 +151,7 @@ class _Net(object):  # what val_loader reads from a network
 
 
 def _evaluate(stub, dataset, kind, tmp_path, masks=False):
-    metrics = train._metrics(kind, dataset, shapes.SHAPES, [0.5, 0.7],  # pylint: disable=W0212
-                             str(tmp_path / 'eval'), masks=masks)
+    metrics = evaluation.evaluators(kind, dataset, shapes.SHAPES, [0.5, 0.7], str(tmp_path / 'eval'), masks=masks)
     return train.evaluate_network(stub, train.val_loader(_Net(), dataset, 1), metrics, [mx.cpu()])
 
 

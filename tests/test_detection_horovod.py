@@ -14,12 +14,12 @@ from gluon_resnest.detection import shapes
 # Runs the command and then saves the network each rank ended with, so the test can compare them.
 SCRIPT = '''
 import os, sys
-from gluon_resnest.detection import train
-nets, build = [], train._network
-def keep_network(*args, **kwargs):
-    nets.append(build(*args, **kwargs))
+from gluon_resnest.detection import task, train
+nets, build = [], task.DetectionTask.network
+def keep_network(self, *args, **kwargs):
+    nets.append(build(self, *args, **kwargs))
     return nets[-1]
-train._network = keep_network
+task.DetectionTask.network = keep_network
 assert train.main(sys.argv[2:]) == 0
 import horovod.mxnet as hvd
 nets[0].save_parameters(os.path.join(sys.argv[1], 'rank%d.params' % hvd.rank()))

@@ -1,6 +1,7 @@
 """The detection command's flags as GluonCV's scripts take them: per-dataset defaults, --lr as given, box
 losses, test-time limits, multi-scale short sides, and batches of one image orientation."""
 import os
+import types
 
 import mxnet as mx
 import numpy as np
@@ -9,12 +10,15 @@ from mxnet import gluon
 
 from conftest import command_error
 
-from gluon_resnest.detection import shapes, train
+from gluon_resnest.detection import data, shapes, train
 from gluon_resnest.detection.limits import DetectionLimits
 from gluon_resnest.detection.loss import DetectionLoss
 from gluon_resnest.detection.sampler import AspectRatioBatchSampler, image_orientations
-from gluon_resnest.train.data import ShardedShuffleSampler
-from gluon_resnest.train.distributed import Distributed
+from gluon_resnest.detection.task import DetectionTask
+from gluon_resnest.engine.assemble import make_trainer
+from gluon_resnest.engine.distributed import Distributed
+from gluon_resnest.engine.loop import Run
+from gluon_resnest.engine.sampler import ShardedShuffleSampler
 
 # GluonCV 0.10.5's scripts/detection/faster_rcnn/train_faster_rcnn.py, parse_args(), copied by hand.
 GLUONCV = {'voc': dict(epochs=20, lr=0.001, lr_decay_epoch=(14, 20), lr_warmup=-1, wd=5e-4),
@@ -29,6 +33,13 @@ def test_per_dataset_defaults_are_gluoncvs(dataset, like):
     assert (args.epochs, args.lr, args.wd) == (3, 0.5, 0)
 
 
+def _trainer(args, net, iters):
+    """The trainer the shared run assembly makes for the detection task's optimizer settings."""
+    run = Run(config=args, dist=Distributed('local', 0, 1), ctx=[mx.cpu()], log=None, save_dir='', name='',
+              task=DetectionTask(), net=net, sampler=types.SimpleNamespace(batches_per_epoch=iters))
+    return make_trainer(run)[0]
+
+
 class _Dense(gluon.nn.Dense):
     def collect_train_params(self):
         return self.collect_params()
@@ -40,7 +51,7 @@ def test_lr_is_taken_as_given(warmup, factor, first):
     net.initialize()
     args = train.parse_args(['--dataset', 'coco', '--batch-size', '16', '--lr', '0.02', '--lr-warmup', str(warmup),
                              '--lr-warmup-factor', str(factor), '--epochs', '12', '--lr-decay-epoch', '8,11'])
-    trainer = train._trainer(args, net, 1000, Distributed('local', 0, 1))[0]  # pylint: disable=protected-access
+    trainer = _trainer(args, net, 1000)
     schedule = trainer._optimizer.lr_scheduler  # pylint: disable=protected-access
     assert schedule(0) == pytest.approx(first)
     assert schedule(1000) == schedule(7999) == pytest.approx(0.02)  # --lr itself, whatever the batch
@@ -57,7 +68,7 @@ def test_no_wd_norm_spares_only_normalisation_layers(flag):
     net = _Stack()
     net.add(gluon.nn.Dense(4, in_units=3), gluon.nn.BatchNorm(in_channels=4))
     net.initialize()
-    train._trainer(train.parse_args(flag), net, 10, Distributed('local', 0, 1))  # pylint: disable=W0212
+    _trainer(train.parse_args(flag), net, 10)
     spared = {name for name, param in net.collect_params().items() if param.wd_mult == 0}
     assert spared == ({name for name in net.collect_params() if name.endswith(('gamma', 'beta'))} if flag else set())
     assert any(name.endswith('bias') for name in net.collect_params())  # biases decay, as in detectron2
@@ -189,15 +200,15 @@ class _Sized(list):
 def test_loader_groups_only_when_a_device_takes_several_images():
     landscape = _Sized([1.5, 0.5] * 4)
     local = Distributed('local', 0, 1)
-    order, sampler = train._train_order(landscape, 4, 2, local, 0)  # pylint: disable=protected-access
+    order, sampler = data._train_order(landscape, 4, 2, local, 0)  # pylint: disable=protected-access
     assert isinstance(sampler, AspectRatioBatchSampler) and order == dict(batch_sampler=sampler)
-    order, sampler = train._train_order(landscape, 2, 2, local, 0)  # pylint: disable=protected-access
+    order, sampler = data._train_order(landscape, 2, 2, local, 0)  # pylint: disable=protected-access
     # One image per device: a seeded shuffle of any orientations, resumable mid-epoch as the engine needs.
     assert isinstance(sampler, ShardedShuffleSampler) and order['sampler'] is sampler
     sampler.set_epoch(3, 2)
     assert len(sampler) == 2 * (sampler.batches_per_epoch - 2)
     with pytest.raises(ValueError, match='no batch of 8 images of one orientation'):
-        train._train_order(landscape, 8, 2, local, 0)  # pylint: disable=protected-access
+        data._train_order(landscape, 8, 2, local, 0)  # pylint: disable=protected-access
 
 
 def test_short_range_reaches_the_network(tmp_path, capsys):

@@ -346,7 +346,8 @@ LAYERS = [
     ('models', ['layers', 'resnest', 'model_zoo', 'pretrained']),
     ('config', ['config', 'cli']),
     ('services', ['data', 'inference', 'loading', 'metrics', 'devices']),
-    ('jobs', ['train', 'evaluation', 'export', 'detection']),
+    ('engine', ['engine']),
+    ('jobs', ['train', 'classification', 'export', 'detection']),
     ('integration', ['gluoncv']),
     ('commands', ['summary']),
 ]

@@ -1,4 +1,4 @@
-"""Tests of eval.py and gluon_resnest.evaluation: accuracy, protocol, deployed/INT8 models, bad input.
+"""Tests of eval.py and gluon_resnest.classification.evaluation: accuracy, protocol, deployed/INT8 models, bad input.
 
 The checkpoint under test is a resnest14 whose classifier is fitted (least squares on its own features) to
 known target scores on a 12-image, 6-class folder: 8 images are ranked first (top-1 hits), 2 second

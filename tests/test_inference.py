@@ -13,7 +13,8 @@ import pytest
 from gluoncv.model_zoo.resnest import resnest14 as gluoncv_resnest14
 
 import gluon_resnest
-from gluon_resnest import EvalConfig, evaluation, inference
+from gluon_resnest import EvalConfig, inference
+from gluon_resnest.classification import evaluation
 from gluon_resnest.data.eval_protocol import MEAN, STD
 from gluon_resnest.export import export_mxnet
 from gluon_resnest.export.common import random_input

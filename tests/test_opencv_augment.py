@@ -22,7 +22,7 @@ from gluon_resnest.data.autoaugment import IMAGENET_POLICY, AutoAugment
 from gluon_resnest.data.opencv_augment import (EIGVAL, EIGVEC, AugmentedTrainSet, TrainAugment, colour_steps,
                                                crop_window)
 from gluon_resnest.data.train_transforms import train_transform
-from gluon_resnest.train.data import train_loader
+from gluon_resnest.classification.data import train_loader
 
 sys.path.insert(0, REPO)  # train_imagenet.py, a top-level script
 import train_imagenet  # noqa: E402  pylint: disable=wrong-import-position

@@ -181,7 +181,7 @@ def test_label_beyond_classes_is_named(tmp_path):
 # ---- through train_imagenet.py ----
 
 def _train(argv):
-    """The finished :class:`~gluon_resnest.train.loop.Run` of a train_imagenet.py command line."""
+    """The finished :class:`~gluon_resnest.engine.loop.Run` of a train_imagenet.py command line."""
     from gluon_resnest.train import build_run, train  # pylint: disable=import-outside-toplevel
     return train(build_run(train_imagenet.parse_args(argv)))
 
@@ -198,7 +198,7 @@ def test_backend_choice_is_logged(tiny, tmp_path):
     log = open(str(tmp_path / 'a' / 'train_imagenet.log')).read()
     assert 'decoded and augmented with OpenCV in 0 loader process(es) (-j 0: in the training process)' in log
     args = train_imagenet.parse_args(flags + ['--auto-aug', '--save-dir', str(tmp_path / 'b')])
-    from gluon_resnest.train.data import data_backend  # pylint: disable=import-outside-toplevel
+    from gluon_resnest.classification.data import data_backend  # pylint: disable=import-outside-toplevel
     backend, reason = data_backend(args)
     assert backend == 'python' and 'with OpenCV and AutoAugment (PIL) in 0 loader process(es)' in reason
     # auto keeps a resumed run of the C++ path on it; a resumed run of the Python path stays in Python.

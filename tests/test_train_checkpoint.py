@@ -11,7 +11,7 @@ import sys
 import mxnet as mx
 import pytest
 
-from gluon_resnest.train.checkpoint import (atomic_write, checkpoint_prefix, latest_checkpoint,
+from gluon_resnest.engine.checkpoint import (atomic_write, checkpoint_prefix, latest_checkpoint,
                                             read_checkpoint, remove_incomplete, save_checkpoint)
 
 
@@ -150,7 +150,7 @@ KILLED_WRITER = '''
 import os, sys
 sys.path.insert(0, {tests!r})
 from test_train_checkpoint import _net_and_trainer
-from gluon_resnest.train.checkpoint import checkpoint_prefix, save_checkpoint
+from gluon_resnest.engine.checkpoint import checkpoint_prefix, save_checkpoint
 net, trainer = _net_and_trainer()
 real = trainer.save_states
 def killed(path):

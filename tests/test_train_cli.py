@@ -21,11 +21,12 @@ from conftest import assert_same_parameters  # noqa: E402
 from gluon_resnest import get_model  # noqa: E402
 from gluon_resnest.data import EvalTransform, ImageFolder, ImageRecord, make_loader  # noqa: E402
 from gluon_resnest.metrics import accuracy as evaluate  # noqa: E402
-from gluon_resnest.train import TrainConfig, build_run, fit, latest_checkpoint, loop, train  # noqa: E402
+from gluon_resnest.engine import loop  # noqa: E402
+from gluon_resnest.train import TrainConfig, build_run, fit, latest_checkpoint, train  # noqa: E402
 
 
 def _train(argv):
-    """The finished :class:`~gluon_resnest.train.loop.Run` of a train_imagenet.py command line."""
+    """The finished :class:`~gluon_resnest.engine.loop.Run` of a train_imagenet.py command line."""
     return train(build_run(train_imagenet.parse_args(argv)))
 
 

@@ -16,8 +16,8 @@ import pytest
 from conftest import QUICK_FLAGS, SUBPROCESS_TIMEOUT, write_fault_worker, write_tiny_dataset
 
 from gluon_resnest import get_model
-from gluon_resnest.train.watchdog import EXIT_NO_PROGRESS
-from gluon_resnest.train.checkpoint import read_checkpoint
+from gluon_resnest.engine.watchdog import EXIT_NO_PROGRESS
+from gluon_resnest.engine.checkpoint import read_checkpoint
 
 def _start_job(tmp_path, base, args, fault):
     """Scheduler, server and two workers; returns (roles, workers)."""

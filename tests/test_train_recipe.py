@@ -10,9 +10,9 @@ from gluon_resnest import get_model
 from gluon_resnest.data.autoaugment import IMAGENET_POLICY, OPS, AutoAugment, apply_op
 from gluon_resnest.data.train_transforms import train_transform
 from gluon_resnest.layers import DropBlock
-from gluon_resnest.train.data import ShardedShuffleSampler
-from gluon_resnest.train.recipe import (apply_no_wd, build_lr_scheduler, dropblock_ramp, mixup_active,
-                                        mixup_batch, smooth_labels)
+from gluon_resnest.classification.task import dropblock_ramp, mixup_active, mixup_batch, smooth_labels
+from gluon_resnest.engine.sampler import ShardedShuffleSampler
+from gluon_resnest.engine.schedules import apply_no_wd, build_lr_scheduler
 
 
 @pytest.mark.parametrize('update, expected', [

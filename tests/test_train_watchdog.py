@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gluon_resnest.train.watchdog import EXIT_NO_PROGRESS, Watchdog
+from gluon_resnest.engine.watchdog import EXIT_NO_PROGRESS, Watchdog
 
 
 class _Clock(object):
@@ -73,7 +73,7 @@ def test_disabled_watchdog_starts_no_thread():
 # The main thread blocks in a call that never returns (as in a kvstore pull whose peer is gone).
 BLOCKED = '''
 import logging, sys, threading
-from gluon_resnest.train.watchdog import Watchdog
+from gluon_resnest.engine.watchdog import Watchdog
 log = logging.getLogger('gluon_resnest.train')
 log.addHandler(logging.StreamHandler(sys.stderr))
 watch = Watchdog(0.5, first_factor=1, log=log, context=lambda: 'last checkpoint: none').start()

@@ -10,8 +10,9 @@ from conftest import (QUICK_FLAGS, assert_resumed_as_uninterrupted, command_erro
                       write_tiny_dataset)
 from gluon_resnest.detection import shapes
 from gluon_resnest.detection import train as detection
-from gluon_resnest.train import latest_checkpoint, loop
-from gluon_resnest.train.watchdog import Watchdog
+from gluon_resnest.engine import loop
+from gluon_resnest.train import latest_checkpoint
+from gluon_resnest.engine.watchdog import Watchdog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)

@@ -7,7 +7,8 @@ name (:mod:`.zoo`) live here; ``import gluon_resnest`` installs those names in G
 ``mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``,
 ``cascade_rcnn_fpn[_syncbn]_resnest{14,50,101,200}_{coco,voc,custom}``,
 ``cascade_mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``). ``python -m
-gluon_resnest.detection.train`` trains and evaluates Cascade R-CNN and Faster R-CNN;
+gluon_resnest.detection.train`` trains and evaluates Cascade R-CNN and Faster R-CNN (:mod:`.command`;
+the task, its data and evaluation in :mod:`.task`, :mod:`.data`, :mod:`.evaluation`);
 ``python -m gluon_resnest.detection.shapes`` writes a small offline detection dataset.
 
 From Python: ``fit(DetectionConfig(...))`` trains and ``evaluate(DetectionConfig(...))`` evaluates a
@@ -35,13 +36,13 @@ __all__ = ['faster_rcnn_fpn', 'custom_faster_rcnn_fpn', 'mask_rcnn_fpn', 'custom
            'DetectionLimits', 'AspectRatioBatchSampler', 'image_orientations', 'DetectionConfig', 'fit',
            'evaluate', 'DetectionResult']
 
-# Loaded on first use: importing .train here would make ``python -m gluon_resnest.detection.train`` find it
-# already imported (runpy warns, and the command would run a second copy of the module).
-_FROM_TRAIN = ('fit', 'evaluate', 'DetectionResult')
+# Loaded on first use: the training task loads the engine and the data pipeline, which the model-zoo names
+# do not need.
+_FROM_TASK = ('fit', 'evaluate', 'DetectionResult')
 
 
 def __getattr__(name):
-    if name in _FROM_TRAIN:
-        from . import train  # pylint: disable=import-outside-toplevel
-        return getattr(train, name)
+    if name in _FROM_TASK:
+        from . import task  # pylint: disable=import-outside-toplevel
+        return getattr(task, name)
     raise AttributeError('module %r has no attribute %r' % (__name__, name))

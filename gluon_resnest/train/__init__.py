@@ -7,19 +7,15 @@
                           lr=0.01, num_epochs=5, save_dir='runs/demo'))
     run.history.records[-1]['val-top1']
 
-
-- :mod:`.recipe`: warmup + cosine/step/poly schedule, no-wd groups, label smoothing, mixup, DropBlock ramp;
-- :mod:`.distributed`: local/device/dist_sync/dist_device_sync kvstores and Horovod behind one interface;
-- :mod:`.data`: sharded, resumable training order and the loaders;
-- :mod:`.checkpoint`: atomic checkpoints, finding the latest complete one, removing interrupted writes;
-- :mod:`.watchdog`: stopping a dist_sync worker that makes no progress (a lost peer or server);
-- :mod:`.monitor`: log, progress bar, history JSON and curve PNG;
-- :mod:`.loop` and :mod:`.build`: the epoch loop, and assembling a run from a :class:`TrainConfig`.
+The public names of classification training, kept in one place: the code is in
+:mod:`gluon_resnest.classification` (the task, its data and command) and :mod:`gluon_resnest.engine` (the
+loop, checkpoints, distribution, watchdog, monitor, schedules).
 """
+from ..classification.task import build_run, fit
 from ..config import TrainConfig
-from .build import build_run, fit
-from .checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint
-from .loop import TrainingDiverged, TrainingInterrupted, train
+from ..engine import loop
+from ..engine.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint
+from ..engine.loop import TrainingDiverged, TrainingInterrupted, train
 
 __all__ = ['TrainConfig', 'fit', 'build_run', 'train', 'TrainingDiverged', 'TrainingInterrupted',
-           'latest_checkpoint', 'read_checkpoint', 'save_checkpoint']
+           'latest_checkpoint', 'read_checkpoint', 'save_checkpoint', 'loop']

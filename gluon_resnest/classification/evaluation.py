@@ -15,18 +15,18 @@ measuring itself is :mod:`gluon_resnest.metrics`; building networks and loading 
 """
 import os
 
-from . import cli
-from .config import EvalConfig
-from .data import EvalTransform, ImageFolder, ImageRecord, resolve_split_dir
-from .data.eval_loader import make_eval_loader
-from .devices import contexts
-from .fileio import write_json
-from .inference import optimize
-from .loading import load_deployed, load_network
-from .metrics import accuracy, benchmark, count_parameters
-from .progress import progress_bar
-from .resnest import check_input_shape
-from .results import EvalResult
+from .. import cli
+from ..config import EvalConfig
+from ..data import EvalTransform, ImageFolder, ImageRecord, resolve_split_dir
+from ..data.eval_loader import make_eval_loader
+from ..devices import contexts
+from ..fileio import write_json
+from ..inference import optimize
+from ..loading import load_deployed, load_network
+from ..metrics import accuracy, benchmark, count_parameters
+from ..progress import progress_bar
+from ..resnest import check_input_shape
+from ..results import EvalResult
 
 __all__ = ['evaluate', 'report', 'parse_args', 'main']
 

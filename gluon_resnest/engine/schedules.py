@@ -1,15 +1,10 @@
-"""The pieces of the ResNeSt ImageNet recipe that are not the loop: schedule, targets, weight decay, DropBlock.
+"""The optimizer's schedule and weight-decay groups, shared by every task.
 
 Each one is a small function of plain arguments so a test can check it against hand-computed numbers.
 """
-import numpy as np
 from gluoncv.utils import LRScheduler, LRSequential
-from mxnet import nd
 
-from ..layers import DropBlockScheduler
-
-__all__ = ['build_lr_scheduler', 'apply_no_wd', 'smooth_labels', 'mixup_batch', 'mixup_active',
-           'dropblock_ramp']
+__all__ = ['build_lr_scheduler', 'apply_no_wd']
 
 
 def build_lr_scheduler(lr_mode, base_lr, num_epochs, iters_per_epoch, warmup_epochs=0, warmup_lr=0.0,
@@ -83,52 +78,3 @@ def apply_no_wd(net, biases=True):
             param.wd_mult = 0.0
             names.append(name)
     return names
-
-
-def smooth_labels(labels, classes, eta=0.0):
-    """One-hot targets with label smoothing: ``1 - eta + eta/classes`` on the label, ``eta/classes`` elsewhere.
-
-    Parameters
-    ----------
-    labels : NDArray
-        (N,) integer class indices.
-    classes : int
-    eta : float
-        Smoothing in [0, 1).
-
-    Returns
-    -------
-    NDArray
-        (N, classes) targets; each row sums to 1.
-    """
-    off = eta / classes
-    return nd.one_hot(labels, classes, on_value=1 - eta + off, off_value=off)
-
-
-def mixup_batch(data, labels, classes, alpha, eta=0.0, rng=np.random):
-    """Mixup (Zhang et al.) of a batch with itself reversed, as GluonCV's training script does.
-
-    Returns
-    -------
-    (NDArray, NDArray, float)
-        Mixed images, mixed (smoothed) soft targets, and the weight ``lam`` of the original order.
-    """
-    lam = float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
-    mixed = lam * data + (1 - lam) * data[::-1]
-    targets = smooth_labels(labels, classes, eta)
-    return mixed, lam * targets + (1 - lam) * targets[::-1], lam
-
-
-def mixup_active(epoch, num_epochs, mixup, mixup_off_epoch):
-    """Whether mixup is on during 0-based ``epoch``: the recipe switches it off for the last epochs."""
-    return bool(mixup) and epoch < num_epochs - mixup_off_epoch
-
-
-def dropblock_ramp(net, dropblock_prob, num_epochs):
-    """A DropBlockScheduler that ramps ``net``'s DropBlock layers linearly from 0 to ``dropblock_prob``.
-
-    Returns None when ``dropblock_prob`` is 0 (the layers stay the identity).
-    """
-    if dropblock_prob <= 0:
-        return None
-    return DropBlockScheduler(net, 0.0, dropblock_prob, num_epochs)

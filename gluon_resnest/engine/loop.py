@@ -1,28 +1,27 @@
 """The training engine: per-step seeding, NaN guard, Ctrl-C checkpoint, watchdog, worker sync, checkpoints.
 
-A :class:`Run` holds everything one training run needs (built by :func:`gluon_resnest.train.build_run` for
-classification, by :func:`gluon_resnest.detection.fit` for detection); :func:`train` drives it from its start
-position to ``config.num_epochs``. What differs between tasks is ``run.task``: a :class:`Task` gives the
-training step, the running metrics of an epoch and the end of an epoch (validation, its metric names and the
-log line). :class:`ClassificationTask` is the recipe's (mixup, label smoothing, top-1/top-5).
+A :class:`Run` holds everything one training run needs (built by :func:`~gluon_resnest.engine.assemble.assemble`
+from a config and a task); :func:`train` drives it from its start position to ``config.num_epochs``. What
+differs between tasks is ``run.task``: a :class:`Task` builds the task's parts of a run (data, network,
+optimizer) and gives the training step, the running metrics of an epoch and the end of an epoch (validation,
+its metric names and the log line). The tasks are :class:`gluon_resnest.classification.task.ClassificationTask`
+and :class:`gluon_resnest.detection.task.DetectionTask`.
 """
 import dataclasses
 import math
 import signal
 import time
+from typing import Any, List, Optional
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
 
-from ..metrics import accuracy
 from .checkpoint import checkpoint_prefix, save_checkpoint
-from .monitor import ProgressBar
-from .recipe import mixup_active, mixup_batch, smooth_labels
+from .monitor import History, ProgressBar
 from .watchdog import Watchdog
 
-__all__ = ['Run', 'Task', 'ClassificationTask', 'TrainingDiverged', 'TrainingInterrupted', 'train',
-           'seed_everything']
+__all__ = ['Run', 'Task', 'TrainingDiverged', 'TrainingInterrupted', 'train', 'seed_everything',
+           'validation_network']
 
 
 class TrainingDiverged(RuntimeError):
@@ -33,24 +32,40 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) stopped training after a checkpoint was written."""
 
 
-class Run(object):  # pylint: disable=too-many-instance-attributes,too-few-public-methods
-    """The state of one training run (a plain record; see ``build_run``)."""
+@dataclasses.dataclass
+class Run:  # pylint: disable=too-many-instance-attributes
+    """The state of one training run (see :func:`~gluon_resnest.engine.assemble.assemble`).
 
-    def __init__(self, **fields):
-        self.start_epoch = 0
-        self.start_batch = 0
-        self.start_totals = None  # running totals of a mid-epoch checkpoint's epoch
-        self.last_checkpoint = None
-        self.history = None
-        self.dropblock = None
-        self.eval_net = None
-        self.net_draws_random = True  # the training graph has DropBlock or Dropout
-        self.amp = None
-        self.watchdog = Watchdog(0)  # disabled; train() sets the run's own
-        self.task = ClassificationTask()
-        self.name = None  # checkpoints are {save_dir}/{name}-{epoch:04d}...
-        self.checkpoint_meta = {}  # what every checkpoint record of the run names (model, classes, ...)
-        self.__dict__.update(fields)
+    ``config`` is the task's config (``num_epochs``, ``seed``, ``log_interval``, ``eval_frequency``,
+    ``save_frequency``, ``progress``, ``step_timeout``, ``kv_store``, ``gpus`` and the resume fields);
+    checkpoints are ``{save_dir}/{name}-{epoch:04d}...``.
+    """
+
+    config: Any
+    dist: Any  # gluon_resnest.engine.distributed.Distributed
+    ctx: List[Any]
+    log: Any  # logging.Logger
+    save_dir: str
+    name: str
+    task: 'Task'
+    amp: Any = None  # mxnet.contrib.amp under float16
+    classes: Any = None  # a class count (classification) or the class names (detection)
+    checkpoint_meta: dict = dataclasses.field(default_factory=dict)  # what every checkpoint record names
+    net: Any = None
+    eval_net: Any = None  # a copy of net's structure to validate with (validation_network)
+    loader: Any = None
+    sampler: Any = None  # batches_per_epoch, set_epoch(epoch, start_batch)
+    val_loader: Any = None
+    trainer: Any = None
+    scheduler: Any = None
+    history: Any = None  # gluon_resnest.engine.monitor.History
+    dropblock: Any = None  # a DropBlock ramp: dropblock(epoch) sets and returns the epoch's probability
+    net_draws_random: bool = True  # the training graph has DropBlock or Dropout
+    start_epoch: int = 0
+    start_batch: int = 0
+    start_totals: Optional[dict] = None  # running totals of a mid-epoch checkpoint's epoch
+    last_checkpoint: Optional[str] = None
+    watchdog: Watchdog = dataclasses.field(default_factory=lambda: Watchdog(0))  # train() sets the run's own
 
 
 def seed_everything(seed, epoch, batch, rank, mxnet=True):
@@ -77,20 +92,58 @@ def _seed_step(run, epoch, batch, start_batch):
     seed_everything(run.config.seed, epoch, batch, run.dist.rank, mxnet=draws)
 
 
-def _targets(run, epoch, data, label):
-    """(input batch, loss target, hard label for the train metric) under the recipe's switches."""
-    config = run.config
-    if mixup_active(epoch, config.num_epochs, config.mixup, config.mixup_off_epoch):
-        data, target, lam = mixup_batch(data, label, run.classes, config.mixup_alpha, config.label_smoothing)
-        # The metric counts the label that dominates the mix.
-        return data, target, label if lam >= 0.5 else label[::-1]
-    if config.label_smoothing > 0:
-        return data, smooth_labels(label, run.classes, config.label_smoothing), label
-    return data, label, label
+class Task:
+    """What a task adds to the engine: its parts of a run (called by ``assemble`` in this order) and its
+    training step and epoch metrics (called by :func:`train`); every method but the first three takes the
+    :class:`Run`."""
 
+    def check(self, config):
+        """``config`` if it is this task's config type; raises TypeError otherwise."""
+        raise NotImplementedError
 
-class Task(object):
-    """What a training task adds to the engine; every method takes the :class:`Run`."""
+    def place(self, config):
+        """(save_dir, checkpoint name, log file path or '') of a run of ``config``."""
+        raise NotImplementedError
+
+    def resolve(self, config, num_devices, num_workers):
+        """``config`` with the defaults that depend on the devices (``num_devices`` over ``num_workers``
+        workers) resolved."""
+        return config
+
+    def mixed_precision(self, config):
+        """Whether the run trains under AMP (float16)."""
+        return False
+
+    def prepare(self, run, source):
+        """Data sets, classes, checkpoint meta and loaders that need no network (``source``: what
+        ``resume_source`` found, or None)."""
+        raise NotImplementedError
+
+    def network(self, run, source=None, evaluation=False):
+        """The network (with ``source``'s weights); ``evaluation``: the copy validation runs."""
+        raise NotImplementedError
+
+    def validates(self, run):
+        """Whether this worker validates (and so needs the evaluation copy)."""
+        return run.val_loader is not None
+
+    def attach(self, run):
+        """What needs the network: loaders, losses, metrics, evaluators."""
+
+    def optimizer(self, run):
+        """(optimizer name, options without the schedule, schedule, trained parameters or None: all)."""
+        raise NotImplementedError
+
+    def history(self, run):
+        """The run's :class:`~gluon_resnest.engine.monitor.History` (rank 0 writes it)."""
+        return History(run.save_dir, enabled=run.dist.is_root)
+
+    def describe(self, run):
+        """Log the run's one-line summary."""
+
+    def result(self, run):
+        """What :func:`~gluon_resnest.engine.assemble.fit` returns for the finished run."""
+        raise NotImplementedError
 
     def split_batch(self, item):
         """(data, label) of one item of ``run.loader``."""
@@ -115,69 +168,9 @@ class Task(object):
         raise NotImplementedError
 
 
-class ClassificationTask(Task):
-    """Image classification with the recipe's targets (mixup, label smoothing); top-1/top-5."""
-
-    def split_batch(self, item):
-        """A loader item is (images, labels)."""
-        return item
-
-    def step(self, run, epoch, data, label):
-        """One optimizer step on a batch; returns the mean loss (a Python float)."""
-        return _classification_step(run, epoch, data, label)
-
-    def start_epoch(self, run):
-        """Reset the top-1/top-5 training metrics."""
-        run.metrics.reset()
-
-    def metric_counts(self, run):
-        """The train metrics' sums and counts."""
-        return [[m.sum_metric, m.num_inst, m.global_sum_metric, m.global_num_inst] for m in run.metrics.metrics]
-
-    def set_metric_counts(self, run, counts):
-        """Restore :meth:`metric_counts`."""
-        for metric, values in zip(run.metrics.metrics, counts):
-            metric.sum_metric, metric.num_inst, metric.global_sum_metric, metric.global_num_inst = values
-
-    def end_epoch(self, run, epoch, loss, speed, validate):
-        """Train top-1/top-5 (mean over workers), validation top-1/top-5 if ``validate``."""
-        top1, top5 = (float(v) for v in run.dist.allreduce_sum(
-            [float(run.metrics.get()[1][0]), float(run.metrics.get()[1][1])], 'train_metrics'))
-        record = {'epoch': epoch, 'loss': loss, 'lr': float(run.trainer.learning_rate),
-                  'train-top1': top1 / run.dist.num_workers, 'train-top5': top5 / run.dist.num_workers,
-                  'images_per_sec': speed}
-        if validate:
-            record['val-top1'], record['val-top5'] = _validate(run)
-        run.log.info('[Epoch %d] train: loss %.4f top-1 %.4f top-5 %.4f, %.1f img/s, lr %.5g%s', epoch + 1, loss,
-                     record['train-top1'], record['train-top5'], speed, record['lr'],
-                     '; val: top-1 %.4f top-5 %.4f' % (record['val-top1'], record['val-top5'])
-                     if 'val-top1' in record else '')
-        return record
-
-
 def _train_step(run, epoch, data, label):
     """One optimizer step of the run's task; returns the mean loss (a Python float)."""
     return run.task.step(run, epoch, data, label)
-
-
-def _classification_step(run, epoch, data, label):
-    """One classification step on a batch; returns the mean loss (a Python float)."""
-    data, target, hard = _targets(run, epoch, data, label)
-    datas = gluon.utils.split_and_load(data, run.ctx, even_split=False)  # float32 also under AMP
-    targets = gluon.utils.split_and_load(target, run.ctx, even_split=False)
-    loss_fn = run.sparse_loss if target.ndim == 1 else run.dense_loss
-    with autograd.record():
-        outputs = [run.net(x).astype('float32', copy=False) for x in datas]
-        losses = [loss_fn(out, t) for out, t in zip(outputs, targets)]
-        if run.amp is not None:
-            with run.amp.scale_loss(losses, run.trainer) as scaled:
-                autograd.backward(scaled)
-        else:
-            autograd.backward(losses)
-    run.trainer.step(data.shape[0] * run.dist.step_scale)
-    loss = sum(float(l.sum().asscalar()) for l in losses) / data.shape[0]
-    run.metrics.update(gluon.utils.split_and_load(hard, run.ctx, even_split=False), outputs)
-    return loss
 
 
 class _SigintFlag(object):
@@ -313,14 +306,6 @@ def validation_network(run):
     for key, copy in copies.items():
         copy.set_data(sources[key].data(run.ctx[0]))  # every device of the copy; workers are in sync here
     return run.eval_net
-
-
-def _validate(run):
-    """Top-1/top-5 on the whole validation set (each worker takes a slice; counts are summed)."""
-    res = accuracy(validation_network(run), run.watchdog.iterate(run.val_loader, 'validation batch'), run.ctx)
-    n = res['num_images']
-    correct1, correct5, total = run.dist.allreduce_sum([res['top1'] * n, res['top5'] * n, n], 'val')
-    return correct1 / total, correct5 / total
 
 
 def _save(run, epoch, batch, totals=None):

@@ -21,7 +21,7 @@ diverging loss, 130 Ctrl-C after the checkpoint is written).
 """
 from .. import cli
 from ..config import DATA_BACKENDS, KV_STORES, TrainConfig, field_kinds
-from .build import fit
+from .task import fit
 
 __all__ = ['parse_args', 'main']
 
