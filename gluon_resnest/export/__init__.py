@@ -15,5 +15,5 @@ from .onnx_export import ONNX_OPSET, ORT_PYTHON_ENV, export_onnx, run_onnxruntim
 from .onnx_int8 import export_onnx_int8
 
 __all__ = ['ExportConfig', 'export', 'ExportCheckError', 'Preprocess', 'load_symbol_block',
-           'export_mxnet', 'export_onnx', 'export_int8', 'export_onnx_int8', 'calibration_images', 'run_onnxruntime', 'ONNX_OPSET',
-           'ORT_PYTHON_ENV']
+           'export_mxnet', 'export_onnx', 'export_int8', 'export_onnx_int8', 'calibration_images',
+           'run_onnxruntime', 'ONNX_OPSET', 'ORT_PYTHON_ENV']

@@ -38,7 +38,8 @@ def parse_args(argv=None):
     cli.add_model(parser, required=True)
     cli.add_weights(parser)
     parser.add_argument('--out', required=True, help='output folder (created if needed)')
-    parser.add_argument('--prefix', help='file name prefix (default: the model name, +"-int8" for int8 and onnx-int8)')
+    parser.add_argument('--prefix',
+                        help='file name prefix (default: the model name, +"-int8" for int8 and onnx-int8)')
     parser.add_argument('--format', default='mxnet', choices=EXPORT_FORMATS, help='default: mxnet')
     cli.add_input_size(parser)
     cli.add_batch_size(parser, 1, 'export / calibration batch (1)')

@@ -11,7 +11,8 @@ PYTHON=${PYTHON:-python3}
 ORT_VERSION=1.17.3
 ONNX_VERSION=1.16.2
 if [ -x .venv-ort/bin/python ] && .venv-ort/bin/python -c \
-    "import onnx, onnxruntime, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION' or onnx.__version__ != '$ONNX_VERSION')" \
+    "import onnx, onnxruntime, sys; sys.exit(onnxruntime.__version__ != '$ORT_VERSION' or \
+              onnx.__version__ != '$ONNX_VERSION')" \
     2>/dev/null; then
     exit 0
 fi
