@@ -25,14 +25,22 @@ from .config import ConfigError, RecipeError, check_model, list_recipes, read_re
 from .model_zoo import list_models
 from .threads import DATA_WORKER_FLAGS, DEFAULT_DATA_WORKERS, GPU_COUNT_FLAG, GPU_FLAG
 
-__all__ = ['ArgumentParser', 'UsageError', 'run_command', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INTERRUPTED',
+__all__ = ['ArgumentParser', 'UsageError', 'DataError', 'run_command', 'EXIT_FAILED', 'EXIT_USAGE', 'EXIT_INTERRUPTED',
            'add_model', 'model_flag', 'add_weights', 'add_batch_size', 'add_input_size', 'add_devices', 'add_workers',
            'add_progress', 'add_config', 'add_switch_opposites', 'parse_with_recipe', 'parser_kinds', 'build_config',
            'flag_name', 'HelpFormatter']
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
-# A file named on the command line that cannot be read is bad usage, as a bad flag value is.
-_USAGE_ERRORS = (ConfigError, RecipeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+
+
+class DataError(ValueError):
+    """A dataset named on the command line whose contents fail the checks made when it is opened: bad usage
+    (exit status 2), one line naming the file and the record."""
+
+
+# A file named on the command line that cannot be read is bad usage, as a bad flag value is; so is a dataset
+# whose records fail their checks.
+_USAGE_ERRORS = (ConfigError, DataError, RecipeError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
                  PermissionError)
 # A run that failed: MXNet's errors are RuntimeErrors; ImportError is an optional package missing.
 _RUN_ERRORS = (ValueError, OSError, RuntimeError, ImportError)

@@ -468,11 +468,26 @@ class DetectionConfig:  # pylint: disable=too-many-instance-attributes
     ``(LO, HI)`` (a range) or three or more sides (a choice per image); ``gpus``, ``short``, ``lr_decay_epoch`` and ``val_iou`` also take comma-separated strings.
     Checkpoints are ``{save_prefix}-{epochs done:04d}.params/.states/.json``; ``resume`` continues from the
     latest complete one, ``resume_params`` starts from a weights file at epoch ``resume_epoch``.
+    Users' data (:mod:`gluon_resnest.detection.datasets`): ``dataset_root`` a VOC-layout folder with
+    ``train_split``/``val_split``, or ``train_json``/``val_json``/``image_root`` (``dataset`` None becomes
+    ``'coco'`` with them, else ``'voc'``); ``classes`` names and orders the classes; ``skip_bad`` leaves bad
+    records out. ``pretrained_detector`` (a checkpoint, a ``.params`` with ``pretrained_classes``, or a
+    GluonCV zoo name) starts from a detector of other classes (:mod:`gluon_resnest.detection.transfer`).
     """
     detector: str = 'cascade_rcnn'
     network: str = 'resnest50'
-    dataset: str = 'voc'
+    dataset: Optional[str] = None
     dataset_root: Optional[str] = None
+    # Users' own data (gluon_resnest.detection.datasets) and a detector trained on other classes to start from.
+    classes: Optional[str] = None
+    train_split: str = 'train'
+    val_split: str = 'val'
+    train_json: Optional[str] = None
+    val_json: Optional[str] = None
+    image_root: Optional[str] = None
+    skip_bad: bool = False
+    pretrained_detector: Optional[str] = None
+    pretrained_classes: Optional[str] = None
     norm_layer: Optional[str] = None
     gpus: Tuple[int, ...] = ()
     kv_store: str = 'device'
@@ -517,6 +532,9 @@ class DetectionConfig:  # pylint: disable=too-many-instance-attributes
         self.gpus = parse_devices(self.gpus)
         for name, kind in (('short', int), ('lr_decay_epoch', int), ('val_iou', float)):
             self._as_list(name, kind)
+        if self.dataset is None:  # COCO-format files name their layout
+            self.dataset = 'coco' if self.train_json or self.val_json else 'voc'
+        self._check_own_data()
         _check([(self.dataset not in DETECTION_DATASETS, '{} must be one of %s, got %r'
                  % (', '.join(DETECTION_DATASETS), self.dataset), 'dataset')])
         for key, value in DETECTION_DATASET_DEFAULTS[self.dataset].items():
@@ -546,6 +564,24 @@ class DetectionConfig:  # pylint: disable=too-many-instance-attributes
             items = _number_list(value, kind)
             _check([(items is None, '{} takes comma-separated numbers, got %r' % (value,), name)])
             setattr(self, name, items)
+
+    def _check_own_data(self):
+        json_files = self.train_json or self.val_json or self.image_root
+        _check([
+            (json_files and self.dataset != 'coco', '{}, {} and {} read COCO-format files: {} must be coco, got %r'
+             % self.dataset, 'train_json', 'val_json', 'image_root', 'dataset'),
+            (json_files and not (self.val_json and self.image_root and (self.train_json or self.eval_only)),
+             '{} FILE (unless {}), {} FILE and {} DIR go together', 'train_json', 'eval_only', 'val_json',
+             'image_root'),
+            (json_files and self.dataset_root is not None, '{} and {} exclude each other', 'dataset_root',
+             'train_json'),
+            (bool(self.pretrained_classes) and not self.pretrained_detector, '{} names the classes of {}',
+             'pretrained_classes', 'pretrained_detector'),
+            (bool(self.pretrained_detector) and bool(self.resume_params), '{} cannot be combined with {}',
+             'pretrained_detector', 'resume_params'),
+            (not (self.train_split.strip() and self.val_split.strip()), '{} and {} name split files',
+             'train_split', 'val_split'),
+        ])
 
     def _check_network(self):
         try:

@@ -166,8 +166,16 @@ class DetectionResult(Record):
         The ``.json`` record of the last checkpoint written or evaluated.
     epochs : int
         Epochs done.
+    per_class : dict
+        The last evaluation's AP of every class, ``{metric: {class name: AP or None}}`` (None: the class has
+        no ground truth in the held-out data), for the IoUs of ``mean_ap`` (``mAP@0.5``; COCO:
+        ``bbox_mAP@0.5:0.95`` and ``bbox_mAP@0.5``, and ``segm_...`` with masks).
+    skipped : int
+        Bad records left out of the data (``--skip-bad``).
     """
     mean_ap: Dict[str, float] = field(default_factory=dict)
     per_epoch: List[Dict[str, float]] = field(default_factory=list)
     checkpoint: Optional[str] = None
     epochs: int = 0
+    per_class: Dict[str, Dict[str, Optional[float]]] = field(default_factory=dict)
+    skipped: int = 0

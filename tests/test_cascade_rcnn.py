@@ -267,7 +267,10 @@ def test_command_trains_checkpoints_and_evaluates(shapes_root, tmp_path, capsys)
     prefix = str(tmp_path / 'run' / 'cascade')
     assert train.main(_cli(shapes_root, prefix)) == 0
     record = json.load(open(prefix + '-0001.json'))
-    assert capsys.readouterr().out.strip().endswith('after 1 epochs; checkpoint %s-0001.json' % prefix)
+    out = capsys.readouterr().out.splitlines()
+    report = [k for k, line in enumerate(out) if line.startswith('held-out ')][-1]
+    assert out[report].endswith('after 1 epochs; checkpoint %s-0001.json' % prefix)
+    assert [line.split()[0] for line in out[report + 1:report + 5]] == ['class'] + list(shapes.SHAPES)
     assert set(record['val']) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'}
     assert all(0 <= value <= 1 for value in record['val'].values())
     assert record['epoch'] == 1 and record['classes'] == list(shapes.SHAPES)

@@ -19,6 +19,7 @@ import sys
 
 from .. import cli
 from ..config import DETECTION_DATASET_DEFAULTS, KV_STORES, DetectionConfig, number_list_type
+from .class_ap import format_class_aps
 from .task import fit
 
 __all__ = ['parse_args', 'main', 'DATASET_DEFAULTS']
@@ -36,9 +37,13 @@ def _parser():
     p.add_argument('--network', '--backbone', dest='network', default='resnest50',
                    help='backbone: one of gluon_resnest.list_models(); under horovodrun write --backbone '
                         '(horovodrun takes --network for its own --network-interface)')
-    p.add_argument('--dataset', default='voc', help='voc, coco or shapes')
+    p.add_argument('--dataset', default=None,
+                   help='voc, coco or shapes (default: coco with --train-json/--val-json, else voc)')
     p.add_argument('--dataset-root', default=None,
-                   help='dataset folder (default: ~/.mxnet/datasets/{voc,coco})')
+                   help='dataset folder (default: ~/.mxnet/datasets/{voc,coco}); with --dataset voc, a '
+                        'VOCdevkit (VOC2007/, VOC2012/) or one VOC-layout folder (Annotations/, '
+                        'JPEGImages/, ImageSets/Main/)')
+    _own_data_flags(p)
     p.add_argument('--norm-layer', default=None,
                    help="'syncbn': SyncBatchNorm recipe; 'bn': the same recipe with BatchNorm on "
                         "each device's batch (one device, e.g. CPU); default: frozen BatchNorm")
@@ -70,6 +75,28 @@ def _parser():
     p.add_argument('--seed', type=int, default=233, help='random seed')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p
+
+def _own_data_flags(p):
+    p.add_argument('--classes', default=None,
+                   help="class names in index order, 'a,b,c' or a file with one name a line (default: a "
+                        "VOC-layout folder's <name>s sorted; COCO files' categories in the order of their ids)")
+    p.add_argument('--train-split', default='train', help='training split of a VOC-layout folder: '
+                   'ImageSets/Main/NAME.txt')
+    p.add_argument('--val-split', default='val', help='held-out split of a VOC-layout folder')
+    p.add_argument('--train-json', default=None, help='COCO-format training annotations')
+    p.add_argument('--val-json', default=None, help='COCO-format held-out annotations (evaluated with '
+                   'pycocotools on this file)')
+    p.add_argument('--image-root', default=None, help="the folder the COCO files' file_names are relative to")
+    p.add_argument('--skip-bad', action='store_true',
+                   help='leave out bad records of --dataset-root / --train-json / --val-json (a warning '
+                        'each and a count) instead of stopping with an error')
+    p.add_argument('--pretrained-detector', default=None,
+                   help='start from this detector trained on other classes: a checkpoint .params/.json '
+                        'of this command, a .params with --pretrained-classes, or a GluonCV model-zoo '
+                        'name; classes whose names match keep their rows')
+    p.add_argument('--pretrained-classes', default=None,
+                   help="the classes of a bare --pretrained-detector .params, 'a,b,c' or a file")
+
 
 def _per_dataset(key):
     """Help text naming GluonCV's per-dataset defaults of ``key``."""
@@ -146,6 +173,10 @@ def _report(result):
     maps = ' '.join('%s=%.4f' % kv for kv in sorted(result.mean_ap.items()))
     print('held-out %s after %d epochs; checkpoint %s' % (maps or '(rank 0 evaluates)', result.epochs,
                                                           result.checkpoint or 'none'))
+    for line in format_class_aps(result.per_class):
+        print('  ' + line)
+    if result.skipped:
+        print('skipped %d bad records (--skip-bad; the log names them)' % result.skipped)
 
 def _run(argv):
     _report(fit(parse_args(argv)))

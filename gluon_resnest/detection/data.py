@@ -9,6 +9,7 @@ from mxnet import gluon
 from ..engine.loop import seed_everything
 from ..engine.sampler import ShardedShuffleSampler
 from ..procs import children_die_with_this_process
+from .datasets import DataError, is_voc_folder, open_coco_json, open_voc_folder, read_class_list
 from .masks import MASK_DETECTORS, load_instance_datasets, train_pipeline
 from .sampler import AspectRatioBatchSampler, image_orientations
 
@@ -49,9 +50,28 @@ def _dataset_root(name, root):
 
 def datasets(config):
     """(train, val, classes) of ``config``: instances (boxes and polygons) for a mask detector."""
+    own = _own_datasets(config)
+    if own is not None:
+        return own
     if config.detector in MASK_DETECTORS:
         return load_instance_datasets(config.dataset, _dataset_root(config.dataset, config.dataset_root))
     return load_datasets(config.dataset, config.dataset_root)
+
+def _own_datasets(config):
+    """(train, val, classes) of a user's VOC-layout folder or COCO-format files (None for the named
+    datasets), checked as :mod:`~gluon_resnest.detection.datasets` checks them."""
+    classes = read_class_list(config.classes)
+    if config.dataset == 'coco' and config.val_json:
+        return open_coco_json(config.train_json, config.val_json, config.image_root, classes, config.skip_bad,
+                              masks=config.detector in MASK_DETECTORS)
+    if config.dataset == 'voc' and is_voc_folder(config.dataset_root):
+        return open_voc_folder(config.dataset_root, config.train_split, config.val_split, classes,
+                               config.skip_bad)
+    if classes is not None or config.skip_bad:
+        raise DataError('--classes and --skip-bad read a VOC-layout folder (--dataset-root holding Annotations/, '
+                        'JPEGImages/, ImageSets/Main/) or COCO-format files (--train-json, --val-json)')
+    return None
+
 
 def _check_boxes(dataset):
     """R-CNN training needs a box in every image; VOC-layout labels are cheap to read."""

@@ -8,6 +8,8 @@ import io
 import mxnet as mx
 import numpy as np
 
+from .class_ap import coco_class_aps, voc_class_aps
+
 __all__ = ['evaluate_network', 'evaluators', 'VOCEvaluation', 'COCOEvaluation', 'COCO_IOUS', 'MAP_UNIT',
            'MAP_KEYS']
 
@@ -49,6 +51,10 @@ class VOCEvaluation(object):
         out['mAP@0.5:0.95'] = float(np.mean([values[iou] for iou in COCO_IOUS]))
         return out
 
+    def class_aps(self):
+        """{'mAP@{iou}': {class name: AP or None}} over the images seen, for every IoU of ``ious``."""
+        return {'mAP@%g' % iou: voc_class_aps(self._metrics[iou]) for iou in self._ious}
+
 class COCOEvaluation(object):
     """COCO box (and with ``masks`` mask) mAP with pycocotools, as a fraction (0-1).
 
@@ -62,7 +68,7 @@ class COCOEvaluation(object):
         # pylint: disable=import-outside-toplevel
         from gluoncv.utils.metrics.coco_detection import COCODetectionMetric
         from gluoncv.utils.metrics.coco_instance import COCOInstanceMetric
-        self._coco = dataset.coco
+        self._coco, self._evals = dataset.coco, {}
         self._boxes = COCODetectionMetric(dataset, prefix + '_eval', cleanup=True)
         self._masks = COCOInstanceMetric(dataset, prefix + '_eval', cleanup=True) if masks else None
 
@@ -83,17 +89,29 @@ class COCOEvaluation(object):
 
     def results(self):
         """{name: mAP} over the images seen."""
-        out = _coco_map(self._coco, self._boxes._results, 'bbox')  # pylint: disable=W0212
+        out, self._evals['bbox'] = _coco_map(self._coco, self._boxes._results, 'bbox')  # pylint: disable=W0212
         if self._masks is not None:
-            out.update(_coco_map(self._coco, self._masks.get_result_buffer(), 'segm'))
+            masks, self._evals['segm'] = _coco_map(self._coco, self._masks.get_result_buffer(), 'segm')
+            out.update(masks)
+        return out
+
+    def class_aps(self):
+        """{'{bbox,segm}_mAP@{0.5:0.95,0.5}': {class name: AP or None}} of the last :meth:`results`."""
+        names = {cat_id: cat['name'] for cat_id, cat in self._coco.cats.items()}
+        out = {}
+        for kind, coco_eval in sorted(self._evals.items()):
+            slices = {'%s_mAP@0.5:0.95' % kind: slice(None), '%s_mAP@0.5' % kind: slice(0, 1)}
+            out.update(coco_class_aps(coco_eval, names, slices) if coco_eval is not None
+                       else {metric: dict.fromkeys(names.values()) for metric in slices})
         return out
 
 def _coco_map(coco, detections, kind):
-    """COCO AP at IoU 0.5:0.95, 0.5 and 0.75 (all areas, 100 detections) of ``detections``."""
+    """COCO AP at IoU 0.5:0.95, 0.5 and 0.75 (all areas, 100 detections) of ``detections``, and the
+    accumulated ``COCOeval`` (None without detections)."""
     from pycocotools.cocoeval import COCOeval  # pylint: disable=import-outside-toplevel
     names = ['%s_mAP@%s' % (kind, iou) for iou in ('0.5:0.95', '0.5', '0.75')]
     if not detections:  # pycocotools cannot load an empty result list
-        return dict.fromkeys(names, 0.)
+        return dict.fromkeys(names, 0.), None
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         coco_eval = COCOeval(coco, coco.loadRes(copy.deepcopy(detections)), kind)
         coco_eval.evaluate()
@@ -102,7 +120,7 @@ def _coco_map(coco, detections, kind):
     precision = coco_eval.eval['precision'][:, :, :, 0, -1]
     values = [precision, precision[:1], precision[5:6]]
     return {name: float(np.mean(p[p > -1])) if (p > -1).any() else 0.
-            for name, p in zip(names, values)}
+            for name, p in zip(names, values)}, coco_eval
 
 def evaluators(dataset, val, classes, ious, prefix, masks=False):
     """The evaluators of a held-out set: COCO's for COCO annotations, else VOC07's at ``ious``."""

@@ -21,7 +21,8 @@ from gluoncv.data import COCODetection, COCOInstance, VOCDetection
 from .. import cli
 
 __all__ = ['SHAPES', 'ShapesDetection', 'ShapesInstance', 'ShapesCOCODetection', 'shape_polygon',
-           'write_shapes', 'parse_args', 'main']
+           'write_shapes', 'write_export', 'EXPORT_CLASSES', 'EXPORT_CATEGORY_IDS', 'EXPORT_SPLITS',
+           'parse_args', 'main']
 
 SHAPES = ('circle', 'square', 'triangle')
 
@@ -132,23 +133,26 @@ def _iou(a, b):
     return inter / float(area(a) + area(b) - inter)
 
 
-def _annotation(objects, size):
+def _annotation(objects, width, height, names=None):
     # VOC counts pixels from 1 (VOCDetection subtracts 1 when reading).
+    names = names or {}
     boxes = ''.join(
         '<object><name>%s</name><difficult>0</difficult><bndbox><xmin>%d</xmin><ymin>%d</ymin>'
-        '<xmax>%d</xmax><ymax>%d</ymax></bndbox></object>' % ((kind,) + tuple(c + 1 for c in box))
+        '<xmax>%d</xmax><ymax>%d</ymax></bndbox></object>' % ((names.get(kind, kind),) + tuple(c + 1 for c in box))
         for kind, box in objects)
     return ('<annotation><size><width>%d</width><height>%d</height><depth>3</depth></size>%s'
-            '</annotation>\n' % (size, size, boxes))
+            '</annotation>\n' % (width, height, boxes))
 
 
-def _sample(photos, size, rng):
+def _sample(photos, size, rng, width=None):
+    """An image ``size`` high and ``width`` (default ``size``) wide; the shapes lie in its left square."""
+    width = width or size
     photo = photos[rng.randint(len(photos))]
     # Zoomed out so a crop shows a scene, never less than the crop itself.
-    scale = rng.uniform(max(0.3, (size + 1.) / min(photo.shape[:2])), 0.8)
+    scale = rng.uniform(max(0.3, (max(size, width) + 1.) / min(photo.shape[:2])), 0.8)
     photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    y, x = rng.randint(0, photo.shape[0] - size), rng.randint(0, photo.shape[1] - size)
-    img = np.ascontiguousarray(photo[y:y + size, x:x + size])
+    y, x = rng.randint(0, photo.shape[0] - size), rng.randint(0, photo.shape[1] - width)
+    img = np.ascontiguousarray(photo[y:y + size, x:x + width])
     objects = []
     for box in _place(rng, size, [], rng.randint(1, 4)):
         kind = SHAPES[rng.randint(len(SHAPES))]
@@ -157,28 +161,29 @@ def _sample(photos, size, rng):
     return img, objects
 
 
-def _coco_instances(samples):
-    """COCO-layout instance annotations of ``samples``: [(image_id, size, objects)].
+def _coco_instances(samples, category_ids=(1, 2, 3), names=SHAPES, url_folder='VOC2007/JPEGImages'):
+    """COCO-layout instance annotations of ``samples``: [(image id, file_name, (width, height), objects)].
 
-    Images are addressed as GluonCV's COCO readers take them: the last folder of ``coco_url``
-    under the dataset root (here ``VOC2007/JPEGImages``).
+    The categories are ``names`` (one per shape of :data:`SHAPES`) with ``category_ids``. With a
+    ``url_folder``, images are also addressed as GluonCV's COCO readers take them: the last folder of
+    ``coco_url`` under the dataset root (the shapes dataset's ``VOC2007/JPEGImages``).
     """
     images, annotations = [], []
-    for image_id, size, objects in samples:
-        number = int(image_id)
-        images.append(dict(id=number, width=size, height=size, file_name=image_id + '.jpg',
-                           coco_url='VOC2007/JPEGImages/%s.jpg' % image_id))
+    for number, file_name, (width, height), objects in samples:
+        images.append(dict(id=number, width=width, height=height, file_name=file_name))
+        if url_folder:
+            images[-1]['coco_url'] = '%s/%s' % (url_folder, file_name)
         for kind, box in objects:
             outline = np.round(shape_polygon(kind, box).astype(np.float64), 2)  # the file's values
             (left, top), (right, bottom) = outline.min(axis=0), outline.max(axis=0)
             x, y = outline[:, 0], outline[:, 1]
             area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
             annotations.append(dict(
-                id=len(annotations) + 1, image_id=number, category_id=SHAPES.index(kind) + 1,
+                id=len(annotations) + 1, image_id=number, category_id=category_ids[SHAPES.index(kind)],
                 segmentation=[outline.ravel().tolist()], area=area,
                 bbox=[float(left), float(top), float(right - left), float(bottom - top)],
                 iscrowd=0))
-    categories = [dict(id=k + 1, name=name, supercategory='shape') for k, name in enumerate(SHAPES)]
+    categories = [dict(id=k, name=name, supercategory='shape') for k, name in zip(category_ids, names)]
     return dict(images=images, annotations=annotations, categories=categories)
 
 
@@ -191,10 +196,7 @@ def write_shapes(outdir, num_train=300, num_val=100, size=160, seed=0):
         Number of images per split.
     """
     from sklearn.datasets import load_sample_images  # pylint: disable=import-outside-toplevel
-    if not 64 <= size <= 256:
-        raise ValueError('--size must be within 64..256 px, got %d' % size)
-    if num_train < 1 or num_val < 1:
-        raise ValueError('--num-train and --num-val must be positive')
+    _check_sizes(size, num_train, num_val)
     rng = np.random.RandomState(seed)
     photos = load_sample_images().images
     tmp = os.path.join(outdir, '.writing')
@@ -209,10 +211,10 @@ def write_shapes(outdir, num_train=300, num_val=100, size=160, seed=0):
         cv2.imwrite(os.path.join(tmp, 'JPEGImages', image_id + '.jpg'), img[:, :, ::-1],
                     [cv2.IMWRITE_JPEG_QUALITY, 95])
         with open(os.path.join(tmp, 'Annotations', image_id + '.xml'), 'w') as f:
-            f.write(_annotation(objects, size))
+            f.write(_annotation(objects, size, size))
         split = 'train' if index < num_train else 'val'
         ids[split].append(image_id)
-        samples[split].append((image_id, size, objects))
+        samples[split].append((index, image_id + '.jpg', (size, size), objects))
     for split, names in ids.items():
         with open(os.path.join(tmp, 'ImageSets', 'Main', split + '.txt'), 'w') as f:
             f.write('\n'.join(names) + '\n')
@@ -224,8 +226,65 @@ def write_shapes(outdir, num_train=300, num_val=100, size=160, seed=0):
     return {split: len(names) for split, names in ids.items()}
 
 
+# The labelling-tool-style copy (--export): other class names, split names and category ids.
+EXPORT_CLASSES = {'circle': 'disc', 'square': 'tile', 'triangle': 'wedge'}
+EXPORT_CATEGORY_IDS = (7, 3, 42)
+EXPORT_SPLITS = ('fit', 'holdout')
+
+
+def write_export(outdir, num_train=300, num_val=100, size=160, seed=0):
+    """Write shapes as labelling tools export them: ``outdir/voc`` and ``outdir/coco`` (replaced once complete).
+
+    ``voc``: ``Annotations/``, ``JPEGImages/shape_NNNN.jpg``, ``ImageSets/Main/{fit,holdout}.txt``, classes
+    disc, tile and wedge (:data:`EXPORT_CLASSES`). ``coco``: ``train.json`` and ``val.json`` whose
+    ``file_name`` is ``{fit,holdout}/shape_NNNN.jpg`` relative to ``coco/images``, no ``coco_url``, image
+    ids from 1000, categories disc, tile, wedge with ids 7, 3, 42, box and polygon per object. Images are
+    ``size`` high and 5/4 of it wide.
+
+    Returns
+    -------
+    dict
+        Number of images per split.
+    """
+    from sklearn.datasets import load_sample_images  # pylint: disable=import-outside-toplevel
+    _check_sizes(size, num_train, num_val)
+    rng, photos = np.random.RandomState(seed), load_sample_images().images
+    tmp = os.path.join(outdir, '.writing-export')
+    shutil.rmtree(tmp, ignore_errors=True)
+    for folder in ['voc/JPEGImages', 'voc/Annotations', 'voc/ImageSets/Main'] + \
+            ['coco/images/' + split for split in EXPORT_SPLITS]:
+        os.makedirs(os.path.join(tmp, folder))
+    samples = {split: [] for split in EXPORT_SPLITS}
+    for index in range(num_train + num_val):
+        split, name = EXPORT_SPLITS[index >= num_train], 'shape_%04d' % index
+        img, objects = _sample(photos, size, rng, width=size * 5 // 4)
+        for path in ('voc/JPEGImages/%s.jpg' % name, 'coco/images/%s/%s.jpg' % (split, name)):
+            cv2.imwrite(os.path.join(tmp, path), img[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+        with open(os.path.join(tmp, 'voc', 'Annotations', name + '.xml'), 'w') as f:
+            f.write(_annotation(objects, img.shape[1], img.shape[0], EXPORT_CLASSES))
+        samples[split].append((1000 + index, '%s/%s.jpg' % (split, name), img.shape[1::-1], objects))
+    for split, json_name in zip(EXPORT_SPLITS, ('train.json', 'val.json')):
+        with open(os.path.join(tmp, 'voc', 'ImageSets', 'Main', split + '.txt'), 'w') as f:
+            f.write(''.join(name.split('/')[1][:-4] + '\n' for _, name, _, _ in samples[split]))
+        with open(os.path.join(tmp, 'coco', json_name), 'w') as f:
+            json.dump(_coco_instances(samples[split], EXPORT_CATEGORY_IDS,
+                                      [EXPORT_CLASSES[kind] for kind in SHAPES], url_folder=None), f)
+    for folder in ('voc', 'coco'):
+        shutil.rmtree(os.path.join(outdir, folder), ignore_errors=True)
+        os.replace(os.path.join(tmp, folder), os.path.join(outdir, folder))
+    os.rmdir(tmp)
+    return {split: len(items) for split, items in samples.items()}
+
+
+def _check_sizes(size, num_train, num_val):
+    if not 64 <= size <= 256:
+        raise ValueError('--size must be within 64..256 px, got %d' % size)
+    if num_train < 1 or num_val < 1:
+        raise ValueError('--num-train and --num-val must be positive')
+
+
 def parse_args(argv=None):
-    """Command line: OUTDIR [--num-train N] [--num-val N] [--size PX] [--seed S]."""
+    """Command line: OUTDIR [--num-train N] [--num-val N] [--size PX] [--seed S] [--export]."""
     parser = cli.ArgumentParser(description='Write the offline shapes detection dataset '
                                                  '(VOC layout).')
     parser.add_argument('outdir')
@@ -233,11 +292,23 @@ def parse_args(argv=None):
     parser.add_argument('--num-val', type=int, default=100, help='held-out images')
     parser.add_argument('--size', type=int, default=160, help='image side in pixels')
     parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument('--export', action='store_true',
+                        help='write OUTDIR/voc and OUTDIR/coco as labelling tools export them (classes %s; '
+                             'splits %s; COCO category ids %s, file_names relative to OUTDIR/coco/images)'
+                        % (', '.join(EXPORT_CLASSES.values()), ', '.join(EXPORT_SPLITS),
+                           ', '.join(map(str, EXPORT_CATEGORY_IDS))))
     return parser.parse_args(argv)
 
 
 def _run(argv):
     args = parse_args(argv)
+    if args.export:
+        counts = write_export(args.outdir, args.num_train, args.num_val, args.size, args.seed)
+        print('wrote %d %s and %d %s images (%s) to %s and %s'
+              % (counts[EXPORT_SPLITS[0]], EXPORT_SPLITS[0], counts[EXPORT_SPLITS[1]], EXPORT_SPLITS[1],
+                 ', '.join(EXPORT_CLASSES.values()), os.path.join(args.outdir, 'voc'),
+                 os.path.join(args.outdir, 'coco')))
+        return
     counts = write_shapes(args.outdir, args.num_train, args.num_val, args.size, args.seed)
     print('wrote %d train and %d val images (%s, %d px) to %s'
           % (counts['train'], counts['val'], ', '.join(SHAPES), args.size,

@@ -21,7 +21,9 @@ from ..engine.monitor import History
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
 from ..results import DetectionResult
 from .cascade import STAGE_IOU_THRESHS
+from .class_ap import collect_class_aps, format_class_aps
 from .data import datasets, device_shards, train_loaders, val_loader
+from .datasets import check_classes, log_skipped
 from .evaluation import MAP_KEYS, MAP_UNIT, evaluate_network, evaluators
 from .fpn import box_head
 from .limits import DetectionLimits
@@ -29,6 +31,7 @@ from .loss import DetectionLoss
 from .masks import MASK_DETECTORS
 from .pooling import cpu_region_limit
 from .rcnn import faster_rcnn_fpn
+from .transfer import detector_source, load_weights, start_from_detector
 from .zoo import cascade_rcnn_fpn
 
 __all__ = ['DetectionTask', 'DETECTORS', 'build_detector', 'load_detector', 'build_run', 'fit', 'evaluate']
@@ -56,7 +59,7 @@ def build_detector(args, classes, num_devices, num_workers=1):
         overrides['rpn_test_pre_nms'] = max(3 * args.rpn_test_post_nms, 300)
     if args.box_head == '2fc':
         # Every stage of a cascade gets its own head of the same kind.
-        stages = len(STAGE_IOU_THRESHS) if args.detector == 'cascade_rcnn' else 1
+        stages = len(STAGE_IOU_THRESHS) if args.detector.startswith('cascade') else 1
         heads = [box_head(False, num_devices, args.box_head_units)
                  for _ in range(stages)]
         overrides['box_features'] = heads[0]
@@ -75,13 +78,15 @@ def build_detector(args, classes, num_devices, num_workers=1):
 
 
 def load_detector(net, path, ctx):
-    """Load a checkpoint strictly; a different class count is a one-line ValueError."""
+    """Load a checkpoint strictly (less the training-target constants it may hold:
+    :func:`~gluon_resnest.detection.transfer.load_weights`); a different class count is a one-line
+    ValueError."""
     saved = mx.nd.load(path)
     key = 'class_predictor.weight'
     if key in saved and saved[key].shape[0] != net.num_class + 1:
         raise ValueError('checkpoint %s has %d classes, the network has %d'
                          % (path, saved[key].shape[0] - 1, net.num_class))
-    net.load_parameters(path, ctx=ctx)
+    load_weights(net, path, ctx, 'checkpoint %s' % path)
 
 
 def _check_cpu_regions(net):
@@ -106,14 +111,20 @@ def _checkpoint_place(config):
     return os.path.dirname(prefix), os.path.basename(prefix)
 
 
-def _network(config, classes, ctx, dist, source):
-    """The detector, initialised alike on every worker (or loaded from ``source``'s weights)."""
-    net = build_detector(config, classes, len(ctx), dist.num_workers)
+def _network(config, classes, ctx, dist, source, start_from=None):
+    """The detector, initialised alike on every worker (or loaded from ``source``'s weights, or started
+    from ``start_from``, the (.params, classes) of ``--pretrained-detector``, when not resuming)."""
+    if start_from and not (source and source['params']):
+        seed_everything(config.seed, 0, 0, 0)  # the new class rows alike on every rank and every run
+        net, _ = start_from_detector(lambda names: build_detector(config, names, len(ctx), dist.num_workers),
+                                     start_from[0], start_from[1], list(classes), ctx)
+    else:
+        net = build_detector(config, classes, len(ctx), dist.num_workers)
+        seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
+        if source and source['params']:
+            load_detector(net, source['params'], ctx)
     if any(c.device_type == 'cpu' for c in ctx):
         _check_cpu_regions(net)
-    seed_everything(config.seed, 0, 0, 0)  # the same initial weights on every rank and every run
-    if source and source['params']:
-        load_detector(net, source['params'], ctx)
     for param in net.collect_params().values():
         if param._data is None:  # pylint: disable=protected-access
             param.initialize(ctx=ctx)
@@ -128,9 +139,9 @@ class DetectionTask(Task):
     epoch's running loss sums."""
 
     def __init__(self):
-        self.train_set = self.val_set = None
+        self.train_set = self.val_set = self.start_from = None
         self.loss_fn = self.tester = self.metrics = None
-        self.sums = {}
+        self.sums, self.class_aps, self.skipped = {}, {}, 0
 
     # ---- assembling a run ----
 
@@ -157,14 +168,23 @@ class DetectionTask(Task):
         """The data sets (instances for a mask detector), classes and checkpoint meta."""
         config = run.config
         run.log.info('config: %s', dataclasses.asdict(config))
+        self.start_from = detector_source(config.pretrained_detector, config.pretrained_classes) \
+            if config.pretrained_detector else None
         self.train_set, self.val_set, classes = datasets(config)
+        self.skipped = log_skipped(run.log, self.train_set, self.val_set)
+        check_classes(source, classes)
+        if self.start_from:
+            params, old_classes = self.start_from
+            run.log.info('starting from %s (%d classes); rows kept for %s', params, len(old_classes),
+                         ', '.join(c for c in classes if c in old_classes) or 'no class')
         run.classes = list(classes)
         run.checkpoint_meta = {'model': run.name, 'detector': config.detector, 'network': config.network,
                                'classes': list(classes)}
 
     def network(self, run, source=None, evaluation=False):
         """The detector (with ``source``'s weights); the training one hybridized for training's graph."""
-        net = _network(run.config, run.classes, run.ctx, run.dist, source)
+        net = _network(run.config, run.classes, run.ctx, run.dist, source,
+                       None if evaluation else self.start_from)
         if not evaluation:
             net.hybridize(static_alloc=False)  # training's graph; evaluation runs a copy
         return net
@@ -221,7 +241,8 @@ class DetectionTask(Task):
         per_epoch = [dict({k: v for k, v in r.items() if k.startswith(MAP_KEYS)}, epoch=r['epoch'] + 1)
                      for r in evaluated]
         final = {k: v for k, v in per_epoch[-1].items() if k != 'epoch'} if per_epoch else {}
-        return DetectionResult(final, per_epoch, run.last_checkpoint, run.config.epochs)
+        return DetectionResult(final, per_epoch, run.last_checkpoint, run.config.epochs, self.class_aps,
+                               self.skipped)
 
     # ---- training ----
 
@@ -265,10 +286,13 @@ class DetectionTask(Task):
                 results = evaluate_network(self.tester, run.watchdog.iterate(run.val_loader, 'validation batch'),
                                            self.metrics, run.ctx)
                 record.update(results)
-                run.checkpoint_meta.update(val=results, val_unit=MAP_UNIT)
+                self.class_aps = collect_class_aps(self.metrics)
+                run.checkpoint_meta.update(val=results, val_unit=MAP_UNIT, val_per_class=self.class_aps)
             run.dist.barrier()  # the other workers wait for rank 0's evaluation
         run.log.info('[Epoch %d] %s', epoch + 1, ' '.join(
             '%s=%.4f' % (k, v) for k, v in record.items() if k not in ('epoch', 'images_per_sec')))
+        for line in format_class_aps(self.class_aps if validate else {}):
+            run.log.info('[Epoch %d] %s', epoch + 1, line)
         return record
 
 
@@ -315,7 +339,9 @@ def evaluate(config):
         return DetectionResult(epochs=source['epoch'])
     config = run.config
     run.log.info('config: %s', dataclasses.asdict(config))
-    _, val, classes = datasets(config)
+    train_set, val, classes = datasets(config)
+    skipped = log_skipped(run.log, train_set, val)
+    check_classes(source, classes)
     net = _network(config, classes, run.ctx, run.dist, source)
     metrics = evaluators(config.dataset, val, classes, config.val_iou,
                          os.path.join(run.save_dir, run.name + '_eval'), masks=hasattr(net, 'mask'))
@@ -323,4 +349,5 @@ def evaluate(config):
                                val_loader(net, val, len(run.ctx), config.num_workers), metrics, run.ctx)
     run.log.info('held-out %s (%s)', ' '.join('%s=%.4f' % kv for kv in sorted(results.items())),
                  source['json'] or source['params'])
-    return DetectionResult(results, [dict(results, epoch=source['epoch'])], source['json'], source['epoch'])
+    return DetectionResult(results, [dict(results, epoch=source['epoch'])], source['json'], source['epoch'],
+                           collect_class_aps(metrics), skipped)
