@@ -12,8 +12,10 @@ crop, mirror, colour jitter 0.4, PCA lighting 0.1, mean/std) at ``--input-size``
 - ``bare_imagerecorditer``: one ``mx.io.ImageRecordIter`` with ``preprocess_threads=T`` set up as GluonCV's
   ``train_imagenet.py --use-rec`` does (not reproducible across runs; the yardstick for overhead).
 
-``--auto-aug`` adds AutoAugment's ImageNet policy after the flip and times only the first two loaders
-(the C++ pipeline has no AutoAugment).
+``--auto-aug`` adds AutoAugment's ImageNet policy (first, on the whole decoded image) and times only the
+first two loaders (the C++ pipeline has no AutoAugment). From ``--input-size 320`` on, both time the
+recipe's >= 320 px pipeline (EfficientNet crop, PIL bicubic resize, PIL colour jitter, lighting), the fast
+form against the reference Gluon/PIL transforms; the C++ loaders have no form of it and are left out.
 
 Evaluation input (first table, JSON key ``eval``; not with ``--auto-aug``): the same file through the
 evaluation protocol (``EvalTransform(--input-size)``) by the loader of ``eval.py`` and the trainer's
@@ -31,6 +33,7 @@ Usage::
     python benchmarks/bench_data.py --threads 2 --json   # one thread count; last line is JSON
     python benchmarks/bench_data.py --rec ~/data/train.rec --batches 50
     python benchmarks/bench_data.py --auto-aug           # the two loaders that apply AutoAugment
+    python benchmarks/bench_data.py --input-size 320     # the >= 320 px pipeline (ResNeSt-200/269)
 """
 import argparse
 import json
@@ -51,6 +54,7 @@ import numpy as np  # noqa: E402
 
 from gluon_resnest.config import TrainConfig  # noqa: E402
 from gluon_resnest.data import MEAN, STD, EvalTransform, ImageRecord, make_loader  # noqa: E402
+from gluon_resnest.data.efficientnet_augment import train_pipeline  # noqa: E402
 from gluon_resnest.data.eval_loader import make_eval_loader  # noqa: E402
 from gluon_resnest.data.recordio import RecordIOTrainIter  # noqa: E402
 from gluon_resnest.data.train_transforms import train_transform  # noqa: E402
@@ -177,9 +181,9 @@ def time_pass(loader, set_epoch, epoch, batches):
 
 def bench_threads(rec, args, threads, batches):
     """Median images/s (and peak memory growth) of each loader at one thread count, interleaved."""
-    if args.auto_aug:  # no C++ form of AutoAugment
-        makers = {'python': partial(python_loader, auto_aug=True),
-                  'gluon_transforms': partial(gluon_transforms_loader, auto_aug=True)}
+    if _python_only(args):  # no C++ form of AutoAugment or of the >= 320 px pipeline
+        makers = {'python': partial(python_loader, auto_aug=args.auto_aug),
+                  'gluon_transforms': partial(gluon_transforms_loader, auto_aug=args.auto_aug)}
     else:
         makers = {'python': python_loader, 'gluon_transforms': gluon_transforms_loader, 'recordio': recordio_loader,
                   'bare_imagerecorditer': lambda *a: (lambda it: (it, it.set_epoch))(BareIter(*a))}
@@ -191,6 +195,11 @@ def bench_threads(rec, args, threads, batches):
             if run:
                 results[name].append(measured)
     return {name: (statistics.median(s for s, _ in runs), max(m for _, m in runs)) for name, runs in results.items()}
+
+
+def _python_only(args):
+    """Whether only the two Python loaders run: with AutoAugment or from 320 px on."""
+    return args.auto_aug or train_pipeline(args.input_size) == 'efficientnet'
 
 
 def eval_loaders(rec, batch_size, input_size, threads):
@@ -243,9 +252,10 @@ def main(argv=None):
                                       args.input_size, batches, args.runs, platform.processor() or 'cpu',
                                       os.cpu_count(), os.environ.get('OMP_NUM_THREADS')))
         evaluation = None if args.auto_aug else bench_eval(rec, args, counts, batches)
-        if args.auto_aug:
-            print('| threads | python (OpenCV + AutoAugment) img/s | Gluon transforms + AutoAugment img/s | '
-                  'python / Gluon |')
+        if _python_only(args):
+            what = ('%s pipeline' % train_pipeline(args.input_size)) + (' + AutoAugment' if args.auto_aug else '')
+            print('| threads | python (OpenCV, %s) img/s | Gluon transforms (%s) img/s | python / Gluon |'
+                  % (what, what))
             print('|---|---|---|---|')
         else:
             print('| threads | python (OpenCV) img/s | Gluon transforms img/s | recordio (C++) img/s | '
@@ -257,7 +267,7 @@ def main(argv=None):
             res = bench_threads(rec, args, threads, batches)
             by_threads[threads] = {name: round(speed, 1) for name, (speed, _) in res.items()}
             py, gl = res['python'][0], res['gluon_transforms'][0]
-            if args.auto_aug:
+            if _python_only(args):
                 print('| %d | %.1f | %.1f | %.2fx |' % (threads, py, gl, py / gl))
             else:
                 cc, bare = res['recordio'][0], res['bare_imagerecorditer'][0]

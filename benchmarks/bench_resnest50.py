@@ -26,6 +26,13 @@ published configuration (DropBlock 0.1 in stages 3 and 4), which only the two MX
 Training hybridizes with ``static_alloc=True``, as ``train_imagenet.py`` does (``static_shape`` as
 well measured 3% faster here but holds about 400 MiB more at batch 8).
 
+``--every-pair`` adds to the training rows ours traced with every BatchNorm+ReLU pair as one fused
+operator, also where the layers' channels per group are not multiples of 16 (the pairs
+``gluon_resnest.layers.trace.channel_blocks_agree`` keeps as two operators, since oneDNN's AVX-512
+kernels cannot run their backward pass fused): the cost of that rule on the networks it touches
+(cardinality > 1; the others trace the same graph either way). ``--model`` also takes the fast
+variants; GluonCV has none of them, so those rows leave it out.
+
 Usage::
 
     python benchmarks/bench_resnest50.py                 # all cores (OMP_NUM_THREADS defaults to them)
@@ -33,6 +40,7 @@ Usage::
 """
 import argparse
 import os
+from unittest import mock
 from functools import partial
 import platform
 import statistics
@@ -50,7 +58,7 @@ from gluoncv.model_zoo.resnetv1b import resnet50_v1b  # noqa: E402
 import gluon_resnest  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
 from gluon_resnest.procs import preexec_die_with_this_process  # noqa: E402
-from gluon_resnest.layers import set_drop_prob  # noqa: E402
+from gluon_resnest.layers import set_drop_prob, trace  # noqa: E402
 from gluon_resnest.metrics import batch_seconds  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,7 +74,7 @@ def build(impl, name, fast=False, batch=1, size=224, training=False, dropblock=N
     path; ``training``: hybridized as the training command does; otherwise hybridized with static memory.
     ``dropblock`` overrides the ResNeSts' DropBlock probability (None: the published one).
     """
-    if impl == 'ours':
+    if impl in ('ours', 'ours-every-pair'):
         net = gluon_resnest.get_model(name)
     elif impl == 'gluoncv':
         # GluonCV's own class (its model zoo name now resolves to ours once gluon_resnest is imported)
@@ -122,6 +130,9 @@ def case_rates(mode, batch, impls, args, official):
                     training=training, dropblock=TRAINING_DROPBLOCK.get(mode))
         make = training_step if training else inference_step
         step = make(net, batch, args.size)
+        if impl == 'ours-every-pair':
+            with mock.patch.object(trace, 'channel_blocks_agree', lambda convs: True):
+                step()  # the first call traces the graph
         timers[impl] = lambda step=step: timed(step, batch, args.iters)
     if official is not None and mode != 'training-dropblock':
         op = 'training' if training else 'inference'
@@ -156,7 +167,8 @@ def summarize(mode, batch, rates):
 
 
 def format_row(row):
-    names = [('gluoncv', 'GluonCV'), ('resnet', 'resnet50_v1b'), ('torch', 'PyTorch official')]
+    names = [('gluoncv', 'GluonCV'), ('resnet', 'resnet50_v1b'), ('torch', 'PyTorch official'),
+             ('ours-every-pair', 'ours, every pair fused')]
     text = '%-18s batch %d  ours %6.1f img/s' % (row['mode'], row['batch'], row['ours'])
     for key, name in names:
         if key in row:
@@ -165,7 +177,8 @@ def format_row(row):
 
 
 def measure(args, official=None):
-    impls = ['ours', 'gluoncv'] + (['resnet'] if args.resnet else [])
+    impls = ['ours'] + (['gluoncv'] if hasattr(gluoncv_resnest, args.model) else [])
+    impls += ['resnet'] if args.resnet else []
     rows = []
     cases = []
     if args.cases != 'training':
@@ -178,6 +191,8 @@ def measure(args, official=None):
         # resnet50_v1b has no DropBlock; GluonCV's DropBlock sizes its training mask for 224 px only.
         case_impls = [i for i in impls if mode != 'training-dropblock'
                       or (i == 'ours' or (i == 'gluoncv' and args.size == 224))]
+        if args.every_pair and mode in TRAINING_DROPBLOCK:
+            case_impls.append('ours-every-pair')
         row = summarize(mode, batch, case_rates(mode, batch, case_impls, args, official))
         rows.append(row)
         print(format_row(row), flush=True)
@@ -214,11 +229,12 @@ def memory(args):
     'gluoncv-dropblock' with the published DropBlock 0.1, 'ours-temp-copy-4' without DropBlock and
     with MXNet's default of 4 CPU temporary workspaces.
     """
-    peaks = {impl: training_peak_mib(impl, args.model, 0.0) for impl in ('ours', 'gluoncv')}
+    impls = ['ours'] + (['gluoncv'] if hasattr(gluoncv_resnest, args.model) else [])
+    peaks = {impl: training_peak_mib(impl, args.model, 0.0) for impl in impls}
     if args.torch_python:
         peaks['torch'] = official_training_peak_mib(args.torch_python,
                                                     int(os.environ['OMP_NUM_THREADS']), args.model)
-    for impl in ('ours', 'gluoncv'):
+    for impl in impls:
         peaks[impl + '-dropblock'] = training_peak_mib(impl, args.model, None)
     peaks['ours-temp-copy-4'] = training_peak_mib('ours', args.model, 0.0,
                                                   env={'MXNET_CPU_TEMP_COPY': '4'})
@@ -229,7 +245,8 @@ def memory(args):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', default='resnest50', help='a name both zoos know (resnest14..269)')
+    parser.add_argument('--model', default='resnest50',
+                        help="a published network (GluonCV's rows: resnest14..269 only)")
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--runs', type=int, default=5)
@@ -239,6 +256,8 @@ def parse_args(argv=None):
     parser.add_argument('--plain', action='store_true',
                         help='also time inference of the networks only hybridized (no oneDNN fusion)')
     parser.add_argument('--resnet', action='store_true', help='also time resnet50_v1b as a yardstick')
+    parser.add_argument('--every-pair', action='store_true',
+                        help='also time training with every BatchNorm+ReLU pair fused (see the docstring)')
     parser.add_argument('--torch-python', metavar='PATH',
                         help='an interpreter with torch and the official resnest package: also time '
                              'the official PyTorch model, interleaved, at the same thread count')

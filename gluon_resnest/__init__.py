@@ -3,6 +3,11 @@
 # since `python -m gluon_resnest.X` and the scripts import this package before the tool's own code.
 from .threads import configure_command_line as _configure_threads
 _configure_threads()
+# Then, still before anything loads MXNet: the numpy names MXNet and GluonCV need (gluon_resnest_compat),
+# and a one-line error if no MXNet build is installed.
+import gluon_resnest_compat  # noqa: E402
+gluon_resnest_compat.restore()
+gluon_resnest_compat.check_mxnet()
 from .config import EvalConfig, ExportConfig, TrainConfig  # noqa: E402  (after the thread count is set)
 from .classification.evaluation import evaluate  # noqa: E402
 from .inference import optimize  # noqa: E402

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import typing
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 from .model_zoo import model_key
 from .pretrained import eval_crop
@@ -188,7 +188,8 @@ def field_kinds(cls):
 
 
 _KIND_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string',
-               'ints': 'a list of integers', 'floats': 'a list of numbers'}
+               'ints': 'a list of integers', 'floats': 'a list of numbers',
+               Union[bool, str]: 'true, false or a file path'}
 
 
 def _number_list(value, item):
@@ -338,6 +339,7 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
     data_backend: str = 'auto'
     num_data_workers: int = DEFAULT_DATA_WORKERS
     classes: Optional[int] = None
+    val_fraction: float = 0.0
     input_size: int = 224
     crop_ratio: Optional[float] = None
     min_random_area: float = 0.08
@@ -365,6 +367,11 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
     final_drop: Optional[float] = None
     dtype: str = 'float32'
     seed: int = 0
+    pretrained: Union[bool, str] = False
+    new_classifier: bool = False
+    classifier_lr_mult: Optional[float] = None
+    linear_probe: bool = False
+    freeze_bn: bool = False
     gpus: Tuple[int, ...] = ()
     kv_store: str = 'device'
     step_timeout: float = 30.0
@@ -394,6 +401,7 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
         self._check_recipe()
         self._check_data()
         self._check_run()
+        self._check_start()
 
     @classmethod
     def from_file(cls, source, **overrides):
@@ -441,8 +449,34 @@ class TrainConfig:  # pylint: disable=too-many-instance-attributes
              'rec_train'),
             (self.data_backend == 'recordio' and self.auto_aug, '{} recordio cannot apply {} (AutoAugment has '
              'no C++ form); use auto or python', 'data_backend', 'auto_aug'),
+            (self.data_backend == 'recordio' and self.input_size >= 320, '{} recordio cannot apply the >= 320 px '
+             "pipeline of {} %d (EfficientNet crop, PIL colour: no C++ form); use auto or python"
+             % self.input_size, 'data_backend', 'input_size'),
             (bool(self.rec_train) != bool(self.rec_val), '{} and {} go together', 'rec_train', 'rec_val'),
         ])
+
+    def _check_start(self):
+        # Fine-tuning (gluon_resnest.finetune): where the weights come from and what trains.
+        if self.pretrained in ('', None):
+            self.pretrained = False
+        _check([
+            (bool(self.pretrained) and bool(self.resume_params), '{} and {} both give the starting weights: {} '
+             'continues a run of this dataset, {} starts a new one from them', 'pretrained', 'resume_params',
+             'resume_params', 'pretrained'),
+            (bool(self.pretrained) and bool(self.resume_states), '{} starts a new run; {} continues one',
+             'pretrained', 'resume_states'),
+            (isinstance(self.pretrained, str) and not os.path.isfile(os.path.expanduser(self.pretrained))
+             and not self.resume, '{} file not found: %s' % self.pretrained, 'pretrained'),
+            ((self.new_classifier or self.linear_probe) and not self.pretrained, '{}/{} need {}', 'new_classifier',
+             'linear_probe', 'pretrained'),
+            (self.classifier_lr_mult is not None and self.classifier_lr_mult <= 0, '{} must be positive, got %s'
+             % self.classifier_lr_mult, 'classifier_lr_mult'),
+            (not 0 <= self.val_fraction < 1, '{} must be in [0, 1), got %s' % self.val_fraction, 'val_fraction'),
+            (self.val_fraction > 0 and bool(self.rec_train), '{} holds out images of a folder; {} comes with '
+             'its own validation file', 'val_fraction', 'rec_train'),
+        ])
+        if isinstance(self.pretrained, str):
+            self.pretrained = os.path.expanduser(self.pretrained)
 
     def _check_run(self):
         _check([

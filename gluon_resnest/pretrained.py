@@ -16,7 +16,7 @@ import mxnet as mx
 from .fileio import sha1_of
 
 __all__ = ['PUBLISHED', 'Published', 'eval_crop', 'default_root', 'weight_url', 'get_model_file',
-           'load_weights', 'read_params', 'classes_in_params', 'check_fits']
+           'load_weights', 'read_params', 'params_by_path', 'classes_in_params', 'check_fits']
 
 Published = namedtuple('Published', 'sha1 store crop top1')
 
@@ -134,6 +134,19 @@ def classes_in_params(path):
     return None
 
 
+def params_by_path(net, path):
+    """The arrays of a ``.params`` file keyed by ``net``'s parameter paths (``layer1.0.conv1.weight``).
+
+    Files written by the older ``save_params()`` key parameters by symbol name; those names are mapped to
+    ``net``'s paths (a name ``net`` does not have stays as it is).
+    """
+    loaded = read_params(path)
+    if not any('.' in key for key in loaded):
+        by_name = {param.name: key for key, param in net._collect_params_with_prefix().items()}  # pylint: disable=W0212
+        loaded = {by_name.get(key, key): value for key, value in loaded.items()}
+    return loaded
+
+
 def load_weights(net, path, ctx=None, fresh_imagenet_classifier=False):
     """Load a ``.params`` file into ``net`` strictly, naming any missing or unexpected keys.
 
@@ -142,12 +155,8 @@ def load_weights(net, path, ctx=None, fresh_imagenet_classifier=False):
     (fine-tuning). A classifier of any other size must match the network's.
     """
     ctx = ctx or mx.cpu()
-    loaded = read_params(path)
+    loaded = params_by_path(net, path)
     expected = net._collect_params_with_prefix()  # pylint: disable=protected-access
-    if not any('.' in key for key in loaded):
-        # Files written by the older save_params() key parameters by symbol name, not path.
-        by_name = {param.name: path for path, param in expected.items()}
-        loaded = {by_name.get(key, key): value for key, value in loaded.items()}
     skip_classifier = (fresh_imagenet_classifier and 'fc.weight' in loaded
                        and loaded['fc.weight'].shape[0] == 1000 and net.fc.weight.shape[0] != 1000)
     if skip_classifier:

@@ -85,7 +85,7 @@ class Bottleneck(HybridBlock):
     def hybrid_forward(self, F, x):
         # ReLU before DropBlock: DropBlock scales by a non-negative mask, which commutes with ReLU, and
         # BatchNorm and ReLU stay adjacent (one operator in CPU training graphs).
-        out = norm_relu(F, self.bn1, self.relu1, self.conv1(x))
+        out = norm_relu(F, self.bn1, self.relu1, self.conv1(x), (self.conv1, self.conv2.conv))
         if self.use_dropblock:
             out = self.dropblock1(out)
         if self.avd and self.avd_first:
@@ -266,14 +266,14 @@ class ResNeSt(HybridBlock):
 
     def features(self, F, x):
         """The stem and the four stages: (N, 3, H, W) -> (N, 2048, H/stride, W/stride)."""
+        last = self.conv1
         if isinstance(self.conv1, nn.HybridSequential):  # deep stem: conv, BN, ReLU, conv, BN, ReLU, conv
             layers = list(self.conv1)
-            for conv, norm, relu in zip(layers[0:-1:3], layers[1::3], layers[2::3]):
-                x = norm_relu(F, norm, relu, conv(x))
-            x = layers[-1](x)
-        else:
-            x = self.conv1(x)
-        x = self.maxpool(norm_relu(F, self.bn1, self.relu, x))
+            for index in range(0, len(layers) - 1, 3):
+                conv, norm, relu = layers[index:index + 3]
+                x = norm_relu(F, norm, relu, conv(x), (conv, layers[index + 3]))
+            last = layers[-1]
+        x = self.maxpool(norm_relu(F, self.bn1, self.relu, last(x), (last,)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def hybrid_forward(self, F, x):

@@ -2,6 +2,7 @@
 import os
 import sys
 import socket
+import subprocess
 
 import cv2
 import mxnet as mx
@@ -20,6 +21,63 @@ SUBPROCESS_TIMEOUT = 300
 
 # (height, width) of the images make_image_folder writes per class; odd sizes exercise crop rounding.
 SIZES = [(40, 52), (61, 45), (48, 48)]
+
+
+# ---- oneDNN instruction-set levels: tests run again in a subprocess with DNNL_MAX_CPU_ISA set ----
+
+# DNNL_MAX_CPU_ISA value -> (the /proc/cpuinfo flags it needs, oneDNN's name of it in its verbose log).
+# oneDNN picks its kernels, and with them the layouts of feature maps, by the widest level allowed.
+ISA_LEVELS = {
+    'AVX2': (('avx2', 'fma'), 'Intel AVX2'),
+    'AVX512_CORE': (('avx512f', 'avx512bw', 'avx512vl', 'avx512dq'),
+                    'Intel AVX-512 with AVX512BW, AVX512VL, and AVX512DQ extensions'),
+    'AVX512_CORE_VNNI': (('avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512_vnni'),
+                         'Intel AVX-512 with Intel DL Boost'),
+}
+ISA_BANNER = ('import mxnet as mx\n'
+              'mx.nd.Convolution(mx.nd.ones((1, 8, 4, 4)), mx.nd.ones((8, 8, 3, 3)), kernel=(3, 3), '
+              'num_filter=8, no_bias=True).wait_to_read()\n')
+
+
+def cpu_flags():
+    """The instruction-set flags /proc/cpuinfo lists for this CPU (empty where it cannot be read)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            lines = [line for line in f if line.startswith('flags')]
+    except OSError:
+        return set()
+    return set(lines[0].split(':', 1)[1].split()) if lines else set()
+
+
+def isa_level_params():
+    """One pytest param per level of :data:`ISA_LEVELS` (id = the level), marked skip, with the missing
+    flags named, where this CPU lacks them."""
+    flags, params = cpu_flags(), []
+    for level, (needs, _) in ISA_LEVELS.items():
+        missing = [flag for flag in needs if flag not in flags]
+        marks = pytest.mark.skip(reason='%s: this CPU has no %s' % (level, ', '.join(missing))) if missing else ()
+        params.append(pytest.param(level, id=level, marks=marks))
+    return params
+
+
+def run_under_isa(level, pytest_args, timeout=900):
+    """Run pytest on ``pytest_args`` (test paths or ids) in a subprocess whose oneDNN is limited to
+    ``level`` (DNNL_MAX_CPU_ISA); return its summary line. Asserts that oneDNN reports that level (its
+    verbose log, in a first short subprocess) and that the run passed, with its output otherwise."""
+    from gluon_resnest.procs import preexec_die_with_this_process  # pylint: disable=import-outside-toplevel
+    env = dict(os.environ, DNNL_MAX_CPU_ISA=level, PYTHONPATH=REPO)
+    env.pop('DNNL_VERBOSE', None)
+    banner = subprocess.run([sys.executable, '-c', ISA_BANNER], env=dict(env, DNNL_VERBOSE='1'), timeout=120,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                            preexec_fn=preexec_die_with_this_process(), check=True).stdout
+    assert 'dnnl_verbose,info,cpu,isa:%s\n' % ISA_LEVELS[level][1] in banner, banner
+    run = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '-rs'] + list(pytest_args),
+                         cwd=REPO, env=env, timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, preexec_fn=preexec_die_with_this_process())
+    assert run.returncode == 0, 'under DNNL_MAX_CPU_ISA=%s:\n%s' % (level, run.stdout[-20000:])
+    summary = run.stdout.strip().splitlines()[-1]
+    print('DNNL_MAX_CPU_ISA=%s (%s): %s' % (level, ISA_LEVELS[level][1], summary))
+    return summary
 
 
 def pytest_configure(config):

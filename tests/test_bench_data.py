@@ -76,3 +76,29 @@ def test_eval_loaders_deliver_the_same_batches_and_are_reported(tmp_path, capsys
     assert row[0] == '1' and [float(row[1]), float(row[2])] == [record['shared_batches'], record['dataloader']]
     assert record['by_threads'] == {'1': {'shared_batches': record['shared_batches'],
                                           'dataloader': record['dataloader']}}
+
+
+def test_320_mode_times_the_two_loaders_with_the_efficientnet_pipeline(capsys):
+    bench_data.main(['--images', '8', '--threads', '1', '--batch-size', '4', '--input-size', '320',
+                     '--runs', '1', '--json'])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert 'efficientnet pipeline' in lines[-4] and len(lines[-2].strip('|').split('|')) == 4
+    record = json.loads(lines[-1])
+    assert sorted(record['by_threads']['1']) == ['gluon_transforms', 'python']
+    row = [float(cell.strip().rstrip('x')) for cell in lines[-2].strip('|').split('|')]
+    assert row[1:3] == [record['python'], record['gluon_transforms']]
+
+
+def test_pipeline_statistics_reports_each_pair(capsys):
+    sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+    import pipeline_statistics  # pylint: disable=import-outside-toplevel
+    pipeline_statistics.main(['--images', '4', '--draws', '1', '--input-size', '32', '--json'])
+    lines = capsys.readouterr().out.strip().splitlines()
+    record = json.loads(lines[-1])
+    assert sorted(record) == ['fast vs reference_a', 'fast_inception vs reference_a', 'reference_a vs reference_b']
+    for label, figures in record.items():
+        row = next(line for line in lines if line.startswith('| %s |' % label))
+        assert row == '| %s | mean %.3f | std %.3f |' % (label, figures['mean'], figures['std'])
+        assert 0 <= figures['mean'] < 3 and 0 <= figures['std'] < 3
+    # Below 320 the default pipeline is the inception one: the two fast samples are the same images.
+    assert record['fast vs reference_a'] == record['fast_inception vs reference_a']

@@ -272,6 +272,8 @@ def test_command_trains_checkpoints_and_evaluates(shapes_root, tmp_path, capsys)
     assert out[report].endswith('after 1 epochs; checkpoint %s-0001.json' % prefix)
     assert [line.split()[0] for line in out[report + 1:report + 5]] == ['class'] + list(shapes.SHAPES)
     assert set(record['val']) == {'mAP@0.5', 'mAP@0.7', 'mAP@0.5:0.95'}
+    # The printed report in percent (the record in fractions), as every command prints accuracies.
+    assert 'mAP@0.5=%.2f%%' % (100 * record['val']['mAP@0.5']) in out[report]
     assert all(0 <= value <= 1 for value in record['val'].values())
     assert record['epoch'] == 1 and record['classes'] == list(shapes.SHAPES)
     assert record['val_unit'] == 'fraction (0-1)'

@@ -106,6 +106,21 @@ def test_failing_gluoncv_script_is_status_1(tmp_path, capsys):
     assert capsys.readouterr().err == 'error: no dataset here\n'
 
 
+@pytest.mark.parametrize('raised, line', [
+    ("assert 1 == 2, 'bad shape'", 'error: AssertionError: bad shape'),
+    ("{}['mask']", "error: KeyError: 'mask'"),
+    ("len(3)", "error: TypeError: object of type 'int' has no len()"),
+    ("open('no/such/annotations.json')", "error: FileNotFoundError: [Errno 2] No such file or directory: "
+     "'no/such/annotations.json'"),
+])
+def test_gluoncv_script_errors_are_its_failed_run(tmp_path, capsys, raised, line):
+    # Whatever a GluonCV script raises is the script's failed run: status 1, one line, no traceback.
+    script = tmp_path / 'fails.py'
+    script.write_text(raised + '\n')
+    assert _main('gluon-resnest-run-gluoncv')([str(script)]) == 1
+    assert capsys.readouterr().err == line + '\n'
+
+
 def _raises(error):
     def body(argv):
         raise error

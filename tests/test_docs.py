@@ -18,6 +18,13 @@ temporary folder. HTML comments right above a block say what the test changes, s
 Every other block gets ``demo_data`` (a small coloured-squares dataset in the demo's layout, folders and
 .rec: 3 classes, 18 training and 6 validation images) and ``runs/demo`` (resnest14 trained on it for 5
 epochs with the main job's flags), made once.
+
+The pages themselves are checked too: every relative link names a file that exists and a heading it has
+(GitHub's anchors); the paragraph before each heading and at the end of a page ends a sentence; in the
+benchmark pages every section (heading to heading) that gives a speed, time or memory figure names a date
+(YYYY-MM-DD) and a machine (vCPU, EPYC, Xeon, GPU, cores); a block whose substitution swaps a path (a file
+or published weights the reader has and the test machine has not) carries a ``note`` saying why; and the
+flag vocabulary and layers of docs/design.md match the code.
 """
 import argparse
 import ast
@@ -39,9 +46,9 @@ LANGUAGES = {'python': 'python', 'bash': 'bash', 'sh': 'bash', 'shell': 'bash', 
 MARKER = re.compile(r'^\s*<!-- test: (\w+)\s*(.*?)\s*-->\s*$')
 FENCE = re.compile(r'^(\s*)```(\w*)\s*$')
 # Blocks that cannot run here; keep this small (each needs a GPU, ImageNet/COCO, or several machines).
-MAX_SKIPS = 10
+MAX_SKIPS = 13
 # Checkout entries a block's folder links to.
-LINKED = ['.venv', '.venv-ort', 'train_imagenet.py', 'eval.py', 'gluon_resnest', 'benchmarks', 'scripts',
+LINKED = ['.venv-ort', 'train_imagenet.py', 'eval.py', 'gluon_resnest', 'benchmarks', 'scripts',
           'tests', 'setup.py', 'pytest.ini', 'README.md', 'docs']
 DEMO_FLAGS = ['--model', 'resnest14', '--input-size', '32', '--batch-size', '16', '--lr', '0.01', '--num-epochs',
               '5', '--warmup-epochs', '1', '--last-gamma', '--no-wd', '--label-smoothing', '0.1',
@@ -134,7 +141,7 @@ class Files:
 def block_env(home):
     """The environment of a block: this checkout's venv first on PATH, a private HOME and MXNET_HOME."""
     env = dict(os.environ, HOME=home, MXNET_HOME=os.path.join(home, '.mxnet'), PYTHONPATH=REPO,
-               PATH=os.path.join(REPO, '.venv', 'bin') + os.pathsep + os.environ.get('PATH', ''))
+               PATH=os.path.join(sys.prefix, 'bin') + os.pathsep + os.environ.get('PATH', ''))
     for name in ('OMP_NUM_THREADS', 'DMLC_ROLE'):
         env.pop(name, None)
     return env
@@ -165,6 +172,8 @@ def workdir(root, fresh, files):
     for name in LINKED:
         if os.path.exists(os.path.join(REPO, name)):
             os.symlink(os.path.join(REPO, name), os.path.join(root, name))
+    # The docs' `.venv` is the venv running the tests (.ci/run runs them in one per interpreter).
+    os.symlink(sys.prefix, os.path.join(root, '.venv'))
     if not fresh:
         os.symlink(files.demo, os.path.join(root, 'demo_data'))
         os.makedirs(os.path.join(root, 'runs'))
@@ -173,7 +182,9 @@ def workdir(root, fresh, files):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('block', BLOCKS, ids=[b[0] for b in BLOCKS])
+# BLOCKS[0] is the README's main job: in the smoke set CI runs on every other interpreter (.ci/run).
+@pytest.mark.parametrize('block', [pytest.param(BLOCKS[0], marks=pytest.mark.smoke)] + BLOCKS[1:],
+                         ids=[b[0] for b in BLOCKS])
 def test_example_runs(block, files, tmp_path):
     name, language, code, markers = block
     reason = _skip_reason(markers)
@@ -184,7 +195,7 @@ def test_example_runs(block, files, tmp_path):
     code = prepare(code, markers, files)
     env = block_env(str(tmp_path))
     if language == 'python':
-        command = [os.path.join(REPO, kinds.get('interpreter', '.venv/bin/python')), '-']
+        command = [os.path.join(cwd, kinds.get('interpreter', '.venv/bin/python')), '-']
     else:
         command = ['bash', '-e', '-o', 'pipefail', '-c', code]
     done = subprocess.run(command, input=code if language == 'python' else None, cwd=cwd, env=env, text=True,
@@ -203,19 +214,97 @@ def test_markers_are_known_and_skips_few():
     assert all(_skip_reason(markers).startswith('(') for _, _, _, markers in BLOCKS if _skip_reason(markers))
 
 
-def test_links_resolve():
-    """Relative links between the pages point at files that exist and at headings they have."""
-    def anchors(path):
-        text = re.sub(r'```.*?```', '', open(path).read(), flags=re.S)
-        return {re.sub(r'[^\w\- ]', '', h.strip().lower()).replace(' ', '-')
-                for h in re.findall(r'^#+ (.*)$', text, flags=re.M)}
-    for doc in DOCS:
-        path = os.path.join(REPO, doc)
-        for target, anchor in re.findall(r'\]\((?!https?:)([^)#]*)(?:#([^)]*))?\)', open(path).read()):
-            dest = os.path.normpath(os.path.join(os.path.dirname(path), target)) if target else path
-            assert os.path.exists(dest), '%s links to missing %s' % (doc, target)
-            if anchor:
-                assert anchor in anchors(dest), '%s links to missing heading #%s of %s' % (doc, anchor, target)
+def _prose(doc):
+    """The text of ``doc`` without its fenced blocks and HTML comments."""
+    text = re.sub(r'^\s*```.*?^\s*```', '', open(os.path.join(REPO, doc)).read(), flags=re.S | re.M)
+    return re.sub(r'<!--.*?-->', '', text, flags=re.S)
+
+
+def github_anchors(path):
+    """The anchors GitHub gives the headings of a Markdown file: lower case, characters other than letters,
+    digits, spaces, '-' and '_' removed, spaces turned into '-'; the n-th repeat of a slug gets '-n'."""
+    seen, anchors = {}, set()
+    for heading in re.findall(r'^#+ (.*)$', _prose(os.path.relpath(path, REPO)), flags=re.M):
+        slug = re.sub(r'[^\w\- ]', '', heading.strip().lower()).replace(' ', '-')
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        anchors.add(slug if not count else '%s-%d' % (slug, count))
+    return anchors
+
+
+@pytest.mark.parametrize('doc', DOCS)
+def test_links_resolve(doc):
+    """Relative links (inline and reference-style) point at files that exist and at headings they have."""
+    path = os.path.join(REPO, doc)
+    text = _prose(doc)
+    links = re.findall(r'\]\((?!https?:|mailto:)([^)#\s]*)(?:#([^)\s]*))?\)', text)
+    links += re.findall(r'^\[[^\]]+\]:\s*(?!https?:)([^#\s]*)(?:#(\S*))?', text, flags=re.M)
+    for target, anchor in links:
+        dest = os.path.normpath(os.path.join(os.path.dirname(path), target)) if target else path
+        assert os.path.exists(dest), '%s links to missing %s' % (doc, target)
+        if anchor:
+            assert dest.endswith('.md') and anchor in github_anchors(dest), \
+                '%s links to missing heading #%s of %s' % (doc, anchor, target or doc)
+
+
+# A paragraph ends a sentence: its last character (before closing markup) is one of these.
+SENTENCE_END = re.compile(r'[.!?:][)*_`"\']*$')
+LIST_ITEM = re.compile(r'^\s*(?:[-*+]|\d+\.)\s')
+
+
+@pytest.mark.parametrize('doc', DOCS)
+def test_no_section_ends_mid_sentence(doc):
+    """The prose paragraph before each heading and at the end of the page ends a sentence (tables, lists'
+    items, headings and blocks aside)."""
+    lines = [line.rstrip() for line in _prose(doc).split('\n')]
+    ends = [i for i, line in enumerate(lines) if line.startswith('#')] + [len(lines)]
+    for end in ends:
+        paragraph = []
+        for line in reversed(lines[:end]):
+            if not line.strip() and paragraph:
+                break
+            if line.strip():
+                paragraph.insert(0, line)
+        if not paragraph or paragraph[-1].startswith(('#', '|', '<', '![')) or LIST_ITEM.match(paragraph[0]):
+            continue
+        last = paragraph[-1]
+        assert SENTENCE_END.search(last), '%s: a section ends mid-sentence: %r' % (doc, last[-80:])
+
+
+# The rule for the benchmark pages: each section (from one heading to the next) that gives a speed
+# (images/s, img/s, a ratio such as 1.52x, a time in ms/s/min, MiB) names its date and machine.
+BENCHMARK_PAGES = ['docs/benchmarks.md']
+FIGURE = re.compile(r'\d\s*(?:images/s|img/s|ms\b|s\b|min\b|minutes|MiB|GiB)|\d(?:\.\d+)?x\b')
+DATE = re.compile(r'20\d\d-\d\d-\d\d')
+MACHINE = re.compile(r'vCPU|EPYC|Xeon|GPU|cores?\b')
+
+
+@pytest.mark.parametrize('doc', BENCHMARK_PAGES)
+def test_benchmark_figures_have_date_and_machine(doc):
+    sections = re.split(r'^#+ ', _prose(doc), flags=re.M)
+    for section in sections[1:]:
+        if FIGURE.search(section):
+            title = section.split('\n', 1)[0]
+            assert DATE.search(section) and MACHINE.search(section), \
+                '%s: section %r gives figures without a date (YYYY-MM-DD) and machine' % (doc, title)
+
+
+def _path_substitution(text):
+    old, _, new = text.partition(' =>')
+    return bool(re.search(r'\{(params|deploy|npz|demo):', new) or re.search(r'[~/]|\.(rec|params|npz|onnx)\b', old)
+                or 'pretrained=True' in old)
+
+
+@pytest.mark.parametrize('block', BLOCKS, ids=[b[0] for b in BLOCKS])
+def test_path_substitutions_say_why(block):
+    """A block that runs only because the test swaps a path (a file the reader has, published weights)
+    says why beside it (a ``note`` marker), so the page does not show a command that cannot run as written
+    without saying so."""
+    name, _, _, markers = block
+    swapped = [text for kind, text in markers if kind == 'substitute' and _path_substitution(text)]
+    if swapped:
+        assert any(kind == 'note' for kind, _ in markers), '%s: path substitution without a note: %s' % (
+            name, swapped[0])
 
 
 # ---- the flag vocabulary of docs/design.md against the commands' parsers ----
@@ -345,7 +434,7 @@ LAYERS = [
     ('base', ['fileio', 'threads', 'progress', 'procs', 'results']),
     ('models', ['layers', 'resnest', 'model_zoo', 'pretrained']),
     ('config', ['config', 'cli']),
-    ('services', ['data', 'inference', 'loading', 'metrics', 'devices']),
+    ('services', ['data', 'inference', 'loading', 'metrics', 'devices', 'finetune']),
     ('engine', ['engine']),
     ('jobs', ['train', 'classification', 'export', 'detection']),
     ('integration', ['gluoncv']),

@@ -11,8 +11,11 @@ from gluon_resnest.resnest import stage_output_names
 
 from conftest import randomize_batchnorm
 
-COMPARED = ['resnest14', 'resnest26', 'resnest50', pytest.param('resnest101', marks=pytest.mark.slow),
-            'resnest50_fast_1s2x40d', 'resnest50_fast_2s1x64d', 'resnest50_fast_4s2x40d']
+# The smoke set (.ci/run, other interpreters) compares the smallest network and one with radix 4 and
+# two cardinal groups.
+COMPARED = [pytest.param('resnest14', marks=pytest.mark.smoke), 'resnest26', 'resnest50',
+            pytest.param('resnest101', marks=pytest.mark.slow), 'resnest50_fast_1s2x40d', 'resnest50_fast_2s1x64d',
+            pytest.param('resnest50_fast_4s2x40d', marks=pytest.mark.smoke)]
 
 
 def gluoncv_net(name, **kwargs):

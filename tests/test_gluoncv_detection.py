@@ -43,7 +43,8 @@ def _check_step(net, losses):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('syncbn', [True, False], ids=['syncbn', 'frozen_bn'])
+@pytest.mark.parametrize('syncbn', [True, pytest.param(False, marks=pytest.mark.smoke)],
+                         ids=['syncbn', 'frozen_bn'])
 def test_faster_rcnn_trains_and_detects_on_voc_samples(voc_root, frozen_base, syncbn):
     dataset = VOCDetection(root=voc_root, splits=[(2007, 'train')])
     assert dataset[1][1].shape == (2, 6)

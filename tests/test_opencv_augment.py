@@ -104,14 +104,14 @@ def _naive_augment(png, seed, size, min_area, jitter, lighting, policy=None):
     """The documented augmentation written step by step (PIL decode, uint8 crop, float colour steps)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     img = np.asarray(Image.open(png).convert('RGB'))
+    if policy:  # the policy through Gluon's AutoAugment block on the whole image, seeded as documented
+        block = AutoAugment(policy, rng=random.Random(int(rng.integers(1 << 62))))
+        img = block(mx.nd.array(img, dtype='uint8')).asnumpy()
     top, left, h, w = crop_window(img.shape[0], img.shape[1], rng, min_area)
     img = cv2.resize(np.ascontiguousarray(img[top:top + h, left:left + w]), (size, size),
                      interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:
         img = img[:, ::-1]
-    if policy:  # the policy through Gluon's AutoAugment block, seeded as documented
-        block = AutoAugment(policy, rng=random.Random(int(rng.integers(1 << 62))))
-        img = block(mx.nd.array(np.ascontiguousarray(img), dtype='uint8')).asnumpy()
     order = rng.permutation(3)
     factors = rng.uniform(1 - jitter, 1 + jitter, 3)
     alpha = rng.normal(0, lighting, 3)

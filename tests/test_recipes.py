@@ -15,7 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import train_imagenet  # noqa: E402  pylint: disable=wrong-import-position
 
-IMAGENET = sorted(glob.glob(os.path.join(RECIPE_DIR, 'imagenet', '*.yaml')))
+# The paper's ImageNet recipes (finetune.yaml, beside them, is tested in test_finetune.py).
+IMAGENET = sorted(p for p in glob.glob(os.path.join(RECIPE_DIR, 'imagenet', '*.yaml')) if 'finetune' not in p)
 DETECTION = sorted(glob.glob(os.path.join(RECIPE_DIR, 'detection', '*.yaml')))
 
 
@@ -32,8 +33,8 @@ def _same(got, want):
 
 
 def test_the_paper_networks_have_recipes():
-    assert list_recipes('imagenet') == ['resnest101', 'resnest14', 'resnest200', 'resnest26', 'resnest269',
-                                        'resnest50']
+    assert list_recipes('imagenet') == ['finetune', 'resnest101', 'resnest14', 'resnest200', 'resnest26',
+                                        'resnest269', 'resnest50']
     detectors = ('faster_rcnn', 'cascade_rcnn', 'mask_rcnn', 'cascade_mask_rcnn')
     assert {'%s_resnest%d_fpn_syncbn_coco' % (d, n) for d in detectors for n in (50, 101)} \
         <= set(list_recipes('detection'))
@@ -56,7 +57,7 @@ def test_imagenet_recipe_builds_its_config(path):
 
 def test_imagenet_recipes_scale_batch_and_crop_with_depth():
     table = {name: (c.input_size, c.batch_size, c.lr, c.dropblock_prob, c.final_drop)
-             for name in list_recipes('imagenet') for c in [TrainConfig.from_file(name)]}
+             for name in list_recipes('imagenet') if name != 'finetune' for c in [TrainConfig.from_file(name)]}
     # GluonCV's model zoo training commands of the published weights (dmlc/web-data), per GPU.
     assert table == {'resnest14': (224, 128, 0.05, 0.0, 0.0), 'resnest26': (224, 128, 0.05, 0.1, 0.0),
                      'resnest50': (224, 128, 0.05, 0.1, 0.0), 'resnest101': (224, 64, 0.025, 0.1, 0.0),
@@ -175,7 +176,7 @@ def test_missing_files_and_unknown_names(tmp_path):
     with pytest.raises(RecipeError, match='config file .*nowhere.yaml does not exist'):
         TrainConfig.from_file(str(tmp_path / 'nowhere.yaml'))
     with pytest.raises(RecipeError, match=r"'resnest51' is neither a file nor a recipe name \(imagenet recipes: "
-                                          r"resnest101, resnest14"):
+                                          r"finetune, resnest101, resnest14"):
         TrainConfig.from_file('resnest51')
 
 

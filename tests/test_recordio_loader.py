@@ -196,11 +196,12 @@ def test_backend_choice_is_logged(tiny, tmp_path):
     run = _train(flags + ['--save-dir', str(tmp_path / 'a')])
     assert run.config.data_backend == 'python' and type(run.loader).__name__ == 'SharedBatchLoader'
     log = open(str(tmp_path / 'a' / 'train_imagenet.log')).read()
-    assert 'decoded and augmented with OpenCV in 0 loader process(es) (-j 0: in the training process)' in log
+    assert ('decoded and augmented with OpenCV (inception pipeline) in 0 loader process(es) '
+            '(-j 0: in the training process)') in log
     args = train_imagenet.parse_args(flags + ['--auto-aug', '--save-dir', str(tmp_path / 'b')])
     from gluon_resnest.classification.data import data_backend  # pylint: disable=import-outside-toplevel
     backend, reason = data_backend(args)
-    assert backend == 'python' and 'with OpenCV and AutoAugment (PIL) in 0 loader process(es)' in reason
+    assert backend == 'python' and 'with OpenCV (AutoAugment, then the inception pipeline) in 0 loader' in reason
     # auto keeps a resumed run of the C++ path on it; a resumed run of the Python path stays in Python.
     _train(flags + ['--data-backend', 'recordio', '--save-dir', str(tmp_path / 'c')])
     for save, backend in (('a', 'python'), ('c', 'recordio')):

@@ -125,6 +125,7 @@ def _crash_at_epoch(monkeypatch, crash_epoch):
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_resume_after_crash_matches_uninterrupted_run(quick, tiny, tmp_path, monkeypatch):
     args = quick + ['--data-dir', tiny, '--num-epochs', '3', '--save-frequency', '1', '--warmup-epochs', '1',
                     '--dropblock-prob', '0.1']

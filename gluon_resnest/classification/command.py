@@ -20,7 +20,8 @@ its errors follow :func:`gluon_resnest.cli.run_command` (status 2 bad usage, 1 a
 diverging loss, 130 Ctrl-C after the checkpoint is written).
 """
 from .. import cli
-from ..config import DATA_BACKENDS, KV_STORES, TrainConfig, field_kinds
+from ..config import DATA_BACKENDS, KV_STORES, ConfigError, TrainConfig, field_kinds
+from ..finetune import NEW_CLASSIFIER_LR_MULT
 from .task import fit
 
 __all__ = ['parse_args', 'main']
@@ -43,6 +44,9 @@ def _data_flags(parser):
                     'decoding threads (at least 1) with --data-backend recordio')
     group.add_argument('--classes', type=int, default=None,
                        help='number of classes (default: class folders found, or 1000 for RecordIO)')
+    group.add_argument('--val-fraction', type=float, default=0.0,
+                       help='--data-dir holds class folders and no val/: hold out this fraction of each class '
+                       '(seeded by --seed; listed in --save-dir/val_images.txt)')
     cli.add_input_size(group, 224, 'training and validation crop size')
     group.add_argument('--crop-ratio', type=float, default=None,
                        help='validation crop / resize ratio (default: the eval protocol, 0.875 below 320)')
@@ -84,6 +88,23 @@ def _recipe_flags(parser):
     group.add_argument('--seed', type=int, default=0, help='seed of every random stream')
 
 
+def _finetune_flags(parser):
+    group = parser.add_argument_group('fine-tuning (docs/your-data.md)')
+    group.add_argument('--pretrained', nargs='?', const=True, default=False, metavar='FILE',
+                       help="start from trained weights: the model's published ones (flag alone) or a .params "
+                       'file; every parameter but the classifier must fit the network')
+    group.add_argument('--new-classifier', action='store_true',
+                       help="a new classifier even when the file's class count is the dataset's (it is "
+                       'always new when they differ)')
+    group.add_argument('--classifier-lr-mult', type=float, default=None,
+                       help="the classifier's learning rate as a multiple of --lr (default: %g for a new "
+                       'classifier, as GluonCV\'s transfer-learning tutorial, else 1)' % NEW_CLASSIFIER_LR_MULT)
+    group.add_argument('--linear-probe', action='store_true',
+                       help='train the classifier alone (the rest keeps its weights and BatchNorm statistics)')
+    group.add_argument('--freeze-bn', action='store_true',
+                       help='keep every BatchNorm\'s running statistics (normalise with them in training too)')
+
+
 def _run_flags(parser):
     group = parser.add_argument_group('devices, checkpoints, logging')
     cli.add_devices(group, '; with horovod any value means one GPU per process, the one of its local rank')
@@ -118,13 +139,17 @@ def parse_args(argv=None):
     cli.add_config(parser, 'imagenet')
     _data_flags(parser)
     _recipe_flags(parser)
+    _finetune_flags(parser)
     _run_flags(parser)
     args, recipe = cli.parse_with_recipe(parser, argv, 'imagenet', field_kinds(TrainConfig))
     return cli.build_config(parser, TrainConfig, args, recipe)
 
 
 def _train(argv):
-    result = fit(parse_args(argv))
+    try:
+        result = fit(parse_args(argv))
+    except ConfigError as err:  # found while assembling the run (e.g. weights that do not fit): name the flags
+        raise cli.UsageError(err.render(cli.flag_name)) from None
     if result.val_top1 is not None:
         print('%s: %d epochs, validation top-1 %.2f%% top-5 %.2f%%; checkpoints in %s'
               % (result.model, result.epochs, 100 * result.val_top1, 100 * result.val_top5, result.save_dir))

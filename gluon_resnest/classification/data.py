@@ -4,8 +4,9 @@ Both splits use the project's datasets (``gluon_resnest.data``); validation uses
 the val top-1 logged here is what ``eval.py`` measures on the saved checkpoint. The training order is a
 permutation drawn from ``(seed, epoch)``, split across workers, so a resumed run (even from the middle of
 an epoch) sees exactly the batches an uninterrupted run would. Training images are decoded and augmented
-with OpenCV (:mod:`~gluon_resnest.data.opencv_augment`; each image's augmentation, AutoAugment included,
-drawn from ``(seed, epoch, index)``) in the loader's processes, straight into reused shared-memory batches
+with OpenCV (:mod:`~gluon_resnest.data.opencv_augment`: AutoAugment first, then the recipe's pipeline for
+the input size, ``efficientnet`` from 320 px, else ``inception``; each image's augmentation drawn from
+``(seed, epoch, index)``) in the loader's processes, straight into reused shared-memory batches
 (:mod:`~gluon_resnest.data.shared_batches`); ``--data-backend recordio`` reads RecordIO
 through MXNet's C++ pipeline instead (:class:`~gluon_resnest.data.recordio.RecordIOTrainIter`).
 """
@@ -13,6 +14,8 @@ from mxnet.gluon.data import Dataset, Sampler
 
 from ..data import EvalTransform, ImageFolder, ImageRecord, resolve_split_dir
 from ..data.eval_loader import make_eval_loader
+from ..data.efficientnet_augment import train_pipeline
+from ..data.holdout import split_folder
 from ..data.opencv_augment import AugmentedTrainSet, TrainAugment
 from ..data.recordio import RecordIOTrainIter
 from ..data.shared_batches import SharedBatchLoader
@@ -22,15 +25,26 @@ __all__ = ['load_datasets', 'train_loader', 'val_loader', 'data_backend',
            'recordio_train_loader']
 
 
-def load_datasets(config):
-    """The (train, val) datasets named by ``config.data_dir`` or ``rec_train``/``rec_val`` (one-line errors)."""
+def load_datasets(config, resumed=False, is_root=True):
+    """The (train, val) datasets named by ``config.data_dir`` or ``rec_train``/``rec_val`` (one-line errors).
+
+    With ``config.val_fraction`` a folder of class folders (``data_dir`` or ``data_dir/train``) is split
+    (:func:`~gluon_resnest.data.holdout.split_folder`; ``resumed`` reads the run's list back, ``is_root``
+    writes it).
+    """
     if config.rec_train:
         return (ImageRecord(config.rec_train, config.rec_train_idx or None),
                 ImageRecord(config.rec_val, config.rec_val_idx or None) if config.rec_val else None)
     train_dir = resolve_split_dir(config.data_dir, 'train')
     val_dir = resolve_split_dir(config.data_dir, 'val')
+    if config.val_fraction:
+        if val_dir != train_dir:
+            raise FileNotFoundError('data_dir %s has a val/ folder: val_fraction splits a folder without one'
+                                    % config.data_dir)
+        return split_folder(train_dir, config.val_fraction, config.seed, config.save_dir, resumed, is_root)
     if val_dir == train_dir:
-        raise FileNotFoundError('data_dir %s needs train/ and val/ sub-folders' % config.data_dir)
+        raise FileNotFoundError('data_dir %s needs train/ and val/ sub-folders (or val_fraction to hold '
+                                'out a fraction of its images)' % config.data_dir)
     train, val = ImageFolder(train_dir), ImageFolder(val_dir)
     if train.synsets != val.synsets:
         raise ValueError('train/ and val/ of %s have different class folders (%d vs %d)'
@@ -82,14 +96,16 @@ def data_backend(config, resumed=None):
     measured, except that a run resumed from a checkpoint of the C++ path (``resumed``: that run's
     settings) stays on it, so that its epochs continue as they began.
     """
-    opencv = 'training images decoded and augmented with OpenCV%s in %d loader process(es)%s' % (
-        ' and AutoAugment (PIL)' if config.auto_aug else '', config.num_data_workers,
+    opencv = 'training images decoded and augmented with OpenCV (%s%s pipeline) in %d loader process(es)%s' % (
+        'AutoAugment, then the ' if config.auto_aug else '', train_pipeline(config.input_size),
+        config.num_data_workers,
         '' if config.num_data_workers else ' (-j 0: in the training process)')
     cpp = "training images decoded and augmented by MXNet's C++ RecordIO pipeline (%d thread(s))" \
         % max(1, config.num_data_workers)
     if config.data_backend == 'recordio':
         return 'recordio', cpp
     if config.data_backend == 'auto' and config.rec_train and not config.auto_aug \
+            and train_pipeline(config.input_size) == 'inception' \
             and (resumed or {}).get('data_backend') == 'recordio':
         return 'recordio', cpp + ', as the run being resumed'
     return 'python', opencv

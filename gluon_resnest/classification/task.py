@@ -15,6 +15,7 @@ from ..config import TrainConfig
 from ..engine.assemble import assemble
 from ..engine.loop import Task, train, validation_network
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
+from ..finetune import start_network
 from ..layers import DropBlockScheduler
 from ..metrics import accuracy, topk_metrics
 from ..model_zoo import VARIANTS, get_model
@@ -150,7 +151,7 @@ class ClassificationTask(Task):
     def prepare(self, run, source):
         """Data sets, classes, the data backend (resolved into ``run.config``) and the loaders."""
         config = run.config
-        self.train_set, self.val_set = load_datasets(config)
+        self.train_set, self.val_set = load_datasets(config, resumed=bool(source), is_root=run.dist.is_root)
         run.classes = _classes(config, self.train_set)
         run.checkpoint_meta = {'model': config.model, 'classes': run.classes}
         backend, reason = data_backend(config, source.get('config') if source else None)
@@ -167,7 +168,8 @@ class ClassificationTask(Task):
             if self.val_set is not None else None
 
     def network(self, run, source=None, evaluation=False):
-        """The config's network, initialised with MSRAPrelu (draws from mx.random) and ``source``'s weights;
+        """The config's network, initialised with MSRAPrelu (draws from mx.random), then ``source``'s weights
+        or the pretrained ones (:func:`~gluon_resnest.finetune.start_network`, which resolves ``run.config``);
         the evaluation copy with zeros (no random draws: it is overwritten)."""
         config = run.config
         dropblock, final_drop = _random_layers(config)
@@ -177,8 +179,9 @@ class ClassificationTask(Task):
         # float16 is AMP: weights stay float32 and AMP runs the ops that are safe in float16.
         net.initialize(mx.init.Zero() if evaluation else mx.init.MSRAPrelu(), ctx=run.ctx)
         net.hybridize(static_alloc=True)
-        if source and source['params']:
-            net.load_parameters(source['params'], ctx=run.ctx)
+        if not evaluation:
+            # Checkpoint, pretrained file or neither; classifier rate and frozen parts (fine-tuning).
+            run.config = start_network(net, config, run.classes, run.ctx, source, run.log)
         return net
 
     def attach(self, run):

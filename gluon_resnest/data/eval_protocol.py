@@ -22,7 +22,7 @@ import numpy as np
 from mxnet.gluon.data.vision import transforms
 
 __all__ = ['MEAN', 'STD', 'DEFAULT_CROP', 'DEFAULT_CROP_RATIO', 'BICUBIC_FROM',
-           'EvalTransform', 'crop_box', 'short_side_resized', 'normalize']
+           'EvalTransform', 'crop_box', 'centre_square', 'short_side_resized', 'normalize']
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -60,12 +60,17 @@ def crop_box(height, width, crop, crop_ratio=None):
         height, width = short_side_resized(height, width, resize)
         return resize, ((width - crop) // 2, (height - crop) // 2, crop, crop), _BILINEAR
     fraction = float(crop) / (crop + 32) if crop_ratio is None else crop_ratio
+    return None, centre_square(height, width, fraction), _BICUBIC
+
+
+def centre_square(height, width, fraction):
+    """``(x0, y0, w, h)`` of the centre square of side ``fraction * min(height, width)``, its corners rounded
+    as PIL's ``crop`` rounds a float box (GluonCV's ``EfficientNetCenterCrop``, the official ``ECenterCrop``)."""
     side = fraction * min(height, width)
-    # PIL rounds each corner of a float box with Python's round(); the official ECenterCrop relies on it.
     top = int(round((height - side) / 2.0))
     left = int(round((width - side) / 2.0))
     bottom, right = int(round(top + side)), int(round(left + side))
-    return None, (left, top, right - left, bottom - top), _BICUBIC
+    return left, top, right - left, bottom - top
 
 
 def normalize(img):

@@ -1,9 +1,19 @@
 """The recipe's training augmentation with OpenCV on encoded images: the Python training path's fast form.
 
-Per image: decode (OpenCV's libjpeg-turbo), random-resized crop (area ``min_random_area``..1, aspect
-3/4..4/3, ten tries, then the central crop of the nearest allowed aspect), bilinear resize to ``input_size``,
-horizontal flip, optionally AutoAugment's ImageNet policy (on PIL images), then colour jitter (brightness,
-contrast, saturation, in random order), PCA lighting noise and the ImageNet normalisation to CHW float32.
+Per image: decode (OpenCV's libjpeg-turbo), optionally AutoAugment's ImageNet policy on the whole decoded
+image (on PIL images; first, as GluonCV's ``train_horovod.py`` and the official ``train.py`` apply it), then
+one of the recipe's two pipelines, chosen by the input size as those scripts choose it
+(:func:`~gluon_resnest.data.efficientnet_augment.train_pipeline`):
+
+* ``inception`` (below 320 px): random-resized crop (area ``min_random_area``..1, aspect 3/4..4/3, ten
+  tries, then the central crop of the nearest allowed aspect), bilinear resize to ``input_size``,
+  horizontal flip, colour jitter (brightness, contrast, saturation, in random order) and PCA lighting noise
+  as MXNet's image operators compute them (described below);
+* ``efficientnet`` (320 px and above): EfficientNet's random crop, PIL's bicubic resize, flip, PIL's colour
+  enhancers in random order and lighting on the float image
+  (:mod:`~gluon_resnest.data.efficientnet_augment`);
+
+and the ImageNet normalisation to CHW float32.
 
 The colour steps are those of MXNet's image operators, which Gluon's ``RandomColorJitter`` and
 ``RandomLighting`` call (``src/operator/image/image_random-inl.h``, MXNet 1.9.1): float32 arithmetic, each
@@ -25,6 +35,7 @@ import cv2
 import numpy as np
 
 from .autoaugment import auto_augment
+from .efficientnet_augment import ASPECT, PIPELINES, efficientnet_planes, train_pipeline
 from .eval_protocol import MEAN, STD
 from .train_transforms import check_crop
 
@@ -40,7 +51,6 @@ EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
 # MXNet's lighting table: eigenvalue x eigenvector component in double, stored as float32.
 _EIG = (EIGVEC * EIGVAL).astype(np.float32)
 _LEVELS = np.arange(256, dtype=np.float32)
-ASPECT = (3 / 4.0, 4 / 3.0)
 
 
 def crop_window(height, width, rng, min_area=0.08, aspect=ASPECT, tries=10):
@@ -133,12 +143,18 @@ class TrainAugment(object):
         Brightness/contrast/saturation jitter and PCA lighting noise (0 disables).
     auto_aug : bool
         AutoAugment's ImageNet policy (:func:`~gluon_resnest.data.autoaugment.auto_augment`, on PIL
-        images) after the flip, before the colour steps, as in the recipe.
+        images) on the whole decoded image, before the crop, as in the recipe's scripts.
+    pipeline : {'inception', 'efficientnet'}, optional
+        Default: the recipe's choice at ``input_size`` ('efficientnet' from 320 px on). The
+        'efficientnet' crop's area range is its own (0.1..1): ``min_random_area`` does not apply to it.
     """
 
     def __init__(self, input_size=224, min_random_area=0.08, random_mirror=True, jitter=0.4, lighting=0.1,
-                 auto_aug=False):
+                 auto_aug=False, pipeline=None):
         check_crop(input_size, min_random_area)
+        if pipeline is not None and pipeline not in PIPELINES:
+            raise ValueError('unknown training pipeline %r (choose from %s)' % (pipeline, ', '.join(PIPELINES)))
+        self.pipeline = pipeline or train_pipeline(input_size)
         self.input_size = input_size
         self.min_random_area = min_random_area
         self.random_mirror = random_mirror
@@ -157,22 +173,20 @@ class TrainAugment(object):
 
     def __call__(self, buf, rng, what='image', out=None):
         """The augmented image of ``buf`` (into ``out``, a float32 (3, size, size) array, if given)."""
-        img = self.decode(buf, what)
-        top, left, crop_h, crop_w = crop_window(img.shape[0], img.shape[1], rng, self.min_random_area)
-        size = self.input_size
-        img = cv2.resize(img[top:top + crop_h, left:left + crop_w], (size, size), interpolation=cv2.INTER_LINEAR)
-        if self.random_mirror and rng.random() < 0.5:
-            img = cv2.flip(img, 1)
-        planes = cv2.split(img)[::-1]  # the decoded image is BGR
+        img, bgr = self.decode(buf, what), True
         if self.auto_aug:
-            planes = cv2.split(auto_augment(np.ascontiguousarray(img[:, :, ::-1]),
-                                            random.Random(int(rng.integers(1 << 62)))))
-        order = rng.permutation(3)
-        factors = rng.uniform(1 - self.jitter, 1 + self.jitter, 3) if self.jitter > 0 else np.ones(3)
-        alpha = rng.normal(0, self.lighting, 3) if self.lighting > 0 else None
-        planes, tables = colour_steps(planes, order, factors, alpha)
-        # The last tables and the normalisation (Gluon's ToTensor and Normalize) as one float table per channel.
-        normalised = (tables / 255.0 - self._mean) / self._std
+            img = auto_augment(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), random.Random(int(rng.integers(1 << 62))))
+            bgr = False
+        size = self.input_size
+        if self.pipeline == 'efficientnet':
+            planes = efficientnet_planes(img, rng, size, self.random_mirror, self.jitter, bgr)
+            # Lighting on the float image (no rounding), then ToTensor and Normalize, as one table per channel.
+            offset = lighting_offset(rng.normal(0, self.lighting, 3)) if self.lighting > 0 else np.zeros(3)
+            normalised = ((_LEVELS + offset[:, None]) / 255.0 - self._mean) / self._std
+        else:
+            planes, tables = self._inception(img, rng, bgr)
+            # The last tables and the normalisation (ToTensor and Normalize) as one float table per channel.
+            normalised = (tables / 255.0 - self._mean) / self._std
         if out is None:
             # Allocated last, after the temporaries above: allocated before them, each image cost twice as
             # long (the decoder ran 1.6x slower, measured per call; the heap top was likely being returned
@@ -181,6 +195,20 @@ class TrainAugment(object):
         for channel in range(3):
             cv2.LUT(planes[channel], normalised[channel].astype(np.float32), dst=out[channel])
         return out
+
+    def _inception(self, img, rng, bgr):
+        # Crop, resize, flip and MXNet's colour steps: (planes, tables) as colour_steps returns them.
+        top, left, crop_h, crop_w = crop_window(img.shape[0], img.shape[1], rng, self.min_random_area)
+        size = self.input_size
+        img = cv2.resize(img[top:top + crop_h, left:left + crop_w], (size, size), interpolation=cv2.INTER_LINEAR)
+        if self.random_mirror and rng.random() < 0.5:
+            img = cv2.flip(img, 1)
+        planes = cv2.split(img)
+        planes = planes[::-1] if bgr else planes
+        order = rng.permutation(3)
+        factors = rng.uniform(1 - self.jitter, 1 + self.jitter, 3) if self.jitter > 0 else np.ones(3)
+        alpha = rng.normal(0, self.lighting, 3) if self.lighting > 0 else None
+        return colour_steps(planes, order, factors, alpha)
 
 
 class AugmentedTrainSet(object):

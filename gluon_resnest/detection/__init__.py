@@ -7,7 +7,7 @@ name (:mod:`.zoo`) live here; ``import gluon_resnest`` installs those names in G
 ``mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``,
 ``cascade_rcnn_fpn[_syncbn]_resnest{14,50,101,200}_{coco,voc,custom}``,
 ``cascade_mask_rcnn_fpn_syncbn_resnest{50,101}_{coco,custom}``). ``python -m
-gluon_resnest.detection.train`` trains and evaluates Cascade R-CNN and Faster R-CNN (:mod:`.command`;
+gluon_resnest.detection.train`` trains and evaluates all four (``--detector``; :mod:`.command`;
 the task, its data and evaluation in :mod:`.task`, :mod:`.data`, :mod:`.evaluation`); users' own
 VOC-layout folders and COCO-format files are read and checked by :mod:`.datasets`, the AP per class is
 :mod:`.class_ap`'s, and a detector trained on other classes is started from by :mod:`.transfer`;

@@ -1,5 +1,5 @@
-"""``gluon-resnest-train-detection`` (``python -m gluon_resnest.detection.train``): train and evaluate Cascade
-R-CNN (or Faster R-CNN) with FPN on ResNeSt.
+"""``gluon-resnest-train-detection`` (``python -m gluon_resnest.detection.train``): train and evaluate Faster,
+Mask, Cascade and Cascade Mask R-CNN with FPN on ResNeSt.
 
 ``python -m gluon_resnest.detection.train --network resnest50 --dataset coco --norm-layer syncbn
 --gpus 0,1,2,3 ...`` takes the flag names of GluonCV's ``train_faster_rcnn.py`` where they apply (its
@@ -170,7 +170,8 @@ def parse_args(argv=None):
     return cli.build_config(parser, DetectionConfig, args, recipe)
 
 def _report(result):
-    maps = ' '.join('%s=%.4f' % kv for kv in sorted(result.mean_ap.items()))
+    # The printed report shows percent, as every command's (the records and logs keep fractions).
+    maps = ' '.join('%s=%.2f%%' % (key, 100 * value) for key, value in sorted(result.mean_ap.items()))
     print('held-out %s after %d epochs; checkpoint %s' % (maps or '(rank 0 evaluates)', result.epochs,
                                                           result.checkpoint or 'none'))
     for line in format_class_aps(result.per_class):

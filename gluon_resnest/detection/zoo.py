@@ -23,7 +23,7 @@ __all__ = ['cascade_rcnn_fpn', 'custom_cascade_rcnn_fpn', 'cascade_mask_rcnn_fpn
 # The paper publishes transfer results for these backbones; GluonCV uses the same names.
 FASTER_RCNN_BACKBONES = ('resnest50', 'resnest101', 'resnest269')
 MASK_RCNN_BACKBONES = ('resnest50', 'resnest101')
-# resnest14 trains in minutes on a CPU (the README's shapes demo); the rest as the paper.
+# resnest14 trains in minutes on a CPU (docs/detection.md's shapes dataset); the rest as the paper.
 CASCADE_BACKBONES = ('resnest14', 'resnest50', 'resnest101', 'resnest200')
 CASCADE_MASK_BACKBONES = ('resnest50', 'resnest101')
 NORM_TAGS = ((True, 'fpn_syncbn'), (False, 'fpn'))

@@ -2,17 +2,22 @@
 
 mxnet 1.9's exporter stamps the newest opset onnx knows (19 for onnx 1.14), which onnxruntime rejects
 (``Reshape(19)``); it reads that number from ``onnx.defs.onnx_opset_version`` at call time, so the
-export pins it for the duration. onnxruntime cannot live in mxnet's venv (numpy pins clash), so the
-numerical check runs :mod:`ort_run` in another interpreter when onnxruntime is not importable here.
+export pins it for the duration. The exporter reads ``onnx.mapping``, which onnx releases after 1.14
+lack: gluon_resnest_compat restores its two tables first. The numerical check runs onnxruntime in this
+process when it imports here (numpy >= 1.24.2), else :mod:`ort_run` in another interpreter (a venv
+beside an older numpy).
 """
+import importlib.util
 import os
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from unittest import mock
 
 import numpy as np
 
+import gluon_resnest_compat
 from ..layers import without_random_ops
 from ..procs import preexec_die_with_this_process
 from ..results import ExportResult
@@ -32,11 +37,15 @@ _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 
 def ort_python():
-    """Interpreter for the onnxruntime check: ``$GLUON_RESNEST_ORT_PYTHON``, else ``<repo>/.venv-ort``.
+    """Interpreter for the onnxruntime check: ``$GLUON_RESNEST_ORT_PYTHON``, else this one when it
+    imports onnxruntime, else ``<repo>/.venv-ort``.
 
-    Returns None when neither exists.
+    Returns None when none of them exists.
     """
-    path = os.environ.get(ORT_PYTHON_ENV) or os.path.join(_REPO, '.venv-ort', 'bin', 'python')
+    path = os.environ.get(ORT_PYTHON_ENV)
+    if not path and importlib.util.find_spec('onnxruntime') is not None:
+        return sys.executable
+    path = path or os.path.join(_REPO, '.venv-ort', 'bin', 'python')
     return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
 
 
@@ -63,8 +72,9 @@ def _exporter_patches(version):
 
 
 def _export_file(sym_file, params_file, onnx_file, shape, dtype, dynamic):
-    import mxnet.onnx  # pylint: disable=import-outside-toplevel
     import onnx  # pylint: disable=import-outside-toplevel
+    gluon_resnest_compat.restore_onnx_mapping()
+    import mxnet.onnx  # pylint: disable=import-outside-toplevel
     dynamic_shapes = [(None,) + tuple(shape[1:])] if dynamic else None
     with _exporter_patches(ONNX_OPSET):
         mxnet.onnx.export_model(sym_file, params_file, in_shapes=[shape], in_types=[dtype],
@@ -111,16 +121,13 @@ def clean_graph(model):
 
 
 def ort_runner(python=None):
-    """Where onnxruntime runs: None when it is importable in this process, else an interpreter that has it
-    (``python``, default :func:`ort_python`).
+    """Where onnxruntime runs: None for this process (it imports here, and ``python`` is None or this
+    interpreter), else an interpreter that has it (``python``, default :func:`ort_python`).
 
     Raises RuntimeError with a one-line reason when there is neither.
     """
-    try:
-        import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    if python in (None, sys.executable) and importlib.util.find_spec('onnxruntime') is not None:
         return None
-    except ImportError:
-        pass
     python = python or ort_python()
     if python is None:
         raise RuntimeError('onnxruntime is not importable here and no onnxruntime interpreter was '
@@ -129,13 +136,21 @@ def ort_runner(python=None):
     return python
 
 
+def _first_line(text, default):
+    return (text.strip().splitlines() or [default])[0]
+
+
 def ort_call(argv, what, python=None):
     """Run ``ort_run.py ARGV`` where onnxruntime is (:func:`ort_runner`): in this process or in a
-    subprocess. A failure raises RuntimeError naming ``what`` with the runner's last line."""
+    subprocess. A failure raises RuntimeError naming ``what`` with onnxruntime's reason."""
     python = ort_runner(python)
     if python is None:
         from . import ort_run  # pylint: disable=import-outside-toplevel
-        ort_run.main(argv)
+        try:
+            ort_run.main(argv)
+        except ort_run.errors() as err:
+            reason = _first_line(str(err), type(err).__name__)
+            raise RuntimeError('onnxruntime (in this process) failed on %s: %s' % (what, reason)) from err
         return
     proc = subprocess.run([python, _RUNNER] + list(argv), capture_output=True, text=True, timeout=3600,
                           check=False, preexec_fn=preexec_die_with_this_process())
@@ -145,10 +160,19 @@ def ort_call(argv, what, python=None):
 
 
 def run_onnxruntime(onnx_file, inputs, python=None):
-    """Run ``onnx_file`` on each array of ``inputs`` in onnxruntime (:func:`ort_call`); return the outputs.
+    """Run ``onnx_file`` on each array of ``inputs`` in onnxruntime; return the outputs.
 
+    In this process when :func:`ort_runner` says so, else through :func:`ort_call` in a subprocess.
     Raises RuntimeError with a one-line reason when onnxruntime is nowhere or fails.
     """
+    python = ort_runner(python)
+    if python is None:
+        from . import ort_run  # pylint: disable=import-outside-toplevel
+        try:
+            return ort_run.run_arrays(onnx_file, list(inputs))
+        except ort_run.errors() as err:
+            reason = _first_line(str(err), type(err).__name__)
+            raise RuntimeError('onnxruntime (in this process) failed on %s: %s' % (onnx_file, reason)) from err
     with tempfile.TemporaryDirectory(prefix='.ort-', dir=os.path.dirname(os.path.abspath(onnx_file))) as tmp:
         paths = _save_inputs(inputs, tmp)
         out = os.path.join(tmp, 'out.npz')

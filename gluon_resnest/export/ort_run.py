@@ -1,8 +1,8 @@
 """Run ONNX models in onnxruntime, in an interpreter that has it.
 
-Standalone on purpose (imports only numpy and onnxruntime): onnxruntime wheels for Python 3.11 need
-numpy >= 1.24, which mxnet 1.9 cannot import, so this file runs under the interpreter of a second venv
-(``scripts/setup.d/40-onnxruntime.sh`` makes ``.venv-ort``). Three uses:
+Standalone on purpose (imports only numpy and onnxruntime): onnxruntime's wheels need numpy >= 1.24.2;
+beside an older numpy, this file runs under the interpreter of a second venv
+(``scripts/setup.d/40-onnxruntime.sh`` makes ``.venv-ort`` there). Three uses:
 
 - ``python ort_run.py MODEL.onnx OUT.npz IN.npy [IN.npy ...]``: the model's outputs on saved inputs
   (the export self-check);
@@ -32,9 +32,21 @@ def session(model_path, threads=0):
 
 def run(model_path, input_paths):
     """Outputs of the model's first output for each input file, in order."""
+    return run_arrays(model_path, [np.load(path) for path in input_paths])
+
+
+def run_arrays(model_path, arrays):
+    """Outputs of the model's first output for each input array, in order."""
     sess = session(model_path)
     name = sess.get_inputs()[0].name
-    return [sess.run(None, {name: np.load(path)})[0] for path in input_paths]
+    return [sess.run(None, {name: array})[0] for array in arrays]
+
+
+def errors():
+    """The exceptions onnxruntime raises for a bad model or input (its own derive from Exception only)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state  # pylint: disable=import-outside-toplevel
+    return (KeyError, ValueError, RuntimeError) + tuple(getattr(state, name) for name in (
+        'Fail', 'InvalidArgument', 'InvalidGraph', 'InvalidProtobuf', 'NoSuchFile', 'RuntimeException'))
 
 
 class _Batches:  # the duck type of onnxruntime.quantization.CalibrationDataReader
@@ -81,10 +93,7 @@ def random_batch(sess, batch):
 
 def _serve(threads):
     import onnxruntime  # pylint: disable=import-outside-toplevel
-    from onnxruntime.capi import onnxruntime_pybind11_state as state  # pylint: disable=import-outside-toplevel
-    # onnxruntime's own exceptions derive from Exception only.
-    errors = (KeyError, ValueError, RuntimeError) + tuple(getattr(state, name) for name in (
-        'Fail', 'InvalidArgument', 'InvalidGraph', 'InvalidProtobuf', 'NoSuchFile', 'RuntimeException'))
+    caught = errors()
     sessions = {}
     for line in sys.stdin:
         req = json.loads(line)
@@ -102,7 +111,7 @@ def _serve(threads):
                 reply = {'seconds': time.perf_counter() - start}
             else:
                 reply = {'error': 'unknown op %r' % req['op']}
-        except errors as err:
+        except caught as err:
             reply = {'error': '%s: %s' % (type(err).__name__, str(err).strip().splitlines()[0])}
         sys.stdout.write(json.dumps(reply) + '\n')
         sys.stdout.flush()

@@ -15,6 +15,17 @@ from .. import cli
 from .registry import register
 
 
+class ScriptFailed(RuntimeError):
+    """An error a GluonCV script raised, as one line: the message of ``ValueError``/``RuntimeError``,
+    prefixed by the type's name for other errors (``KeyError: 'mask'``)."""
+
+    def __init__(self, err):
+        text = (str(err).strip().splitlines() or [''])[0]
+        if not isinstance(err, (ValueError, RuntimeError)) or not text:
+            text = '%s: %s' % (type(err).__name__, text) if text else type(err).__name__
+        super(ScriptFailed, self).__init__(text)
+
+
 def parse_args(argv=None):
     """Parse ``SCRIPT.py [ARGS...]``; everything after the script goes to the script untouched."""
     parser = cli.ArgumentParser(
@@ -34,7 +45,9 @@ def parse_args(argv=None):
 def run_script(args):
     """Register, then run ``args.script`` as ``__main__``; sys.argv and sys.path are restored after.
 
-    A ``SystemExit`` raised by the script propagates.
+    A ``SystemExit`` (and Ctrl-C) raised by the script propagates; any other error it raises is the
+    script's failed run, re-raised as :class:`ScriptFailed` (status 1 through the commands' policy), also
+    ``AssertionError``, ``KeyError``, ``TypeError`` and a missing file inside the script.
     """
     register()
     saved_argv, saved_path = sys.argv, list(sys.path)
@@ -42,6 +55,8 @@ def run_script(args):
     sys.path.insert(0, os.path.dirname(os.path.abspath(args.script)))
     try:
         runpy.run_path(args.script, run_name='__main__')
+    except Exception as err:  # pylint: disable=broad-except  # the policy's boundary: re-raised, not swallowed
+        raise ScriptFailed(err) from err
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path

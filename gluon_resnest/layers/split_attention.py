@@ -192,7 +192,7 @@ class SplitAttentionConv(HybridBlock):
 
     def _forward(self, F, x, pool):
         x = self.conv(x)
-        x = norm_relu(F, self.bn, self.relu, x) if self.use_bn else self.relu(x)
+        x = norm_relu(F, self.bn, self.relu, x, (self.conv,)) if self.use_bn else self.relu(x)
         # Two forms of the same arithmetic: MXNet's global Pooling and broadcast_mul are the fastest
         # forward ops, but the pooling's backward pass is slow on CPU (it alone took over half of a
         # ResNeSt-50 training step), so graphs that may train use the adaptive pooling and weight the
@@ -204,7 +204,8 @@ class SplitAttentionConv(HybridBlock):
             gap = F.contrib.AdaptiveAvgPooling2D(x, output_size=1)
         gap = radix_sum(F, gap, self.radix)
         gap = self.fc1(gap)
-        atten = norm_relu(F, self.bn1, self.relu1, gap) if self.use_bn else self.relu1(gap)
+        atten = (norm_relu(F, self.bn1, self.relu1, gap, (self.fc1, self.fc2)) if self.use_bn
+                 else self.relu1(gap))
         if self.drop is not None:
             atten = self.drop(atten)
         atten = self.rsoftmax(self.fc2(atten))

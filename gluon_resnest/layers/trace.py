@@ -10,6 +10,19 @@ Training graphs for a CPU context on MXNet's oneDNN build (the default ``mxnet``
 BatchNorm and the ReLU after it as one operator (``contrib.BatchNormWithReLU``): the backward pass then
 keeps a bit mask instead of the BatchNorm's output, one feature map less per pair (135 MiB of a
 ResNeSt-50 training step at batch 8). MXNet has that operator on CPU only, so GPU graphs keep the pair.
+
+A pair is fused only where its convolutions have whole 16-channel blocks in every group
+(:func:`channel_blocks_agree`). MXNet 1.9 builds the fused operator's backward pass from the layouts its
+two arrays happen to have: the BatchNorm's input (as the convolution before it wrote it) and the
+gradient (as the backward pass of what follows wrote it); it converts only a plain one. oneDNN's
+backward kernels must reproduce the forward kernel's ReLU mask, and none takes two different channel
+blockings: creating the primitive then fails ("could not create a primitive descriptor iterator"), and
+a plain input with a blocked gradient runs a backward kernel over a mask another kernel wrote (wrong
+gradients). oneDNN's AVX-512 convolutions write 16-channel blocks where a group's input and output
+channels are multiples of 16, and 8- or 4-channel blocks or the plain layout otherwise; its AVX2 and
+SSE4.1 kernels block by 8. With multiples of 16 everywhere, both sides of a pair have the same blocking
+on every instruction set; elsewhere the pair stays two operators (MXNet's BatchNorm backward pass takes
+any two layouts).
 """
 import functools
 import threading
@@ -18,7 +31,10 @@ from contextlib import contextmanager
 import mxnet as mx
 from mxnet.gluon import nn
 
-__all__ = ['trace_mode', 'graph_mode', 'fuses_norm_relu', 'norm_relu', 'onednn_cpu']
+__all__ = ['trace_mode', 'graph_mode', 'fuses_norm_relu', 'norm_relu', 'onednn_cpu', 'channel_blocks_agree']
+
+# Channels per block of oneDNN's widest (AVX-512) layout; its AVX2 and SSE4.1 blocks of 8 divide it.
+CHANNEL_BLOCK = 16
 
 _TRACE = threading.local()
 
@@ -61,15 +77,34 @@ def fuses_norm_relu(F):
     return F is not mx.nd and getattr(_TRACE, 'fuse_norm_relu', False)
 
 
-def norm_relu(F, norm, relu, x):
-    """``relu(norm(x))``; one ``BatchNormWithReLU`` operator where :func:`fuses_norm_relu` and ``norm``
-    is Gluon's own ``BatchNorm`` (other normalisations, SyncBatchNorm included, keep the pair).
+def channel_blocks_agree(convs):
+    """Whether every convolution in ``convs`` (Gluon ``Conv2D`` blocks with known input channels) has
+    input and output channels per group that are multiples of :data:`CHANNEL_BLOCK` (an ungrouped one
+    with 1 or 3 input channels, an image, by its output alone): then oneDNN gives their feature maps and
+    gradients one channel blocking, whatever the instruction set."""
+    for conv in convs:
+        out_channels, in_per_group = conv.weight.shape[:2]
+        groups = conv._kwargs['num_group']  # pylint: disable=protected-access
+        if groups == 1 and in_per_group in (1, 3):
+            # an image: oneDNN's first-convolution kernels read it plain and block their output
+            in_per_group = CHANNEL_BLOCK
+        out_per_group = out_channels // groups
+        if not in_per_group or in_per_group % CHANNEL_BLOCK or out_per_group % CHANNEL_BLOCK:
+            return False
+    return True
+
+
+def norm_relu(F, norm, relu, x, convs=()):
+    """``relu(norm(x))``; one ``BatchNormWithReLU`` operator where :func:`fuses_norm_relu`, ``norm``
+    is Gluon's own ``BatchNorm`` (other normalisations, SyncBatchNorm included, keep the pair) and
+    :func:`channel_blocks_agree` for ``convs``, the convolutions that write the pair's input and read
+    its output (see the module's docstring).
 
     Gluon's ``BatchNorm`` switches to that operator through its ``fuse_relu`` attribute (what
     ``nn.BatchNormReLU`` sets); it is set only while this call traces the layer.
     """
     if not (fuses_norm_relu(F) and type(norm).hybrid_forward is nn.BatchNorm.hybrid_forward
-            and not norm.fuse_relu):
+            and not norm.fuse_relu and channel_blocks_agree(convs)):
         return relu(norm(x))
     norm.fuse_relu = True
     try:

@@ -3,9 +3,9 @@
 ::
 
     from gluon_resnest.train import TrainConfig, fit
-    run = fit(TrainConfig(model='resnest14', data_dir='demo_data', input_size=32, batch_size=16,
-                          lr=0.01, num_epochs=5, save_dir='runs/demo'))
-    run.history.records[-1]['val-top1']
+    result = fit(TrainConfig(model='resnest14', data_dir='demo_data', input_size=32, batch_size=16,
+                             lr=0.01, num_epochs=5, save_dir='runs/demo'))
+    result.history[-1]['val-top1']      # a TrainResult; history is the list of per-epoch records
 
 The public names of classification training, kept in one place: the code is in
 :mod:`gluon_resnest.classification` (the task, its data and command) and :mod:`gluon_resnest.engine` (the
