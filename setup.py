@@ -19,6 +19,10 @@ ONNX = ['onnx==1.14.1; python_version<"3.12"', 'onnx>=1.15; python_version>="3.1
 # does its shim), so scripts that import mxnet before gluon_resnest work. Its name sorts after the
 # __editable__ .pth files, which make the module importable in editable installs.
 PTH = 'gluon_resnest_compat.pth'
+# onnxruntime's quantizer (--format onnx-int8) imports onnx; current releases need onnx >= 1.16
+# (TensorProto.INT4), so beside onnx 1.14.1 it stays at 1.17.3, whose quantizer works with it. Its
+# pre-processing (quant_pre_process) needs sympy, which current releases no longer install.
+ONNXRUNTIME = ['onnxruntime==1.17.3; python_version<"3.12"', 'onnxruntime; python_version>="3.12"', 'sympy']
 VERSION = re.search(r"__version__ = '([^']+)'", (HERE / 'gluon_resnest' / '__init__.py').read_text()).group(1)
 
 
@@ -102,6 +106,8 @@ setup(
         # scikit-learn ships the digits images the offline demo dataset is made from.
         'demo': ['scikit-learn'],
         'onnx': ONNX,
+        # In-process ONNX checks and --format onnx-int8 (scripts/setup.d/40-onnxruntime.sh installs it).
+        'onnxruntime': ONNX + ONNXRUNTIME,
         'test': ['pytest', 'scikit-learn'] + ONNX,
     },
     entry_points={

@@ -26,7 +26,7 @@ from typing import Optional, Union
 from .model_zoo import list_models, model_key
 from .pretrained import eval_crop
 
-__all__ = ['ConfigError', 'RecipeError', 'ExportConfig', 'setting', 'check_choices', 'check_rules', 'check_at_least',
+__all__ = ['ConfigError', 'RecipeError', 'ExportConfig', 'INT8_FORMATS', 'setting', 'check_choices', 'check_rules', 'check_at_least',
            'check_run', 'check_image', 'devices_setting', 'kv_store_setting', 'step_timeout_setting',
            'parse_devices', 'check_model', 'check_weights', 'read_recipe', 'recipe_path', 'list_recipes',
            'config_from_file', 'field_kinds', 'number_list', 'number_list_type', 'epoch_list', 'KV_STORES',
@@ -34,11 +34,13 @@ __all__ = ['ConfigError', 'RecipeError', 'ExportConfig', 'setting', 'check_choic
            'WEIGHTS_HELP', 'DTYPES', 'MIN_INPUT_SIZE']
 
 KV_STORES = ('local', 'device', 'dist_sync', 'dist_device_sync', 'horovod')
-EXPORT_FORMATS = ('mxnet', 'onnx', 'int8')
+EXPORT_FORMATS = ('mxnet', 'onnx', 'int8', 'onnx-int8')
+INT8_FORMATS = ('int8', 'onnx-int8')  # calibrated on images: --calib-data and its flags apply
 CALIB_MODES = ('naive', 'entropy')
 GRANULARITIES = ('tensor-wise', 'channel-wise')
-GRANULARITY_HELP = 'int8: weight scales per tensor or per output channel (tensor-wise)'
-MIN_AGREEMENT_HELP = 'int8: fail if INT8 and fp32 top-1 agree on fewer calibration images'
+GRANULARITY_HELP = 'int8, onnx-int8: weight scales per tensor or per output channel (tensor-wise)'
+MIN_AGREEMENT_HELP = ('int8, onnx-int8: fail if INT8 and fp32 top-1 agree on fewer calibration (onnx-int8: '
+                      'or held-out) images')
 DTYPES = ('float32', 'float16')
 # ResNeSt downsamples 32x; a deployed graph of unknown stride is held to the same minimum.
 MIN_INPUT_SIZE = 32
@@ -420,7 +422,7 @@ class ExportConfig:  # pylint: disable=too-many-instance-attributes
     out: str = setting(dataclasses.MISSING, 'output folder (created if needed)')
     pretrained: bool = setting(False, WEIGHTS_HELP[0])
     params_file: Optional[str] = setting(None, WEIGHTS_HELP[1])
-    prefix: Optional[str] = setting(None, 'file name prefix (default: the model name, +"-int8" for int8)')
+    prefix: Optional[str] = setting(None, 'file name prefix (default: the model name, +"-int8" for int8 and onnx-int8)')
     format: str = setting('mxnet', 'default: mxnet', choices=EXPORT_FORMATS)
     input_size: Optional[int] = setting(None, "image side (default: the model's published eval crop)",
                                         flags=('--input-size', '--crop-size'))
@@ -428,9 +430,9 @@ class ExportConfig:  # pylint: disable=too-many-instance-attributes
     preprocess: bool = setting(False, 'fold mean/std and HWC->CHW into the graph: input raw (N, H, W, 3) images')
     dynamic_batch: bool = setting(False, 'onnx: free batch dimension')
     no_runtime_check: bool = setting(False, 'onnx: only run onnx.checker, skip the onnxruntime comparison')
-    calib_data: Optional[str] = setting(None, 'int8: ImageNet-layout image folder or .rec file')
-    num_calib_batches: int = setting(10, 'int8: batches (10)')
-    calib_mode: str = setting('naive', 'int8 (naive)', choices=CALIB_MODES)
+    calib_data: Optional[str] = setting(None, 'int8, onnx-int8: ImageNet-layout image folder or .rec file')
+    num_calib_batches: int = setting(10, 'int8, onnx-int8: batches (10)')
+    calib_mode: str = setting('naive', 'int8, onnx-int8 (naive)', choices=CALIB_MODES)
     granularity: str = setting('tensor-wise', GRANULARITY_HELP, choices=GRANULARITIES)
     min_agreement: float = setting(0.8, MIN_AGREEMENT_HELP)
 
@@ -439,13 +441,13 @@ class ExportConfig:  # pylint: disable=too-many-instance-attributes
         if self.input_size is None:
             self.input_size = eval_crop(self.model)
         if self.prefix is None:
-            self.prefix = self.model + ('-int8' if self.format == 'int8' else '')
+            self.prefix = self.model + ('-int8' if self.format in INT8_FORMATS else '')
         check_at_least(self, 1, 'batch_size', 'num_calib_batches', 'input_size')
         check_weights(self.pretrained, self.params_file)
         check_choices(self)
         check_rules([
-            (self.format == 'int8' and not self.calib_data, '{} int8 needs {} (an image folder or .rec file)',
-             'format', 'calib_data'),
+            (self.format in INT8_FORMATS and not self.calib_data,
+             '{} %s needs {} (an image folder or .rec file)' % self.format, 'format', 'calib_data'),
             (self.format != 'onnx' and (self.dynamic_batch or self.no_runtime_check),
              '{} and {} apply to {} onnx only', 'dynamic_batch', 'no_runtime_check', 'format'),
             (not 0 <= self.min_agreement <= 1, '{} must be in [0, 1]', 'min_agreement'),

@@ -119,7 +119,7 @@ class ExportResult(Record):
     Attributes
     ----------
     format : str
-        'mxnet', 'onnx' or 'int8'.
+        'mxnet', 'onnx', 'int8' or 'onnx-int8'.
     files : tuple of str
         Every file written (symbol and params, or the .onnx file), absolute paths.
     max_abs_diff : float or None
@@ -129,12 +129,16 @@ class ExportResult(Record):
         The tolerance ``max_abs_diff`` was checked against (for INT8: the reload check's).
     agreement : float or None
         INT8: fraction of calibration images whose top-1 equals the fp32 network's.
+    held_out_agreement : float or None
+        ``onnx-int8``: the same on images of the calibration data not used to calibrate (None when it
+        has none left).
     """
     format: str
     files: Tuple[str, ...]
     max_abs_diff: Optional[float]
     tolerance: Optional[float]
     agreement: Optional[float] = None
+    held_out_agreement: Optional[float] = None
 
     def file(self, suffix):
         """The written file whose name ends with ``suffix`` ('-symbol.json', '.params', '.onnx').

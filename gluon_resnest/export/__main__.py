@@ -13,6 +13,12 @@ ONNX (opset 13) with a free batch axis, INT8 calibrated on 10 batches of a valid
     python -m gluon_resnest.export --model resnest50 --pretrained --out deploy --format onnx --dynamic-batch
     python -m gluon_resnest.export --model resnest50 --pretrained --out deploy --format int8 \\
         --calib-data ~/.mxnet/datasets/imagenet/val --num-calib-batches 10 --batch-size 8
+
+The same calibration as onnxruntime's own static INT8 (QDQ) ONNX file, checked in onnxruntime::
+
+    python -m gluon_resnest.export --model resnest50 --pretrained --out deploy --format onnx-int8 \\
+        --calib-data ~/.mxnet/datasets/imagenet/val --num-calib-batches 10 --batch-size 8 \\
+        --granularity channel-wise
 """
 import argparse
 import sys

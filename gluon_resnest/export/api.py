@@ -11,6 +11,7 @@ from ..loading import load_network
 from .int8_export import calibration_images, export_int8
 from .mxnet_export import export_mxnet
 from .onnx_export import ONNX_OPSET, export_onnx
+from .onnx_int8 import export_onnx_int8
 
 __all__ = ['export', 'report']
 
@@ -27,7 +28,8 @@ def export(config):
     ExportResult
         ``files`` (every path written: symbol and params, or the .onnx file), ``max_abs_diff`` between
         the reloaded artifact and the network (None when the onnxruntime comparison is skipped) and its
-        ``tolerance``; INT8 adds ``agreement`` (fraction of calibration images whose top-1 equals fp32's).
+        ``tolerance``; INT8 adds ``agreement`` (fraction of calibration images whose top-1 equals fp32's),
+        and ``onnx-int8`` ``held_out_agreement`` (the same on other images of the calibration data).
 
     Raises
     ------
@@ -45,8 +47,14 @@ def export(config):
     if config.format == 'onnx':
         return export_onnx(net, config.out, config.prefix, dynamic=config.dynamic_batch,
                            runtime_check=not config.no_runtime_check, **common)
-    images = calibration_images(config.calib_data, config.input_size,
-                                config.num_calib_batches * config.batch_size, config.preprocess)
+    count = config.num_calib_batches * config.batch_size
+    if config.format == 'onnx-int8':
+        images, held_out = calibration_images(config.calib_data, config.input_size, count, config.preprocess,
+                                              held_out=count)
+        return export_onnx_int8(net, config.out, config.prefix, images, held_out, batch_size=config.batch_size,
+                                preprocess=config.preprocess, calib_mode=config.calib_mode,
+                                granularity=config.granularity, min_agreement=config.min_agreement)
+    images = calibration_images(config.calib_data, config.input_size, count, config.preprocess)
     return export_int8(net, config.out, config.prefix, images, batch_size=config.batch_size,
                        preprocess=config.preprocess, calib_mode=config.calib_mode,
                        granularity=config.granularity, min_agreement=config.min_agreement)
@@ -57,7 +65,12 @@ def report(config, result):
     lines = ['wrote %s' % path for path in result.files]
     shape = ('(N, %d, %d, 3) uint8/float 0..255' if config.preprocess else '(N, 3, %d, %d) normalised')
     lines.append('input "data": %s' % (shape % (config.input_size, config.input_size)))
-    if config.format == 'int8':
+    if config.format == 'onnx-int8':
+        held = ('no held-out images left in the calibration data' if result.held_out_agreement is None
+                else '%.1f%% of held-out images' % (100 * result.held_out_agreement))
+        lines.append('self-check in onnxruntime: INT8 weights, input "data" only; top-1 agrees with fp32 on %.1f%% '
+                     'of the calibration images, %s' % (100 * result.agreement, held))
+    elif config.format == 'int8':
         lines.append('self-check: INT8 agrees with fp32 top-1 on %.1f%% of the calibration images; reloaded '
                      'files reproduce it (max |diff| %.3g)' % (100 * result.agreement, result.max_abs_diff))
     elif result.max_abs_diff is None:

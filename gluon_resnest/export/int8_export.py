@@ -18,15 +18,18 @@ from ..results import ExportResult
 from .common import ExportCheckError, compare_outputs, deploy_block, load_symbol_block, output_dir
 from .mxnet_export import MXNET_ATOL, trace_clean
 
-__all__ = ['CALIB_MODES', 'GRANULARITIES', 'calibration_images', 'quantize', 'export_int8']
+__all__ = ['CALIB_MODES', 'GRANULARITIES', 'calibration_images', 'quantize', 'export_int8', 'predict',
+           'require_agreement']
 
 
-def calibration_images(path, input_size, num_images, preprocess=False):
+def calibration_images(path, input_size, num_images, preprocess=False, held_out=0):
     """``num_images`` images of an ImageNet-layout folder or ``.rec``, prepared as the model sees them.
 
     Images are spread evenly over the dataset (a folder lists class by class) and go through the
     evaluation transform: normalised (N, 3, S, S) float32, or (N, S, S, 3) uint8 crops with
-    ``preprocess`` (the graph normalises). Returns an NDArray.
+    ``preprocess`` (the graph normalises). Returns an NDArray; with ``held_out`` > 0, a pair: the
+    calibration images and up to ``held_out`` other images of the dataset (spread evenly over the
+    images not picked for calibration; fewer, or none, when the dataset has fewer left).
     """
     dataset = open_dataset(path, 'calibration data')
     if num_images < 1:
@@ -36,7 +39,13 @@ def calibration_images(path, input_size, num_images, preprocess=False):
                          % (path, len(dataset), num_images))
     transform = EvalTransform(input_size, normalize=not preprocess)
     picks = np.linspace(0, len(dataset) - 1, num_images).round().astype(int)
-    return mx.nd.stack(*[transform(dataset[int(i)][0]) for i in picks])
+    images = mx.nd.stack(*[transform(dataset[int(i)][0]) for i in picks])
+    if held_out < 1:
+        return images
+    rest = np.setdiff1d(np.arange(len(dataset)), picks)
+    rest = rest[np.linspace(0, len(rest) - 1, min(held_out, len(rest))).round().astype(int)] if len(rest) else rest
+    others = [transform(dataset[int(i)][0]) for i in rest]
+    return images, (mx.nd.stack(*others) if others else None)
 
 
 @contextmanager
@@ -75,9 +84,20 @@ def quantize(block, images, batch_size, calib_mode='naive', granularity='tensor-
             calib_data=calib, num_calib_examples=images.shape[0], ctx=mx.cpu(), logger=logger)
 
 
-def _predict(block, images, batch_size):
+def predict(block, images, batch_size):
+    """``block``'s outputs on ``images`` in batches of ``batch_size``, as one numpy array."""
     outs = [block(images[i:i + batch_size]) for i in range(0, images.shape[0], batch_size)]
     return mx.nd.concat(*outs, dim=0).asnumpy()
+
+
+def require_agreement(fp32_top1, int8_top1, min_agreement, what):
+    """The fraction of images where the INT8 top-1 equals fp32's; raises :class:`ExportCheckError` below
+    ``min_agreement``. ``what`` names the images ('calibration', 'held-out')."""
+    agreement = float(np.mean(np.asarray(fp32_top1) == np.asarray(int8_top1)))
+    if agreement < min_agreement:
+        raise ExportCheckError('INT8 model agrees with fp32 top-1 on only %.1f%% of %d %s images (required '
+                               '%.1f%%)' % (100 * agreement, len(int8_top1), what, 100 * min_agreement))
+    return agreement
 
 
 def export_int8(net, out_dir, prefix, images, batch_size=1, preprocess=False, calib_mode='naive',
@@ -113,22 +133,18 @@ def export_int8(net, out_dir, prefix, images, batch_size=1, preprocess=False, ca
     was_hybridized = net._active  # pylint: disable=protected-access
     with without_random_ops(net):
         trace_clean(block, images[:batch_size])
-        fp32 = _predict(block, images, batch_size)
+        fp32 = predict(block, images, batch_size)
         qnet = quantize(block, images, batch_size, calib_mode, granularity,
                         logger=logging.getLogger('gluon_resnest.export'))
     qnet.hybridize(static_alloc=True, static_shape=True)
-    int8 = _predict(qnet, images, batch_size)
-    agreement = float(np.mean(fp32.argmax(axis=1) == int8.argmax(axis=1)))
-    if agreement < min_agreement:
-        raise ExportCheckError('INT8 model agrees with fp32 top-1 on only %.1f%% of %d calibration '
-                               'images (required %.1f%%)' % (100 * agreement, len(int8),
-                                                             100 * min_agreement))
+    int8 = predict(qnet, images, batch_size)
+    agreement = require_agreement(fp32.argmax(axis=1), int8.argmax(axis=1), min_agreement, 'calibration')
     with output_dir(out_dir) as (tmp, publish):
         qnet.export(os.path.join(tmp, prefix), epoch=0)
         diff = None
         if check:
             reloaded = load_symbol_block(os.path.join(tmp, prefix))
-            diff = compare_outputs(int8, _predict(reloaded, images, batch_size), MXNET_ATOL,
+            diff = compare_outputs(int8, predict(reloaded, images, batch_size), MXNET_ATOL,
                                    'INT8 symbol %s' % prefix)
         paths = publish()
     block.hybridize(active=False)

@@ -25,7 +25,7 @@ from .common import (ExportCheckError, compare_outputs, deploy_block, input_shap
                      random_input)
 from .mxnet_export import eager_output, trace_clean
 
-__all__ = ['ONNX_OPSET', 'ORT_PYTHON_ENV', 'clean_graph', 'export_onnx', 'ort_python',
+__all__ = ['ONNX_OPSET', 'ORT_PYTHON_ENV', 'clean_graph', 'export_onnx', 'ort_python', 'ort_runner', 'ort_call',
            'run_onnxruntime']
 
 ONNX_OPSET = 13
@@ -120,32 +120,63 @@ def clean_graph(model):
     return removed
 
 
+def ort_runner(python=None):
+    """Where onnxruntime runs: None for this process (it imports here, and ``python`` is None or this
+    interpreter), else an interpreter that has it (``python``, default :func:`ort_python`).
+
+    Raises RuntimeError with a one-line reason when there is neither.
+    """
+    if python in (None, sys.executable) and importlib.util.find_spec('onnxruntime') is not None:
+        return None
+    python = python or ort_python()
+    if python is None:
+        raise RuntimeError('onnxruntime is not importable here and no onnxruntime interpreter was '
+                           'found: run scripts/setup.d/40-onnxruntime.sh or set %s (--format onnx: or pass '
+                           '--no-runtime-check)' % ORT_PYTHON_ENV)
+    return python
+
+
+def _first_line(text, default):
+    return (text.strip().splitlines() or [default])[0]
+
+
+def ort_call(argv, what, python=None):
+    """Run ``ort_run.py ARGV`` where onnxruntime is (:func:`ort_runner`): in this process or in a
+    subprocess. A failure raises RuntimeError naming ``what`` with onnxruntime's reason."""
+    python = ort_runner(python)
+    if python is None:
+        from . import ort_run  # pylint: disable=import-outside-toplevel
+        try:
+            ort_run.main(argv)
+        except ort_run.errors() as err:
+            reason = _first_line(str(err), type(err).__name__)
+            raise RuntimeError('onnxruntime (in this process) failed on %s: %s' % (what, reason)) from err
+        return
+    proc = subprocess.run([python, _RUNNER] + list(argv), capture_output=True, text=True, timeout=3600,
+                          check=False, preexec_fn=preexec_die_with_this_process())
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ['exit status %d' % proc.returncode])[-1]
+        raise RuntimeError('onnxruntime (%s) failed on %s: %s' % (python, what, last))
+
+
 def run_onnxruntime(onnx_file, inputs, python=None):
     """Run ``onnx_file`` on each array of ``inputs`` in onnxruntime; return the outputs.
 
-    Uses onnxruntime in this process when it imports here (and ``python`` is None or this
-    interpreter), else ``python`` (default :func:`ort_python`) in a subprocess. Raises RuntimeError with a one-line reason when neither is available.
+    In this process when :func:`ort_runner` says so, else through :func:`ort_call` in a subprocess.
+    Raises RuntimeError with a one-line reason when onnxruntime is nowhere or fails.
     """
-    if python in (None, sys.executable) and importlib.util.find_spec('onnxruntime') is not None:
+    python = ort_runner(python)
+    if python is None:
         from . import ort_run  # pylint: disable=import-outside-toplevel
         try:
             return ort_run.run_arrays(onnx_file, list(inputs))
         except ort_run.errors() as err:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            reason = _first_line(str(err), type(err).__name__)
             raise RuntimeError('onnxruntime (in this process) failed on %s: %s' % (onnx_file, reason)) from err
-    python = python or ort_python()
-    if python is None:
-        raise RuntimeError('onnxruntime is not importable here and no onnxruntime interpreter was '
-                           'found: run scripts/setup.d/40-onnxruntime.sh, set %s, or pass '
-                           '--no-runtime-check' % ORT_PYTHON_ENV)
-    with tempfile.TemporaryDirectory(prefix='.ort-', dir=os.path.dirname(onnx_file)) as tmp:
+    with tempfile.TemporaryDirectory(prefix='.ort-', dir=os.path.dirname(os.path.abspath(onnx_file))) as tmp:
         paths = _save_inputs(inputs, tmp)
         out = os.path.join(tmp, 'out.npz')
-        proc = subprocess.run([python, _RUNNER, onnx_file, out] + paths, capture_output=True, text=True,
-                              timeout=600, check=False, preexec_fn=preexec_die_with_this_process())
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ['exit status %d' % proc.returncode])[-1]
-            raise RuntimeError('onnxruntime (%s) failed on %s: %s' % (python, onnx_file, last))
+        ort_call([onnx_file, out] + paths, onnx_file, python)
         with np.load(out) as saved:
             return [saved['arr_%d' % i] for i in range(len(paths))]
 
