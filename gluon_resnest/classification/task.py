@@ -13,7 +13,8 @@ from mxnet import autograd, gluon, nd
 
 from .config import TrainConfig
 from ..engine.assemble import assemble
-from ..engine.loop import Task, train, validation_batches, validation_network
+from ..engine.assemble import fit as run_task
+from ..engine.loop import Task, validation_batches, validation_network
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
 from ..finetune import start_network
 from ..layers import DropBlockScheduler
@@ -314,5 +315,4 @@ def fit(config):
     TrainingInterrupted
         Ctrl-C, after a checkpoint of the position reached was written.
     """
-    run = build_run(config)
-    return run.task.result(train(run))
+    return run_task(config, ClassificationTask())

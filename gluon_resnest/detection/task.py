@@ -16,7 +16,8 @@ from mxnet import autograd
 
 from .config import DetectionConfig
 from ..engine.assemble import assemble, start
-from ..engine.loop import Task, seed_everything, train, validation_batches, validation_network
+from ..engine.assemble import fit as run_task
+from ..engine.loop import Task, seed_everything, validation_batches, validation_network
 from ..engine.monitor import History
 from ..engine.schedules import apply_no_wd, build_lr_scheduler
 from ..results import DetectionResult
@@ -312,8 +313,7 @@ def fit(config):
     """
     if config.eval_only:
         return evaluate(config)
-    run = build_run(config)
-    return run.task.result(train(run))
+    return run_task(config, DetectionTask())
 
 
 def evaluate(config):
