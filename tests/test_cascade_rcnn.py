@@ -263,7 +263,7 @@ def test_cascade_mask_rcnn_trains_and_segments():
     masks = []
     for _ in range(2):
         with autograd.record():
-            losses = DetectionLoss()(net, *batch)
+            losses = DetectionLoss(masks=True)(net, *batch)
         losses['total'].backward()
         trainer.step(2)
         assert np.isfinite(losses['total'].asscalar())

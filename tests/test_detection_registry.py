@@ -64,7 +64,7 @@ def test_cascade_mask_rcnn_with_two_fc_heads_trains_a_step():
     trainer, batch = mask_training_batch(net)
     batch = first_shard(batch)
     with autograd.record():
-        losses = DetectionLoss()(net, *batch)
+        losses = DetectionLoss(masks=True)(net, *batch)
     losses['total'].backward()
     trainer.step(2)
     assert np.isfinite(losses['total'].asscalar()) and losses['rcnn_mask'].asscalar() > 0

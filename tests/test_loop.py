@@ -10,7 +10,6 @@ from conftest import (QUICK_FLAGS, assert_resumed_as_uninterrupted, command_erro
                       write_tiny_dataset)
 from gluon_resnest.detection import shapes
 from gluon_resnest.detection import train as detection
-from gluon_resnest.engine import loop
 from gluon_resnest.engine.loop import Hooks, hooks_installed
 from gluon_resnest.train import latest_checkpoint
 from gluon_resnest.engine.watchdog import Watchdog
@@ -92,7 +91,7 @@ def test_nan_loss_is_one_line_and_keeps_the_last_good_checkpoint(trainer, tmp_pa
 
 
 @pytest.mark.slow
-def test_watchdog_names_a_stalled_step_and_the_last_checkpoint(trainer, tmp_path, monkeypatch):
+def test_watchdog_names_a_stalled_step_and_the_last_checkpoint(trainer, tmp_path):
     # The engine arms the watchdog only for dist kvstores; here a local run gets one whose bound is 4 s.
     kind, data = trainer
     save = str(tmp_path / 'w')
@@ -105,8 +104,7 @@ def test_watchdog_names_a_stalled_step_and_the_last_checkpoint(trainer, tmp_path
     def stalling(run, epoch, batch):  # pylint: disable=unused-argument
         if epoch == 1 and not fired:
             time.sleep(8)  # a peer that never answers, for the second epoch's first step
-    monkeypatch.setattr(loop, '_watchdog', armed)
-    with hooks_installed(Hooks(before_step=[stalling])):
+    with hooks_installed(Hooks(before_step=[stalling], watchdog=[armed])):
         assert kind.main(kind.argv(data, save, 2)) == 0
     stalls = [m for m in fired if '(training batch, bound ' in m]
     assert stalls and stalls[0].endswith('last checkpoint: %s' % os.path.join(save, kind.name + '-0001.json'))

@@ -86,7 +86,7 @@ def train_loaders(net, train_set, val, config, ctx, dist):
     """(training loader, its sampler, held-out loader or None without ``val``)."""
     batch_size = config.batch_size // dist.num_workers
     order, sampler = _train_order(train_set, batch_size, len(ctx), dist, config.seed)
-    transform, batchify = train_pipeline(net, len(ctx))
+    transform, batchify = train_pipeline(net, len(ctx), detector(config.detector).masks)
     with children_die_with_this_process():  # each loader's multiprocessing.Pool forks its workers here
         loader = gluon.data.DataLoader(train_set.transform(transform), num_workers=config.num_workers,
                                           batchify_fn=batchify, **order)

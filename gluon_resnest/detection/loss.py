@@ -21,14 +21,15 @@ class DetectionLoss(object):
     ``SMOOTH_L1_BETA: 0``). Each is normalised by its number of valid samples as
     ``train_faster_rcnn.py`` does (GluonCV's ``--rpn-smoothl1-rho``/``--rcnn-smoothl1-rho``). For a
     :class:`~gluon_resnest.detection.CascadeRCNN` every stage adds its R-CNN losses times the net's
-    ``stage_loss_weights``; a Mask R-CNN (GluonCV's ``MaskRCNN``) or
-    :class:`~gluon_resnest.detection.CascadeMaskRCNN` adds the mask loss
-    (:func:`~gluon_resnest.detection.masks.mask_loss`: sigmoid cross-entropy on the matched
+    ``stage_loss_weights``. With ``masks=True``, for a Mask R-CNN (GluonCV's ``MaskRCNN``) or a
+    :class:`~gluon_resnest.detection.CascadeMaskRCNN` (the registry's ``Detector.masks``), it adds the
+    mask loss (:func:`~gluon_resnest.detection.masks.mask_loss`: sigmoid cross-entropy on the matched
     class's channel, as ``train_mask_rcnn.py``), given the batch of GluonCV's
     ``MaskRCNNTrainBatchify`` (``gt_mask`` after ``label``).
     """
 
-    def __init__(self, rpn_rho=1 / 9., rcnn_rho=1.):
+    def __init__(self, rpn_rho=1 / 9., rcnn_rho=1., masks=False):
+        self.masks = masks
         self.rpn_cls_loss = gluon.loss.SigmoidBinaryCrossEntropyLoss(from_sigmoid=False)
         self.rpn_box_loss = _box_loss(rpn_rho)
         self.rcnn_cls_loss = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -50,7 +51,7 @@ class DetectionLoss(object):
         gt_label, gt_box = label[:, :, 4:5], label[:, :, :4]
         outputs = list(net(data, gt_box, gt_label))
         mask = None
-        if hasattr(net, 'mask_target'):  # mask_pred third and indices last, as GluonCV's
+        if self.masks:  # mask_pred third and indices last, as GluonCV's
             mask = (targets[0], outputs.pop(2), outputs.pop())
             targets = targets[1:]
         rpn_cls_targets, rpn_box_targets, rpn_box_masks = targets

@@ -56,18 +56,17 @@ class ShortSideChoice(object):
         return self._transforms[np.random.randint(len(self._transforms))](*sample)
 
 
-def train_pipeline(net, num_devices):
+def train_pipeline(net, num_devices, masks=False):
     """(transform, batchify) of the training loader of any of the command's detectors.
 
-    GluonCV's Mask R-CNN transform and batchify for a network with a mask head, its Faster R-CNN
-    ones otherwise. ``net.short``: one side, (LO, HI) for a side drawn in [LO, HI] per image
+    GluonCV's Mask R-CNN transform and batchify with ``masks`` (a network with a mask head: the
+    registry's ``Detector.masks``), its Faster R-CNN ones otherwise. ``net.short``: one side, (LO, HI) for a side drawn in [LO, HI] per image
     (GluonCV's), or three or more sides for one of them per image (:class:`ShortSideChoice`).
     """
     # pylint: disable=import-outside-toplevel
     from gluoncv.data.batchify import FasterRCNNTrainBatchify, MaskRCNNTrainBatchify
     from gluoncv.data.transforms.presets.rcnn import (FasterRCNNDefaultTrainTransform,
                                                       MaskRCNNDefaultTrainTransform)
-    masks = hasattr(net, 'mask_target')
     kind = MaskRCNNDefaultTrainTransform if masks else FasterRCNNDefaultTrainTransform
     batchify = (MaskRCNNTrainBatchify if masks else FasterRCNNTrainBatchify)(net, num_devices)
 

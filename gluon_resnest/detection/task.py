@@ -197,7 +197,8 @@ class DetectionTask(Task):
         self.metrics = evaluators(config.dataset, self.val_set, run.classes, config.val_iou,
                                   os.path.join(run.save_dir, run.name), masks=detector(config.detector).masks) \
             if root else None
-        self.loss_fn = DetectionLoss(config.rpn_smoothl1_rho, config.rcnn_smoothl1_rho)
+        self.loss_fn = DetectionLoss(config.rpn_smoothl1_rho, config.rcnn_smoothl1_rho,
+                                     masks=detector(config.detector).masks)
         self.tester = DetectionLimits(run.eval_net, config.test_score_thresh, config.post_nms) if root else None
 
     def optimizer(self, run):

@@ -55,6 +55,10 @@ class Hooks:
         ``f(run, prefix)`` on the rank that writes checkpoints, before ``prefix``'s files are written.
     after_epoch : list of callable
         ``f(run, epoch, record)`` after an epoch's history record (and checkpoint, if one is due).
+    watchdog : list of callable
+        ``f(run)`` before the first epoch, returning a :class:`~gluon_resnest.engine.watchdog.Watchdog` to
+        arm instead of the engine's (which is armed only under a dist kvstore), or None to keep it; the
+        last one that returns a watchdog wins.
     """
 
     before_epoch: List[Callable] = dataclasses.field(default_factory=list)
@@ -63,6 +67,7 @@ class Hooks:
     validation_batch: List[Callable] = dataclasses.field(default_factory=list)
     before_save: List[Callable] = dataclasses.field(default_factory=list)
     after_epoch: List[Callable] = dataclasses.field(default_factory=list)
+    watchdog: List[Callable] = dataclasses.field(default_factory=list)
 
 
 _INSTALLED: List[Hooks] = []
@@ -406,7 +411,14 @@ def _end_epoch(run, epoch, loss, speed, force_save=False):
 
 
 def _watchdog(run):
-    """Stops this worker when a dist kvstore call waits too long (Horovod ends a job with a dead rank itself)."""
+    """Stops this worker when a dist kvstore call waits too long (Horovod ends a job with a dead rank itself),
+    unless a ``watchdog`` hook gives another."""
+    chosen = None
+    for hooks in [run.hooks] + list(_INSTALLED):
+        for hook in hooks.watchdog:
+            chosen = hook(run) or chosen
+    if chosen is not None:
+        return chosen
     dist_kvstore = run.dist.kvstore is not None and 'dist' in run.dist.kvstore.type
     return Watchdog(run.config.step_timeout if dist_kvstore else 0, log=run.log,
                     context=lambda: 'last checkpoint: %s' % (run.last_checkpoint or 'none'))
