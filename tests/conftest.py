@@ -429,3 +429,13 @@ def to_official_names(params):
         if leaf == 'running_mean':
             official[module + '.num_batches_tracked'] = np.array(1000, dtype=np.int64)
     return official
+
+
+class FakeClock(object):
+    """A clock under which the i-th timed call lasts ``durations[i]`` seconds."""
+
+    def __init__(self, durations):
+        self.readings = [t for d in durations for t in (0.0, d)]
+
+    def __call__(self):
+        return self.readings.pop(0)
