@@ -108,7 +108,7 @@ setup(
         'onnx': ONNX,
         # In-process ONNX checks and --format onnx-int8 (scripts/setup.d/40-onnxruntime.sh installs it).
         'onnxruntime': ONNX + ONNXRUNTIME,
-        'test': ['pytest', 'scikit-learn'] + ONNX,
+        'test': ['pytest', 'pytest-xdist', 'scikit-learn'] + ONNX,
     },
     entry_points={
         # Every command; each main(argv=None) returns its exit status (gluon_resnest.cli.run_command).
