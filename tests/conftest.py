@@ -7,7 +7,13 @@ import socket
 import subprocess
 
 import cv2
-import mxnet as mx
+
+# Under pytest-xdist (-n auto) the workers share the cores: one compute thread each unless set otherwise
+# (MXNet reads the variable when it loads; more OpenMP threads than cores spin and slow every worker).
+if 'PYTEST_XDIST_WORKER' in os.environ:
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+import mxnet as mx  # noqa: E402  pylint: disable=wrong-import-position
 import numpy as np
 import pytest
 from gluoncv.data.batchify import MaskRCNNTrainBatchify
@@ -118,7 +124,7 @@ _MALLOC_TRIM = _malloc_trim()
 def _release_memory_after_each_file():
     """After each test file, its garbage collected and the freed heap handed back to the system: without
     it a pytest process keeps the peak of every file it ran (13 GiB by the end of the suite, against
-    4-6 GiB with it), which the machine's 24 GiB must hold twice under ``-n auto``."""
+    4-8 GiB with it), which the machine's 24 GiB must hold twice under ``-n auto``."""
     yield
     gc.collect()
     if _MALLOC_TRIM is not None:

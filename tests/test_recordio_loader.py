@@ -258,12 +258,12 @@ def test_demo_trains_from_rec_through_the_cpp_path(tmp_path):
     run = _train([
         '--model', 'resnest14', '--rec-train', os.path.join(root, 'train.rec'), '--rec-val',
         os.path.join(root, 'val.rec'), '--classes', '10', '--input-size', '32', '--batch-size', '16',
-        '--lr', '0.01', '--num-epochs', '3', '--warmup-epochs', '1', '--last-gamma', '--no-wd',
+        '--lr', '0.01', '--num-epochs', '2', '--warmup-epochs', '1', '--last-gamma', '--no-wd',
         '--label-smoothing', '0.1', '--min-random-area', '0.5', '--random-mirror', '0', '--jitter-param', '0',
         '--lighting-param', '0', '-j', '1', '--save-dir', str(tmp_path / 'run'), '--no-progress',
         '--data-backend', 'recordio'])
     assert run.config.data_backend == 'recordio' and type(run.loader).__name__ == 'RecordIOTrainIter'
-    # The folder path reaches 0.96-0.98 after 3 epochs of this recipe (0.98 after 5).
+    # 0.95 after these 2 epochs (seeded); the folder path reaches 0.96-0.98 after 3 epochs (0.98 after 5).
     assert run.history.records[-1]['val-top1'] >= 0.9
 
 

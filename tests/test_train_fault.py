@@ -105,10 +105,10 @@ def test_lost_worker_stops_the_other_and_resume_finishes(tmp_path, ps_lite_env):
 
 @pytest.mark.slow
 def test_slow_but_live_job_is_not_stopped(tmp_path, ps_lite_env):
-    # Bound 8 s: a 20 s first batch (graph tracing gets 10x), a 5 s step, a 15 s first checkpoint, and
-    # (epoch 2 only) a validation of 3 batches x 7 s per worker: longer than 8 s, but each batch is progress.
-    fault = {'sleep_step': {'0,0': 20, '1,1': 5}, 'sleep_val': 7, 'sleep_save': 15}
-    outputs = _finish(*_start_job(tmp_path, ps_lite_env(), _args(tmp_path, 2, 8) +
+    # Bound 5 s: a 12 s first batch (graph tracing gets 10x), a 2 s step, a 9 s first checkpoint, and
+    # (epoch 2 only) a validation of 3 batches x 4 s per worker: longer than 5 s, but each batch is progress.
+    fault = {'sleep_step': {'0,0': 12, '1,1': 2}, 'sleep_val': 4, 'sleep_save': 9}
+    outputs = _finish(*_start_job(tmp_path, ps_lite_env(), _args(tmp_path, 2, 5) +
                                     ['--eval-frequency', '2'], fault))
     assert all('updates 6' in t for t in outputs)
     assert not any('no progress' in t for t in outputs)
