@@ -22,6 +22,7 @@ from mxnet import autograd, gluon
 
 import gluon_resnest
 from gluon_resnest.data import ImageFolder, pack_record
+from gluon_resnest.threads import available_cores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Bound on every training subprocess a test starts (scheduler, server, workers, horovodrun).
@@ -136,7 +137,7 @@ def pytest_xdist_auto_num_workers(config):  # pylint: disable=unused-argument
     :data:`GIB_PER_WORKER` GiB of the machine's memory, at least one."""
     with open('/proc/meminfo') as meminfo:
         total_kib = int(next(line for line in meminfo if line.startswith('MemTotal:')).split()[1])
-    return max(1, min(len(os.sched_getaffinity(0)), total_kib // (GIB_PER_WORKER * 2 ** 20)))
+    return max(1, min(available_cores(), total_kib // (GIB_PER_WORKER * 2 ** 20)))
 
 
 @pytest.fixture(autouse=True)

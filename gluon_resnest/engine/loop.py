@@ -84,11 +84,15 @@ def hooks_installed(hooks):
         _INSTALLED.remove(hooks)
 
 
+def _hooks(run, kind):
+    """The ``kind`` hooks of ``run`` and of the installed :class:`Hooks`, in calling order."""
+    return [hook for hooks in [run.hooks] + list(_INSTALLED) for hook in getattr(hooks, kind)]
+
+
 def _call(run, kind, *args):
     """Call the ``kind`` hooks of ``run`` and the installed ones."""
-    for hooks in [run.hooks] + list(_INSTALLED):
-        for hook in getattr(hooks, kind):
-            hook(run, *args)
+    for hook in _hooks(run, kind):
+        hook(run, *args)
 
 
 @dataclasses.dataclass
@@ -414,9 +418,8 @@ def _watchdog(run):
     """Stops this worker when a dist kvstore call waits too long (Horovod ends a job with a dead rank itself),
     unless a ``watchdog`` hook gives another."""
     chosen = None
-    for hooks in [run.hooks] + list(_INSTALLED):
-        for hook in hooks.watchdog:
-            chosen = hook(run) or chosen
+    for hook in _hooks(run, 'watchdog'):
+        chosen = hook(run) or chosen
     if chosen is not None:
         return chosen
     dist_kvstore = run.dist.kvstore is not None and 'dist' in run.dist.kvstore.type
