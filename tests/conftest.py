@@ -100,8 +100,8 @@ def pytest_configure(config):
 GIB_PER_WORKER = 8
 # The slowest files (measured 2026-12-07; test_docs.py is a third of the suite) start first and the many short
 # ones fill in after them, so that the workers end together.
-FIRST = ('test_docs.py', 'test_cascade_rcnn.py', 'test_export.py', 'test_recordio_loader.py', 'test_train_fault.py',
-         'test_isa.py', 'test_install.py', 'test_train_determinism.py', 'test_loop.py',
+FIRST = ('test_docs.py', 'test_cascade_rcnn.py', 'test_export.py', 'test_recordio_loader.py',
+         'test_watchdog_dist_sync.py', 'test_isa.py', 'test_install.py', 'test_loop_determinism.py', 'test_loop.py',
          'test_classification_command.py')
 
 

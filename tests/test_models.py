@@ -66,7 +66,7 @@ def test_fast_model_size_and_flops(name):
     measured = count_params(net) / 1e6
     if name == 'resnest50_fast_1s1x64d':
         # The paper prints 26.3M; this architecture (and GluonCV's class built the same way, see
-        # test_equivalence) has 26.22M.
+        # test_resnest) has 26.22M.
         assert round(measured, 2) == 26.22
     else:
         assert round(measured, 1) == params

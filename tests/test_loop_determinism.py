@@ -1,6 +1,6 @@
-"""Same seed, same flags, same run: training on the CPU is bit-identical whatever the validation,
-checkpoint and logging frequencies and ``-j`` (compute threads held equal), and a run killed anywhere
-and resumed ends with the weights and history of one never interrupted.
+"""gluon_resnest.engine.loop's determinism. Same seed, same flags, same run: training on the CPU is
+bit-identical whatever the validation, checkpoint and logging frequencies and ``-j`` (compute threads held
+equal), and a run killed anywhere and resumed ends with the weights and history of one never interrupted.
 
 Every run is a subprocess of conftest's fault worker with the same environment (one OpenMP thread); all
 use DropBlock and mixup, so the random streams matter too.

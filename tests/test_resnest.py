@@ -1,4 +1,4 @@
-"""Our networks against GluonCV's independent ResNeSt class: same weights, names and outputs."""
+"""gluon_resnest.resnest against GluonCV's independent ResNeSt class: same weights, names and outputs."""
 import mxnet as mx
 import numpy as np
 import pytest

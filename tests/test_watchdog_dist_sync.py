@@ -1,4 +1,5 @@
-"""A lost worker under MXNet's dist_sync kvstore: the others stop within the bound, and --resume finishes.
+"""gluon_resnest.engine.watchdog under MXNet's dist_sync kvstore: when a worker is lost the others stop within
+the bound, and --resume finishes; a slow but live job is not stopped.
 
 The ps-lite roles run on 127.0.0.1, started by the test; every process is bounded by a timeout. Faults and
 delays are injected into the workers through ``FAULT`` (see conftest's ``write_fault_worker``).
