@@ -20,8 +20,8 @@ import math
 import sys
 import warnings
 
-__all__ = ['NUMPY_NAMES', 'ONNX_MAPPING_NAMES', 'check_mxnet', 'install_hook', 'onnx_mapping_tables', 'restore',
-           'restore_onnx_mapping']
+__all__ = ['DEFERRED_IMPORTS', 'NUMPY_NAMES', 'ONNX_MAPPING_NAMES', 'check_mxnet', 'import_mxnet', 'install_hook',
+           'onnx_mapping_tables', 'restore', 'restore_onnx_mapping']
 
 
 def _financial(name):
@@ -157,6 +157,56 @@ def check_mxnet():
            else 'pip install "gluon_resnest[cpu]"')
     raise ImportError('gluon_resnest needs MXNet 1.9.1, which is not installed: %s for the CPU build, or the '
                       'GPU build for your CUDA, e.g. pip install mxnet-cu112==1.9.1 (docs/install.md)' % cpu)
+
+
+# Optional imports of ``import mxnet`` that nothing uses at import and that cost about 2 s of the 5 s it
+# takes (2 vCPUs, scikit-learn 1.9 and scipy 1.x installed): name: (where MXNet imports it; what changes).
+DEFERRED_IMPORTS = {
+    'sklearn': ('mxnet/model.py', 'the legacy mx.model.FeedForward (deprecated since MXNet 1.0) subclasses '
+                                  'object instead of scikit-learn\'s BaseEstimator'),
+    'scipy.stats': ('mxnet/contrib/quantization.py', 'nothing: its entropy calibration computes on MXNet\'s own '
+                                                     'operator and only checks that scipy.stats imports; the '
+                                                     'module is bound there and imported at first use'),
+}
+
+
+class _ImportedAtFirstUse:  # pylint: disable=too-few-public-methods
+    """A module imported when one of its attributes is first read."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __getattr__(self, attr):
+        import importlib  # pylint: disable=import-outside-toplevel
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def import_mxnet():
+    """``import mxnet`` without the optional imports of :data:`DEFERRED_IMPORTS`; returns the module.
+
+    Each of them that is not imported yet is held back while MXNet loads (an ImportError to MXNet's
+    ``try``), then released, so that later imports of it work as usual; scipy.stats, when installed, is
+    bound in ``mxnet.contrib.quantization`` and imported at first use. Nothing happens when MXNet is
+    already imported. ``import gluon_resnest`` calls this before anything else loads MXNet.
+    """
+    if 'mxnet' in sys.modules:
+        return sys.modules['mxnet']
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    restore()
+    held = [name for name in DEFERRED_IMPORTS if name not in sys.modules]
+    for name in held:
+        sys.modules[name] = None  # `import name` raises ImportError
+    try:
+        import mxnet  # pylint: disable=import-outside-toplevel
+    finally:
+        for name in held:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+    quantization = sys.modules.get('mxnet.contrib.quantization')
+    if quantization is not None and getattr(quantization, 'stats', None) is None \
+            and importlib.util.find_spec('scipy') is not None:
+        quantization.stats = _ImportedAtFirstUse('scipy.stats')
+    return mxnet
 
 
 class _RestoreBeforeMXNet:

@@ -49,6 +49,7 @@ from types import SimpleNamespace
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
 import cv2  # noqa: E402
+import gluon_resnest  # noqa: E402,F401  (loads MXNet: gluon_resnest_compat.import_mxnet)
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -44,7 +44,8 @@ import time
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 
-import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
+import gluon_resnest  # noqa: E402,F401  (loads MXNet, after the thread count: gluon_resnest_compat.import_mxnet)
+import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gluon_resnest import cli, get_model  # noqa: E402

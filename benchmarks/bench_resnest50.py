@@ -51,11 +51,11 @@ os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
 # One CPU temporary workspace, as train_imagenet.py sets (gluon_resnest.threads), for every MXNet network.
 os.environ.setdefault('MXNET_CPU_TEMP_COPY', '1')
 
-import mxnet as mx  # noqa: E402  (the thread count must be set before MXNet loads)
+import gluon_resnest  # noqa: E402  (loads MXNet, after the thread count: gluon_resnest_compat.import_mxnet)
+import mxnet as mx  # noqa: E402
 from gluoncv.model_zoo import resnest as gluoncv_resnest  # noqa: E402
 from gluoncv.model_zoo.resnetv1b import resnet50_v1b  # noqa: E402
 
-import gluon_resnest  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
 from gluon_resnest.procs import preexec_die_with_this_process  # noqa: E402
 from gluon_resnest.layers import set_drop_prob, trace  # noqa: E402

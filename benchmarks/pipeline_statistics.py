@@ -25,6 +25,7 @@ import random
 import sys
 import tempfile
 
+import gluon_resnest  # noqa: F401  (loads MXNet: gluon_resnest_compat.import_mxnet)
 import mxnet as mx
 import numpy as np
 

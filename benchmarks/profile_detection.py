@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 
+import gluon_resnest  # noqa: F401  (loads MXNet: gluon_resnest_compat.import_mxnet)
 import mxnet as mx
 from mxnet import autograd
 

@@ -13,6 +13,7 @@ import cv2
 if 'PYTEST_XDIST_WORKER' in os.environ:
     os.environ.setdefault('OMP_NUM_THREADS', '1')
 
+import gluon_resnest  # noqa: E402  (first: it loads MXNet, see gluon_resnest_compat.import_mxnet)
 import mxnet as mx  # noqa: E402  pylint: disable=wrong-import-position
 import numpy as np
 import pytest
@@ -20,7 +21,6 @@ from gluoncv.data.batchify import MaskRCNNTrainBatchify
 from gluoncv.data.transforms.presets.rcnn import MaskRCNNDefaultTrainTransform
 from mxnet import autograd, gluon
 
-import gluon_resnest
 from gluon_resnest.data import ImageFolder, pack_record
 from gluon_resnest.threads import available_cores
 
@@ -238,8 +238,8 @@ def subprocess_env():
 FAULT_WORKER = '''
 import json, os, signal, sys, time
 sys.path.insert(0, {root!r})
-import mxnet as mx
 import train_imagenet
+import mxnet as mx
 from gluon_resnest.engine.loop import Hooks, hooks_installed
 fault = json.loads(os.environ.get('FAULT', '{{}}'))
 

@@ -8,11 +8,11 @@ tests/test_isa.py runs this file in a subprocess under each oneDNN instruction-s
 gradients, by that level. A plain ``pytest tests`` does not collect it (its name does not start with
 ``test_``); ``pytest tests/isa_training_steps.py`` runs it at the CPU's own level.
 """
+import gluon_resnest  # first: it loads MXNet (gluon_resnest_compat.import_mxnet)
 import mxnet as mx
 import numpy as np
 import pytest
 
-import gluon_resnest
 from gluon_resnest import resnest
 from gluon_resnest.inference import fusion_available
 

@@ -186,3 +186,35 @@ def test_missing_mxnet_is_one_line_naming_both_ways_to_install_it():
     assert last.startswith('ImportError: gluon_resnest needs MXNet 1.9.1, which is not installed: ')
     assert 'mxnet-cu112==1.9.1' in last
     assert ('--no-deps mxnet==1.9.1' if sys.version_info >= (3, 13) else 'gluon_resnest[cpu]') in last
+
+
+@pytest.mark.parametrize('name', sorted(compat.DEFERRED_IMPORTS))
+def test_each_deferred_import_is_one_mxnet_makes_where_the_table_says(name):
+    where, _ = compat.DEFERRED_IMPORTS[name]
+    with open(os.path.join(SITE, where), encoding='utf-8') as source:
+        tree = ast.parse(source.read())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {'%s.%s' % (node.module, alias.name) for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module for alias in node.names}
+    assert any(full == name or full.startswith(name + '.') for full in imported), sorted(imported)
+
+
+def test_gluon_resnest_loads_mxnet_without_the_deferred_imports_and_they_work_after():
+    result = _run(
+        'import json, sys\n'
+        'import gluon_resnest_compat, gluon_resnest, mxnet as mx\n'
+        'held = sorted(name for name in gluon_resnest_compat.DEFERRED_IMPORTS if name in sys.modules)\n'
+        'import sklearn.base, scipy.stats\n'
+        'print(json.dumps([held, issubclass(mx.model.FeedForward, sklearn.base.BaseEstimator),\n'
+        '                  mx.contrib.quantization.stats.entropy is scipy.stats.entropy,\n'
+        '                  round(float(mx.contrib.quantization.stats.entropy([0.5, 0.5], [0.9, 0.1])), 6)]))')
+    assert result == [[], False, True, round(math.log(0.5 / 0.9) / 2 + math.log(0.5 / 0.1) / 2, 6)]
+
+
+def test_modules_imported_before_gluon_resnest_stay_as_mxnet_binds_them():
+    result = _run(
+        'import json, sklearn.base, scipy.stats\n'
+        'import gluon_resnest, mxnet as mx\n'
+        'print(json.dumps([issubclass(mx.model.FeedForward, sklearn.base.BaseEstimator),\n'
+        '                  mx.contrib.quantization.stats is scipy.stats]))')
+    assert result == [True, True]
