@@ -2,7 +2,7 @@
 
 Every row is a new interpreter (this one's, ``sys.executable``) running one statement or command that ends
 as soon as everything is imported; the figure is the median wall time in seconds of ``--runs`` runs after
-one warm-up run (which fills the page cache), the rows taking turns in every run so that load on the
+``--warmup`` runs (1: it fills the page cache), the rows taking turns in every run so that load on the
 machine hits them alike:
 
 - ``import mxnet``: what any MXNet program pays, MXNet's optional imports included (scikit-learn and
@@ -37,6 +37,7 @@ ROWS = [
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--runs', type=int, default=7, help='timed runs of each row (7)')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed runs of each row first (1)')
     parser.add_argument('--json', help='also write the results here')
     return parser.parse_args(argv)
 
@@ -63,10 +64,10 @@ def cpu_name():
 
 def main(args):
     times = {name: [] for name, _ in ROWS}
-    for run in range(args.runs + 1):
+    for run in range(args.warmup + args.runs):
         for name, command in ROWS:
             elapsed = seconds(command)
-            if run:  # the first run warms the page cache
+            if run >= args.warmup:
                 times[name].append(elapsed)
     results = {name: statistics.median(values) for name, values in times.items()}
     print('%s, %d cores, Python %s, %d runs (median, s)' % (cpu_name(), os.cpu_count(),

@@ -143,8 +143,11 @@ def block_env(home):
     """The environment of a block: this checkout's venv first on PATH, a private HOME and MXNET_HOME."""
     env = dict(os.environ, HOME=home, MXNET_HOME=os.path.join(home, '.mxnet'), PYTHONPATH=REPO,
                PATH=os.path.join(sys.prefix, 'bin') + os.pathsep + os.environ.get('PATH', ''))
-    for name in ('OMP_NUM_THREADS', 'DMLC_ROLE'):
-        env.pop(name, None)
+    env.pop('DMLC_ROLE', None)
+    # Under pytest-xdist every block keeps its worker's compute threads (one: conftest), as the workers
+    # share the cores; otherwise each command sets its own (gluon_resnest.threads).
+    if 'PYTEST_XDIST_WORKER' not in os.environ:
+        env.pop('OMP_NUM_THREADS', None)
     return env
 
 
