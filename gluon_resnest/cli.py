@@ -62,9 +62,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _error_line(err):
-    # MXNet's errors carry a C++ stack trace after the first line; OSError's str starts with [Errno N].
-    text = str(err).strip() or type(err).__name__
-    return 'error: %s' % text.splitlines()[0]
+    """``error: `` and the line of ``err``'s text that says what went wrong: the first, or where MXNet
+    puts its C++ frames first (``Traceback (most recent call last):`` and indented ``File`` lines, then
+    ``MXNetError: ...``), the first line after them. (OSError's text starts with [Errno N].)"""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+    if lines[0].startswith('Traceback (most recent call last)'):
+        lines = [line for line in lines[1:] if not line[:1].isspace()] or lines
+    return 'error: %s' % lines[0].strip()
 
 
 def run_command(body, argv=None):

@@ -151,6 +151,18 @@ def test_error_policy(error, status, line, capsys):
     assert capsys.readouterr().err == line + '\n'
 
 
+def test_mxnet_error_with_its_frames_first_is_its_message_line(capsys):
+    def body(argv):  # pylint: disable=unused-argument
+        mx.nd.dot(mx.nd.ones((2, 3)), mx.nd.ones((2, 3))).asnumpy()
+    with pytest.raises(mx.base.MXNetError) as raised:
+        body([])
+    assert str(raised.value).startswith('Traceback (most recent call last):')  # MXNet 1.9.1's format
+    assert cli.run_command(body, []) == 1
+    line = capsys.readouterr().err
+    assert line.startswith('error: MXNetError: Check failed: ') and line.endswith('dot shape error: [2,3] X [2,3]\n')
+    assert line.count('\n') == 1
+
+
 def test_error_policy_passes_success_and_help(capsys):
     assert cli.run_command(lambda argv: None, []) == 0
     assert cli.run_command(lambda argv: 3, []) == 3
