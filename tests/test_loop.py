@@ -125,6 +125,7 @@ def test_a_fresh_start_never_overwrites_checkpoints(trainer, tmp_path, capsys):
     (['--kv-store', 'nccl'], 'nccl'),
     (['--lr', '0'], '--lr must be positive, got 0.0'),
     (['--step-timeout', '-1'], '--step-timeout must be >= 0 seconds (0: no limit), got -1.0'),
+    (['--resume-params', 'missing.params'], 'error: resume file not found: missing.params'),
 ])
 def test_bad_usage_is_one_line_and_status_2(trainer, tmp_path, capsys, flags, message):
     kind, data = trainer

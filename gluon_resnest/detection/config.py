@@ -2,7 +2,6 @@
 fields are the command's options (GluonCV's ``train_faster_rcnn.py`` names), each declared once with
 :func:`~gluon_resnest.config.setting`; the detectors come from :mod:`.registry`.
 """
-import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -241,8 +240,6 @@ class DetectionConfig:  # pylint: disable=too-many-instance-attributes
         check_at_least(self, 0, 'num_workers', 'log_interval')
         check_run(self, 'epochs')
         check_rules([
-            (bool(self.resume_params) and not os.path.isfile(self.resume_params), '{} %s does not exist'
-             % self.resume_params, 'resume_params'),
             (self.eval_only and not (self.resume or self.resume_params), '{} needs {} (the latest checkpoint '
              'of {}) or {} CHECKPOINT.params', 'eval_only', 'resume', 'save_prefix', 'resume_params'),
         ])
