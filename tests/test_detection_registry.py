@@ -1,12 +1,15 @@
 """The detector registry: each detector's capabilities, and what the command builds from them (a 2-fc box
 head on every stage of both cascades, and Cascade Mask R-CNN training a step with them)."""
+import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd
 
 from gluon_resnest.config import ConfigError
 from gluon_resnest.detection import CascadeMaskRCNN, CascadeRCNN, STAGE_IOU_THRESHS, registry, shapes, train
+from gluon_resnest.detection.config import DetectionConfig
 from gluon_resnest.detection.loss import DetectionLoss
+from gluon_resnest.detection.task import build_detector
 
 from conftest import first_shard, mask_training_batch
 
@@ -70,3 +73,16 @@ def test_cascade_mask_rcnn_with_two_fc_heads_trains_a_step():
     assert np.isfinite(losses['total'].asscalar()) and losses['rcnn_mask'].asscalar() > 0
     for head in _heads(net):  # every stage's own head takes part in the loss
         assert np.abs(head[0].weight.grad().asnumpy()).max() > 0
+
+
+def test_a_detector_built_later_in_the_process_has_the_same_parameter_names():
+    """gluon.Trainer orders parameters by name and a checkpoint's trainer states follow that order: names
+    taken from MXNet's counters would sort otherwise once they cross a power of ten (dense10 < dense9)."""
+    config = DetectionConfig(network='resnest14', dataset='shapes', norm_layer='bn', no_pretrained_base=True,
+                             short=(96,), max_size=96, box_head='2fc', box_head_units=32, batch_size=2)
+    first = build_detector(config, ['a', 'b'], 1)
+    for _ in range(97):  # what other networks built in this process before would take
+        mx.gluon.nn.Dense(1)
+    later = build_detector(config, ['a', 'b'], 1)
+    assert sorted(first.collect_train_params().keys()) == sorted(later.collect_train_params().keys())
+    assert 'dense0_weight' in first.collect_train_params().keys()

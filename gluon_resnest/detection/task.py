@@ -54,16 +54,18 @@ def build_detector(args, classes, num_devices, num_workers=1):
     if args.rpn_test_post_nms is not None:
         overrides['rpn_test_pre_nms'] = max(3 * args.rpn_test_post_nms, 300)
     spec = detector(args.detector)
-    if args.box_head == '2fc':  # every stage (of a cascade) its own head of the same kind
-        heads = [box_head(False, num_devices, args.box_head_units) for _ in range(spec.stages)]
-        overrides['box_features'] = heads[0]
-        if spec.cascade:
-            overrides['stage_box_features'] = heads[1:]
     per_device = args.batch_size // (num_devices * num_workers)
     dataset = args.dataset if args.dataset in ('voc', 'coco') else 'custom'
-    # The FPN's normalisation layers are symbols named by MXNet's counters: a fresh count names them as a
-    # fresh process does, so a checkpoint loads into a network built later in the same process.
+    # MXNet's counters name the FPN's normalisation symbols and the 2-fc heads' layers (dense0, ...): a fresh
+    # count names them as a fresh process does, so that a checkpoint loads into a network built later in
+    # the same process, and its trainer states too (gluon.Trainer orders parameters by name: dense10 sorts
+    # before dense9).
     with mx.name.NameManager():
+        if args.box_head == '2fc':  # every stage (of a cascade) its own head of the same kind
+            heads = [box_head(False, num_devices, args.box_head_units) for _ in range(spec.stages)]
+            overrides['box_features'] = heads[0]
+            if spec.cascade:
+                overrides['stage_box_features'] = heads[1:]
         return spec.builder(
             args.network.lower(), dataset, classes=classes,
             syncbn={'syncbn': True, 'bn': 'bn'}.get(args.norm_layer, False),
