@@ -184,15 +184,15 @@ class _ImportedAtFirstUse:  # pylint: disable=too-few-public-methods
 def import_mxnet():
     """``import mxnet`` without the optional imports of :data:`DEFERRED_IMPORTS`; returns the module.
 
-    Each of them that is not imported yet is held back while MXNet loads (an ImportError to MXNet's
-    ``try``), then released, so that later imports of it work as usual; scipy.stats, when installed, is
-    bound in ``mxnet.contrib.quantization`` and imported at first use. Nothing happens when MXNet is
-    already imported. ``import gluon_resnest`` calls this before anything else loads MXNet.
+    :func:`restore` first, then each of them that is not imported yet is held back while MXNet loads (an
+    ImportError to MXNet's ``try``), then released, so that later imports of it work as usual; scipy.stats,
+    when installed, is bound in ``mxnet.contrib.quantization`` and imported at first use. When MXNet is
+    already imported, only the restore. ``import gluon_resnest`` calls this before anything else loads MXNet.
     """
+    restore()
     if 'mxnet' in sys.modules:
         return sys.modules['mxnet']
     import importlib.util  # pylint: disable=import-outside-toplevel
-    restore()
     held = [name for name in DEFERRED_IMPORTS if name not in sys.modules]
     for name in held:
         sys.modules[name] = None  # `import name` raises ImportError

@@ -357,7 +357,7 @@ def main(args=None):
     """Run the benchmark and print (and optionally save) the results."""
     args = parse_args() if args is None else args
     results = {'model': args.model, 'input_size': args.input_size, 'batch_sizes': args.batch_sizes,
-               'omp_num_threads': os.environ.get('OMP_NUM_THREADS'), 'cpu': _cpu_name(),
+               'omp_num_threads': os.environ.get('OMP_NUM_THREADS'), 'cpu': cpu_name(),
                'peaks': cpu_peaks(cores=min(int(os.environ['OMP_NUM_THREADS']), len(os.sched_getaffinity(0)))),
                'gmacs': count_macs(get_model(args.model), args.input_size) / 1e9,
                'date': time.strftime('%Y-%m-%d'), 'mxnet': mx.__version__,
@@ -416,7 +416,7 @@ def cpu_peaks(cpuinfo='/proc/cpuinfo', cores=None):
             'fp32_gmacs': fp32_per_cycle * cores * mhz / 1e3, 'int8_gmacs': int8_per_cycle * cores * mhz / 1e3}
 
 
-def _cpu_name():
+def cpu_name():
     """The CPU's model name as ``lscpu`` shows it (``platform.processor()`` is empty on Linux)."""
     try:
         with open('/proc/cpuinfo') as f:

@@ -53,15 +53,6 @@ def seconds(args):
     return elapsed
 
 
-def cpu_name():
-    """The CPU's model name from /proc/cpuinfo (the machine type elsewhere)."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def main(args):
     times = {name: [] for name, _ in ROWS}
     for run in range(args.warmup + args.runs):
@@ -70,13 +61,15 @@ def main(args):
             if run >= args.warmup:
                 times[name].append(elapsed)
     results = {name: statistics.median(values) for name, values in times.items()}
+    # After the timing: bench_deploy sets OMP_NUM_THREADS when it loads, which the timed commands would inherit.
+    sys.path.insert(0, REPO)
+    from bench_deploy import cpu_name  # pylint: disable=import-outside-toplevel
     print('%s, %d cores, Python %s, %d runs (median, s)' % (cpu_name(), os.cpu_count(),
                                                             platform.python_version(), args.runs))
     print('| start | seconds | of `import mxnet, gluoncv` |\n|---|---|---|')
     for name, value in results.items():
         print('| `%s` | %.2f | %.2f |' % (name, value, value / results['import mxnet, gluoncv']))
     if args.json:
-        sys.path.insert(0, REPO)
         from gluon_resnest.fileio import write_json  # pylint: disable=import-outside-toplevel
         write_json(args.json, dict(results, runs=args.runs, python=platform.python_version()))
     return results

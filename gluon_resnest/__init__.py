@@ -3,11 +3,10 @@
 # since `python -m gluon_resnest.X` and the scripts import this package before the tool's own code.
 from .threads import configure_command_line as _configure_threads
 _configure_threads()
-# Then, still before anything loads MXNet: the numpy names MXNet and GluonCV need (gluon_resnest_compat),
-# a one-line error if no MXNet build is installed, and MXNet loaded without the optional imports that
-# would cost every command about 2 s of start-up (gluon_resnest_compat.DEFERRED_IMPORTS).
+# Then, still before anything loads MXNet: a one-line error if no MXNet build is installed, the numpy names
+# MXNet and GluonCV need, and MXNet loaded without the optional imports that would cost every command
+# about 2 s of start-up (gluon_resnest_compat.import_mxnet, DEFERRED_IMPORTS).
 import gluon_resnest_compat  # noqa: E402
-gluon_resnest_compat.restore()
 gluon_resnest_compat.check_mxnet()
 gluon_resnest_compat.import_mxnet()
 from .classification.config import EvalConfig, TrainConfig  # noqa: E402
