@@ -35,7 +35,7 @@ from mxnet.gluon.block import HybridBlock
 
 from .trace import graph_mode, trace_mode
 
-__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops']
+__all__ = ['DropBlock', 'set_drop_prob', 'DropBlockScheduler', 'without_random_ops', 'clear_cached_graphs']
 
 
 class DropBlock(_GluonCVDropBlock):
@@ -140,13 +140,18 @@ class DropBlockScheduler(object):
     def __call__(self, epoch):
         prob = self.prob(epoch)
         self.net.apply(partial(set_drop_prob, prob))
-        self.net.apply(_clear_cached_graph)
+        clear_cached_graphs(self.net)
         return prob
 
 
 def _clear_cached_graph(block):
     if isinstance(block, HybridBlock):
         block._clear_cached_op()  # pylint: disable=protected-access
+
+
+def clear_cached_graphs(net):
+    """Drop the cached graph of ``net`` and of every block in it: the next call traces again."""
+    net.apply(_clear_cached_graph)
 
 
 @contextmanager
@@ -176,11 +181,11 @@ def without_random_ops(net):
             block._rate = 0.0  # pylint: disable=protected-access
 
     net.apply(_zero)
-    net.apply(_clear_cached_graph)
+    clear_cached_graphs(net)
     try:
         with trace_mode(False):
             yield net
     finally:
         for block, attr, value in saved:
             setattr(block, attr, value)
-        net.apply(_clear_cached_graph)
+        clear_cached_graphs(net)
