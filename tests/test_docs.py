@@ -354,6 +354,7 @@ COMMANDS = {
     'benchmarks/bench_data.py': (lambda: _load_file('benchmarks/bench_data.py'), 'parse_args'),
     'benchmarks/bench_deploy.py': (lambda: _load_file('benchmarks/bench_deploy.py'), 'parse_args'),
     'benchmarks/profile_detection.py': (lambda: _load_file('benchmarks/profile_detection.py'), 'main'),
+    'benchmarks/profile_int8.py': (lambda: _load_file('benchmarks/profile_int8.py'), 'parse_args'),
 }
 
 

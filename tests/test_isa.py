@@ -31,6 +31,14 @@ def test_training_graphs_equal_eager_layers_at(level):
 
 
 @pytest.mark.parametrize('level', isa_level_params())
+def test_inference_form_equals_the_trained_network_at(level):
+    # The split attention's inference form (the graph INT8 export quantizes), eager and hybridized, and
+    # its INT8 graph.
+    summary = run_under_isa(level, ['tests/test_attention_inference.py'])
+    assert summary.startswith('7 passed'), summary
+
+
+@pytest.mark.parametrize('level', isa_level_params())
 def test_every_network_trains_fused_and_unfused_at(level):
     summary = run_under_isa(level, ['tests/isa_training_steps.py'])
     assert summary.startswith('%d passed' % len(gluon_resnest.list_models())), summary
