@@ -11,7 +11,7 @@ import sys
 import mxnet as mx
 import pytest
 
-from gluon_resnest.engine.checkpoint import (atomic_write, checkpoint_prefix, latest_checkpoint,
+from gluon_resnest.engine.checkpoint import (atomic_write, check_states, checkpoint_prefix, latest_checkpoint,
                                             read_checkpoint, remove_incomplete, save_checkpoint)
 
 
@@ -93,6 +93,55 @@ def test_states_restore_update_count(saved):
     trainer = mx.gluon.Trainer(net.collect_params(), 'nag', {'learning_rate': 0.1, 'momentum': 0.9})
     trainer.load_states(latest_checkpoint(str(saved), 'm')['states'])
     assert trainer.optimizer.num_update == 1
+
+
+def _two_layer_trainer(first_units=5, momentum=0.9, **kwargs):
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Dense(first_units, in_units=4), mx.gluon.nn.Dense(3, in_units=first_units))
+    net.initialize()
+    trainer = mx.gluon.Trainer(net.collect_params(), 'sgd', dict(learning_rate=0.1, momentum=momentum, **kwargs))
+    with mx.autograd.record():
+        loss = net(mx.nd.ones((2, 4))).sum()
+    loss.backward()
+    trainer.step(2)
+    return trainer
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'multi_precision': True}], ids=['momentum', 'multi-precision'])
+def test_states_that_fit_pass_the_check(tmp_path, kwargs):
+    trainer = _two_layer_trainer(**kwargs)
+    trainer.save_states(str(tmp_path / 's.states'))
+    params = trainer._params  # pylint: disable=protected-access
+    check_states(str(tmp_path / 's.states'), params)
+    # Shapes not known yet (deferred initialisation: None, or 0 for a dimension) are not held against it.
+    deferred = mx.gluon.Parameter('deferred')
+    check_states(str(tmp_path / 's.states'), [deferred] + params[1:])
+    partly = mx.gluon.Parameter('partly', shape=(params[0].shape[0],) + (0,) * (len(params[0].shape) - 1))
+    check_states(str(tmp_path / 's.states'), [partly] + params[1:])
+    plain = _two_layer_trainer(momentum=0.0)  # SGD without momentum keeps no state (None)
+    plain.save_states(str(tmp_path / 'none.states'))
+    check_states(str(tmp_path / 'none.states'), plain._params)  # pylint: disable=protected-access
+
+
+def test_states_of_another_network_or_order_are_refused(tmp_path):
+    trainer = _two_layer_trainer()
+    trainer.save_states(str(tmp_path / 's.states'))
+    params = trainer._params  # pylint: disable=protected-access
+    # The same parameters in another order (what a name-ordered trainer gets from other layer names).
+    swapped = [params[1], params[0]] + params[2:]
+    with pytest.raises(ValueError, match=re.escape('does not fit this network: its state 0 has shape %s, '
+                                                   'parameter %s has shape %s' % (params[0].shape, params[1].name,
+                                                                                   params[1].shape))):
+        check_states(str(tmp_path / 's.states'), swapped)
+    # Another network: the first layer's width differs.
+    other = _two_layer_trainer(first_units=6)._params  # pylint: disable=protected-access
+    with pytest.raises(ValueError, match=re.escape('parameter %s has shape %s' % (other[0].name, other[0].shape))):
+        check_states(str(tmp_path / 's.states'), other)
+    with pytest.raises(ValueError, match='holds a state for parameter [23]; this trainer has 2 parameters'):
+        check_states(str(tmp_path / 's.states'), params[:2])
+    (tmp_path / 'bad.states').write_bytes(b'not a pickle')
+    with pytest.raises(ValueError, match='bad.states is not a trainer states file'):
+        check_states(str(tmp_path / 'bad.states'), params)
 
 
 def _dead_pid():

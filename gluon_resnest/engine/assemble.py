@@ -7,7 +7,7 @@ builds its data, network and optimizer settings in between.
 import os
 
 from ..devices import contexts
-from .checkpoint import checkpoint_files, latest_checkpoint
+from .checkpoint import check_states, checkpoint_files, latest_checkpoint
 from .distributed import setup_distributed
 from .loop import Run, seed_everything, train
 from .monitor import setup_logger
@@ -55,6 +55,7 @@ def resume_states(run, source):
     """Load trainer states; the schedule follows the current flags at the saved update count."""
     optimizer = run.trainer.optimizer
     if source['states']:
+        check_states(source['states'], run.trainer._params)  # pylint: disable=protected-access
         run.trainer.load_states(source['states'])
         optimizer = run.trainer.optimizer
         # The pickled optimizer carries the old scheduler object; use the one built from these flags.

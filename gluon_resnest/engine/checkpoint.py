@@ -19,12 +19,13 @@ the files of its own set; ``remove_incomplete`` clears what a killed writer left
 import glob
 import json
 import os
+import pickle
 import re
 
 from ..fileio import atomic_write, sha1_of
 
 __all__ = ['checkpoint_prefix', 'checkpoint_files', 'save_checkpoint', 'latest_checkpoint', 'read_checkpoint',
-           'remove_incomplete', 'atomic_write']
+           'remove_incomplete', 'atomic_write', 'check_states']
 
 _NAME = re.compile(r'^-(\d{4,})(?:-b(\d{6,}))?\.json$')
 # Any file of a checkpoint set, or a temporary file of one being written: (extension, writer's pid or None).
@@ -168,3 +169,39 @@ def latest_checkpoint(save_dir, model, log=None, clean=False):
             if log is not None:
                 log.warning('skipping incomplete checkpoint: %s', err)
     return None
+
+
+def _arrays(state):
+    """The NDArrays of one parameter's optimizer state (an NDArray, a tuple of them, nested, or None)."""
+    if isinstance(state, (tuple, list)):
+        return [a for part in state for a in _arrays(part)]
+    return [] if state is None else [state]
+
+
+def check_states(path, params):
+    """Check that the trainer states file ``path`` fits ``params`` (the trainer's parameters, in its order).
+
+    ``gluon.Trainer.load_states`` places each saved state by parameter index and checks nothing: a file
+    of another network, or of one whose parameters are ordered otherwise, fails at the first step with an
+    MXNet shape error or, where shapes agree, trains with another parameter's momentum. Raises ValueError
+    naming the first state that does not fit.
+    """
+    with open(path, 'rb') as f:
+        try:
+            saved = pickle.load(f)
+        except Exception as err:  # pickle raises many types for a file that is not a pickle
+            raise ValueError('%s is not a trainer states file (%s: %s)' % (path, type(err).__name__, err)) from err
+    states = saved[0] if isinstance(saved, tuple) and len(saved) == 2 else saved  # (states, optimizer)
+    if not isinstance(states, dict):
+        raise ValueError('%s is not a trainer states file (it holds a %s)' % (path, type(states).__name__))
+    for index, state in states.items():
+        if not isinstance(index, int) or not 0 <= index < len(params):
+            raise ValueError('%s holds a state for parameter %r; this trainer has %d parameters'
+                             % (path, index, len(params)))
+        if params[index].shape is None:  # not known before the first forward pass
+            continue
+        expected = tuple(params[index].shape)  # 0: a dimension not known before the first forward pass
+        for array in _arrays(state):
+            if len(array.shape) != len(expected) or any(e > 0 and a != e for a, e in zip(array.shape, expected)):
+                raise ValueError('%s does not fit this network: its state %d has shape %s, parameter %s has '
+                                 'shape %s' % (path, index, tuple(array.shape), params[index].name, expected))
