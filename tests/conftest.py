@@ -336,6 +336,19 @@ def interrupt_training_at(step, before=None):
     return hooks_installed(Hooks(after_step=[after_step]))
 
 
+def stepped_trainer(net, optimizer='nag', **params):
+    """``net`` initialised and a trainer of it after one step on a batch of ones (an optimizer state per
+    parameter, ready to save). ``params``: the optimizer's, learning rate 0.1 and momentum 0.9 by default."""
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), optimizer, dict(dict(learning_rate=0.1, momentum=0.9), **params))
+    in_units = [p for p in net.collect_params().values() if p.name.endswith('weight')][0].shape[1]
+    with autograd.record():
+        loss = net(mx.nd.ones((2, in_units))).sum()
+    loss.backward()
+    trainer.step(2)
+    return trainer
+
+
 def command_error(main, argv, capsys):
     """(exit status, last stderr line) of a command's ``main(argv)`` that fails: the status it returns or
     exits with (``sys.exit('error: ...')`` is status 1 with that line)."""

@@ -10,7 +10,7 @@ import sys
 import mxnet as mx
 import pytest
 
-from conftest import QUICK_FLAGS, REPO, command_error, write_tiny_dataset
+from conftest import QUICK_FLAGS, REPO, command_error, stepped_trainer, write_tiny_dataset
 from gluon_resnest import get_model
 from gluon_resnest.classification.config import TrainConfig
 from gluon_resnest.classification.task import ClassificationTask
@@ -76,14 +76,7 @@ def test_states_of_another_network_fail_before_the_first_step(tmp_path, capsys):
     net = get_model('resnest14', classes=3)
     net.initialize()
     net.save_parameters(str(tmp_path / 'r14.params'))
-    other = mx.gluon.nn.Dense(2, in_units=3)
-    other.initialize()
-    trainer = mx.gluon.Trainer(other.collect_params(), 'nag', {'learning_rate': 0.1, 'momentum': 0.9})
-    with mx.autograd.record():
-        loss = other(mx.nd.ones((1, 3))).sum()
-    loss.backward()
-    trainer.step(1)
-    trainer.save_states(str(tmp_path / 'dense.states'))
+    stepped_trainer(mx.gluon.nn.Dense(2, in_units=3)).save_states(str(tmp_path / 'dense.states'))
     save = tmp_path / 'run'
     argv = QUICK_FLAGS + ['--data-dir', write_tiny_dataset(str(tmp_path / 'data')), '--num-epochs', '2',
                           '--save-dir', str(save), '--resume-params', str(tmp_path / 'r14.params'),

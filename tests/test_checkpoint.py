@@ -11,19 +11,14 @@ import sys
 import mxnet as mx
 import pytest
 
+from conftest import stepped_trainer
 from gluon_resnest.engine.checkpoint import (atomic_write, check_states, checkpoint_prefix, latest_checkpoint,
                                             read_checkpoint, remove_incomplete, save_checkpoint)
 
 
 def _net_and_trainer():
     net = mx.gluon.nn.Dense(3, in_units=4)
-    net.initialize()
-    trainer = mx.gluon.Trainer(net.collect_params(), 'nag', {'learning_rate': 0.1, 'momentum': 0.9})
-    with mx.autograd.record():
-        loss = net(mx.nd.ones((2, 4))).sum()
-    loss.backward()
-    trainer.step(2)
-    return net, trainer
+    return net, stepped_trainer(net)
 
 
 @pytest.fixture
@@ -95,16 +90,10 @@ def test_states_restore_update_count(saved):
     assert trainer.optimizer.num_update == 1
 
 
-def _two_layer_trainer(first_units=5, momentum=0.9, **kwargs):
+def _two_layer_trainer(first_units=5, **params):
     net = mx.gluon.nn.HybridSequential()
     net.add(mx.gluon.nn.Dense(first_units, in_units=4), mx.gluon.nn.Dense(3, in_units=first_units))
-    net.initialize()
-    trainer = mx.gluon.Trainer(net.collect_params(), 'sgd', dict(learning_rate=0.1, momentum=momentum, **kwargs))
-    with mx.autograd.record():
-        loss = net(mx.nd.ones((2, 4))).sum()
-    loss.backward()
-    trainer.step(2)
-    return trainer
+    return stepped_trainer(net, 'sgd', **params)
 
 
 @pytest.mark.parametrize('kwargs', [{}, {'multi_precision': True}], ids=['momentum', 'multi-precision'])
