@@ -70,13 +70,20 @@ FP32_FORMS = ('mxnet', 'mxnet-fused', 'onnx')
 CALIBRATIONS = [(mode, granularity) for mode in CALIB_MODES for granularity in GRANULARITIES]
 
 
-def parse_args(argv=None):
-    """Command-line arguments of the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.split('Usage', 1)[0],
+def network_parser(doc):
+    """A parser described by ``doc`` (up to its Usage) with the network flags of the deployment benchmarks:
+    ``--model`` (resnest50), ``--pretrained``/``--params-file`` (random weights without), ``--input-size``."""
+    parser = argparse.ArgumentParser(description=doc.split('Usage', 1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_model(parser, default='resnest50')
     cli.add_weights(parser)
     cli.add_input_size(parser, 224, 'image side')
+    return parser
+
+
+def parse_args(argv=None):
+    """Command-line arguments of the benchmark."""
+    parser = network_parser(__doc__)
     parser.add_argument('--batch-sizes', type=int, nargs='+', default=[1, 8],
                         help='batch sizes timed (default: 1 8)')
     cli.add_batch_size(parser, 8, 'calibration and validation batch')
@@ -134,7 +141,8 @@ def _network(args):
     return load_network(args.model, pretrained=args.pretrained, params_file=args.params_file)
 
 
-def _calibration(args):
+def calibration(args):
+    """``--num-calib-batches`` x ``--batch-size`` calibration images of ``--calib-data``, or random ones."""
     count = args.num_calib_batches * args.batch_size
     if args.calib_data:
         return calibration_images(args.calib_data, args.input_size, count)
@@ -367,7 +375,7 @@ def main(args=None):
         train_demo(args)
         results['weights'] = args.params_file
     with tempfile.TemporaryDirectory(prefix='bench-deploy-') as folder:
-        net, calib = _network(args), _calibration(args)
+        net, calib = _network(args), calibration(args)
         results.update(export_all(args, folder, net, calib))
         speed(args, folder, results)
         if args.val_data:

@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 
 os.environ.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
@@ -41,15 +40,16 @@ import gluon_resnest  # noqa: E402,F401  (loads MXNet, after the thread count: g
 import mxnet as mx  # noqa: E402
 
 from gluon_resnest import cli  # noqa: E402
-from gluon_resnest.config import CALIB_MODES, GRANULARITIES  # noqa: E402
-from gluon_resnest.export import calibration_images, export_int8  # noqa: E402
+from gluon_resnest.config import CALIB_MODES, GRANULARITIES, ConfigError, check_weights  # noqa: E402
+from gluon_resnest.export import export_int8  # noqa: E402
 from gluon_resnest.fileio import write_json  # noqa: E402
 from gluon_resnest.loading import load_deployed, load_network  # noqa: E402
+from gluon_resnest.metrics import time_calls  # noqa: E402
 from gluon_resnest.procs import preexec_die_with_this_process  # noqa: E402
 from gluon_resnest.summary import count_macs  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_deploy import cpu_name, cpu_peaks  # noqa: E402  pylint: disable=wrong-import-position
+from bench_deploy import calibration, cpu_name, cpu_peaks, network_parser  # noqa: E402  pylint: disable=wrong-import-position
 
 GROUPS = ('convolutions', 'fully connected', 'other INT8 operators', 'fp32/INT8 conversions',
           'fp32 operators')
@@ -71,11 +71,7 @@ def operator_group(op):
 
 def parse_args(argv=None):
     """Command-line arguments of the profile."""
-    parser = argparse.ArgumentParser(description=__doc__.split('Usage', 1)[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_model(parser, default='resnest50')
-    cli.add_weights(parser)
-    cli.add_input_size(parser, 224, 'image side')
+    parser = network_parser(__doc__)
     cli.add_batch_size(parser, 1, 'profiled batch (and calibration batch)')
     parser.add_argument('--prefix', help='an exported INT8 graph (PREFIX-symbol.json); default: quantize '
                                          '--model here')
@@ -94,19 +90,16 @@ def parse_args(argv=None):
         parser.error('--batch-size, --num-calib-batches, --warmup, --runs and --top must be positive')
     if args.prefix and not os.path.isfile(args.prefix + '-symbol.json'):
         parser.error('--prefix %s: %s-symbol.json does not exist' % (args.prefix, args.prefix))
-    if args.pretrained and args.params_file:
-        parser.error('give at most one of --pretrained and --params-file')
+    try:
+        check_weights(args.pretrained, args.params_file, required=False)
+    except ConfigError as err:
+        parser.error(err.render(cli.flag_name))
     return args
 
 
 def quantized_here(args, net, folder):
     """Quantize ``net`` as ``--format int8`` does into ``folder``; the prefix written."""
-    count = args.num_calib_batches * args.batch_size
-    if args.calib_data:
-        images = calibration_images(args.calib_data, args.input_size, count)
-    else:
-        images = mx.nd.random.normal(shape=(count, 3, args.input_size, args.input_size))
-    export_int8(net, folder, 'int8', images, batch_size=args.batch_size, calib_mode=args.calib_mode,
+    export_int8(net, folder, 'int8', calibration(args), batch_size=args.batch_size, calib_mode=args.calib_mode,
                 granularity=args.granularity)
     return os.path.join(folder, 'int8')
 
@@ -159,12 +152,7 @@ def operator_times(block, x, runs):
 
 def pass_ms(block, x, runs):
     """Median wall milliseconds of a pass (each operator alone, as profiled)."""
-    times = []
-    for _ in range(max(runs, 5)):
-        tic = time.perf_counter()
-        block(x).wait_to_read()
-        times.append(time.perf_counter() - tic)
-    return 1e3 * statistics.median(times)
+    return 1e3 * statistics.median(time_calls(lambda: block(x).wait_to_read(), 0, max(runs, 5)))
 
 
 def onednn_log(argv, prefix):

@@ -67,8 +67,12 @@ def test_profile_counts_every_operator_of_the_deployed_graph(tmp_path, capsys):
         assert json.load(f)['operators'] == results['operators']
 
 
-def test_bad_prefix_is_bad_usage(tmp_path, capsys):
+@pytest.mark.parametrize('argv, message', [
+    (['--prefix', 'missing'], 'missing-symbol.json does not exist'),
+    (['--pretrained', '--params-file', 'f.params'], 'exactly one of --pretrained and --params-file'),
+])
+def test_bad_usage_is_one_line_and_status_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        profile_int8.parse_args(['--prefix', str(tmp_path / 'missing')])
+        profile_int8.parse_args(argv)
     assert exit_info.value.code == 2
-    assert 'missing-symbol.json does not exist' in capsys.readouterr().err
+    assert message in capsys.readouterr().err
